@@ -1,0 +1,85 @@
+"""`pack_weights`: prune (N:M along K) -> quantize -> PackedWeights, in one call."""
+import numbers
+
+import numpy as np
+
+from nmaccel.errors import require
+from nmaccel.pack.format import PackedWeights
+from nmaccel.pack.prune import (METHODS, check_calibration, check_nm, check_weights, nm_mask,
+                                magnitude_scores, pad_k, sparsegpt, wanda_scores)
+from nmaccel.pack.quant import (QUANTIZERS, check_bits, fit_lloyd_max, fit_uniform,
+                                resolve_granularity)
+
+
+def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="uniform",
+                 method="magnitude", calibration=None, granularity=None, symmetric=True,
+                 damp=0.1, blocksize=128, calibration_tokens=None, error_compensation=True,
+                 lloyd_iters=30):
+    """Prune `w` (out, in) to n_keep:m_group along K, quantize the kept weights, pack.
+
+    Defaults: no `granularity` and no `group_size` -> per output channel scales; `group_size`
+    given -> "group"; granularity="group" alone -> group_size 128. `calibration` (tokens, in)
+    float activations are needed by wanda / sparsegpt; `calibration_tokens` keeps only its
+    first rows. sparsegpt: `damp` (relative to mean diag H, default 0.1: 1% overfits small
+    off-domain calibration sets), `blocksize`; with `error_compensation` the kept weights are
+    quantized inside the OBS loop (GPTQ-style) on the grid fitted to the SparseGPT-pruned
+    weights, with that pass's mask fixed. Scales / codebooks use kept weights only; pruned
+    positions are not stored. `symmetric=False` gives zero-point uniform codes.
+    Returns PackedWeights; `meta` records method, damp and the quantization MSE.
+    """
+    w = check_weights(w)
+    check_nm(n_keep, m_group)
+    check_bits(bits)
+    require(method in METHODS, f"unknown pruning method {method!r}: use one of {', '.join(METHODS)}")
+    require(quantizer in QUANTIZERS,
+            f"unknown quantizer {quantizer!r}: use one of {', '.join(QUANTIZERS)}")
+    require(quantizer == "uniform" or symmetric,
+            "symmetric=False applies to the uniform quantizer only: drop it for lloyd-max")
+    granularity, group_size = resolve_granularity(granularity, group_size, m_group)
+    if method != "magnitude":
+        require(calibration is not None,
+                f"method={method!r} needs calibration activations (tokens, {w.shape[1]}): "
+                "pass calibration=... or use method='magnitude'")
+        calibration = check_calibration(calibration, w.shape[1])
+        if calibration_tokens is not None:
+            require(isinstance(calibration_tokens, numbers.Integral) and calibration_tokens >= 1,
+                    f"calibration_tokens={calibration_tokens!r}: use a positive integer")
+            calibration = calibration[:calibration_tokens]
+
+    def fit(wk, keep):
+        if quantizer == "uniform":
+            return fit_uniform(wk, keep, bits=bits, granularity=granularity,
+                               group_size=group_size, symmetric=symmetric)
+        return fit_lloyd_max(wk, keep, bits=bits, granularity=granularity,
+                             group_size=group_size, iters=lloyd_iters)
+
+    if method == "sparsegpt":
+        wp, keep, _ = sparsegpt(w, calibration, n_keep=n_keep, m_group=m_group, damp=damp,
+                                blocksize=blocksize)
+        grid = fit(wp, keep)
+        if error_compensation:
+            _, _, codes = sparsegpt(w, calibration, m_group=m_group, damp=damp,
+                                    blocksize=blocksize, mask=keep, quantizer=grid)
+        else:
+            codes = grid.quantize(wp)
+    else:
+        scores = magnitude_scores(w) if method == "magnitude" else wanda_scores(w, calibration)
+        keep = nm_mask(scores, n_keep, m_group)
+        wp = np.where(keep, pad_k(w, m_group), 0.0)
+        grid = fit(wp, keep)
+        codes = grid.quantize(wp)
+    codes = np.where(keep, codes, 0)
+    meta = {"method": method, "symmetric": bool(symmetric)}
+    if method == "sparsegpt":
+        meta.update(damp=float(damp), blocksize=int(blocksize),
+                    error_compensation=bool(error_compensation),
+                    calibration_tokens=int(calibration.shape[0]))
+    elif method == "wanda":
+        meta["calibration_tokens"] = int(calibration.shape[0])
+    if quantizer == "lloyd-max":
+        meta["lloyd_mse"] = grid.stats["mse"]
+        meta["uniform_mse"] = grid.stats["uniform_mse"]
+    return PackedWeights.from_dense_codes(
+        codes, keep, in_features=w.shape[1], n_keep=n_keep, m_group=m_group, bits=bits,
+        quantizer=quantizer, granularity=granularity, group_size=group_size,
+        scales=grid.scales, zero_points=grid.zero_points, codebook=grid.codebook, meta=meta)
