@@ -1,0 +1,17 @@
+"""Bit-exact integer numpy models of the hardware (never imports nmaccel.hdl).
+
+Submodules: intops (wrap/saturate/round_shift), accum (accumulator widths), gemm (packed GEMM),
+groupscale (fixed-point group scales), epilogue (requantization), strassen (exact Strassen).
+"""
+from nmaccel.golden.accum import accum_bits, check_accumulator
+from nmaccel.golden.epilogue import epilogue, quantize_multiplier
+from nmaccel.golden.gemm import gemm, gemm_csr, gemm_gather, prepare
+from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
+from nmaccel.golden.intops import round_shift, saturate, wrap
+from nmaccel.golden.strassen import strassen_bit_growth, strassen_gemm, strassen_matmul
+
+__all__ = [
+    "accum_bits", "check_accumulator", "epilogue", "quantize_multiplier", "gemm", "gemm_csr",
+    "gemm_gather", "prepare", "group_scaled_gemm", "groupscale_params", "round_shift", "saturate",
+    "wrap", "strassen_bit_growth", "strassen_gemm", "strassen_matmul",
+]

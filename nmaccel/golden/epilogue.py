@@ -1,0 +1,116 @@
+"""Output epilogue: integer accumulator -> INT8 (or raw INT32), stage by stage.
+
+Hardware order and widths (acc_bits A, multiplier mantissa bits B, output bits O):
+  1. add_bias:        s = acc + bias              A-bit acc + 32-bit bias, exact in max(A,32)+1 bits
+  2. apply_multiplier p = s * mantissa            exact, (max(A,32)+1) + B bits (mantissa >= 0)
+  3. round_shift:     r = (p + 2^(shift-1)) >> shift   rounding "half_up" (ties toward +inf)
+  4. relu (optional): r = max(r, 0)
+  5. saturate:        y = clamp(r, -2^(O-1), 2^(O-1)-1)
+The real per-channel scale `real` is represented as mantissa * 2^-shift by `quantize_multiplier`
+(TFLite/gemmlowp style: mantissa in [2^(B-2), 2^(B-1)), i.e. a B-bit signed positive number).
+Float reference: `epilogue_float`; see its docstring for the tolerance.
+"""
+import numpy as np
+
+from nmaccel.errors import require
+from nmaccel.golden import intops
+
+MAX_SHIFT = 62
+
+
+def quantize_multiplier(real, mult_bits=16, max_shift=MAX_SHIFT):
+    """real (> 0 scalar or array) -> (mantissa, shift) int64 arrays, real ~= mantissa * 2^-shift.
+
+    mantissa = round_half_up(q * 2^(mult_bits-1)) for real = q * 2^e, q in [0.5, 1) (a carry to
+    2^(mult_bits-1) renormalizes), shift = mult_bits - 1 - e; relative error <= 2^-(mult_bits-1).
+    Multipliers so small that shift would exceed `max_shift` keep shift = max_shift and a smaller
+    (possibly 0) mantissa. real == 0 gives (0, 0). Needs real < 2^(mult_bits-1) (shift >= 0).
+    """
+    require(2 <= int(mult_bits) <= 53, f"mult_bits must be in [2, 53], got {mult_bits}")
+    r = np.asarray(real, dtype=np.float64)
+    require(np.all(np.isfinite(r)), "multiplier must be finite; check the scales for NaN/inf")
+    require(np.all(r >= 0), "multiplier must be >= 0; scales must be positive")
+    q, e = np.frexp(r)
+    top = 1 << (int(mult_bits) - 1)
+    mant = np.floor(q * top + 0.5).astype(np.int64)
+    carry = mant == top
+    mant = np.where(carry, mant // 2, mant)
+    e = e.astype(np.int64) + carry
+    shift = (int(mult_bits) - 1) - e
+    require(not np.any((r > 0) & (shift < 0)),
+            f"multiplier too large for a {mult_bits}-bit mantissa (needs real < 2^{mult_bits - 1}); "
+            "raise the output scale")
+    tiny = shift > max_shift
+    if np.any(tiny):
+        mant = np.where(tiny, np.floor(np.ldexp(r, max_shift) + 0.5).astype(np.int64), mant)
+        shift = np.where(tiny, max_shift, shift)
+    zero = r == 0
+    mant = np.where(zero, 0, mant)
+    shift = np.where(zero, 0, shift)
+    return mant.astype(np.int64), shift.astype(np.int64)
+
+
+def multiplier_value(mantissa, shift):
+    """The real number mantissa * 2^-shift (float64, exact for mantissa < 2^53)."""
+    return np.ldexp(np.asarray(mantissa, dtype=np.float64), -np.asarray(shift, dtype=np.int64))
+
+
+def add_bias(acc, bias=None, bias_bits=32):
+    """Stage 1: acc + bias (per-channel bias along the last axis), exact. bias must fit bias_bits."""
+    acc = intops.as_int(acc, "accumulator")
+    if bias is None:
+        return acc
+    bias = intops.check_fits(bias, bias_bits, True, "bias")
+    return intops.add_exact(acc, bias)
+
+
+def apply_multiplier(x, mantissa):
+    """Stage 2: x * mantissa (per-channel along the last axis), exact."""
+    m = intops.as_int(mantissa, "multiplier mantissa")
+    require(m.size == 0 or int(m.min()) >= 0, "multiplier mantissa must be >= 0")
+    return intops.mul_exact(x, m)
+
+
+def relu(x):
+    """Stage 4: max(x, 0)."""
+    x = intops.as_int(x, "relu input")
+    return np.maximum(x, 0)
+
+
+def epilogue_stages(acc, mult, shift, bias=None, relu_on=False, out_bits=8, mode="half_up"):
+    """All intermediates of `epilogue` as a dict (keys: biased, product, shifted, relu, out)."""
+    st = {"biased": add_bias(acc, bias)}
+    if mult is None:
+        st["product"] = st["biased"]
+        st["shifted"] = st["biased"]
+    else:
+        st["product"] = apply_multiplier(st["biased"], mult)
+        st["shifted"] = intops.round_shift(st["product"], shift, mode)
+    st["relu"] = relu(st["shifted"]) if relu_on else st["shifted"]
+    st["out"] = intops.saturate(st["relu"], out_bits, signed=True).astype(np.int64)
+    return st
+
+
+def epilogue(acc, mult, shift, bias=None, relu=False, out_bits=8, mode="half_up"):
+    """Accumulator (T, out) -> saturated `out_bits` integers (int64 array).
+
+    y = saturate(relu?(round_shift((acc + bias) * mult, shift, mode)), out_bits). `mult`, `shift`
+    and `bias` broadcast along the last (channel) axis. mult=None skips scaling (raw output:
+    out_bits=32 gives the INT32 accumulator + bias, saturated).
+    """
+    return epilogue_stages(acc, mult, shift, bias, relu, out_bits, mode)["out"]
+
+
+def epilogue_float(acc, real, bias=None, relu=False, out_bits=8):
+    """Float reference: saturate(relu?(round_half_up((acc + bias) * real)), out_bits).
+
+    Tolerance vs `epilogue(acc, *quantize_multiplier(real, B), ...)` with mode "half_up": equal,
+    except where (acc + bias) * real lies within |acc + bias| * |real - mantissa*2^-shift|
+    (<= |acc + bias| * real * 2^-(B-1)) of a rounding tie; there they differ by at most 1.
+    """
+    s = np.asarray(intops.add_exact(acc, bias if bias is not None else 0), dtype=np.float64)
+    y = np.floor(s * np.asarray(real, dtype=np.float64) + 0.5)
+    if relu:
+        y = np.maximum(y, 0)
+    lo, hi = intops.int_range(out_bits, True)
+    return np.clip(y, lo, hi).astype(np.int64)

@@ -1,0 +1,129 @@
+"""Exact integer GEMM of packed N:M weights with INT8 activations: y = x_q @ W_int.T (int64).
+
+Fast path: floating-point BLAS is exact on integers as long as every value it forms is an
+integer of magnitude <= 2^p (p = 24 for float32, 53 for float64). For y[t, o] = sum_k x[t,k] w[o,k]
+every product and every partial sum, in any summation order (blocking, FMA), is bounded by
+    S = max|x| * max_o sum_k |w[o,k]|            (`dot_bound`)
+which is itself <= K * 2^(a_bits-1) * 2^(w_bits-1), i.e. within accum_bits(K, w_bits, a_bits).
+So: S <= 2^24 -> float32 BLAS, S <= 2^53 -> float64 BLAS, else an exact int64 (or Python int)
+matmul. Results are converted back to int64 without rounding.
+"""
+import numpy as np
+import scipy.sparse
+
+from nmaccel.errors import require
+from nmaccel.golden import intops
+
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
+A_BITS = 8
+
+
+def dot_bound(x_max_abs, w):
+    """Bound S on every partial sum of x @ w.T: x_max_abs * max row sum of |w| (Python int)."""
+    w = intops.as_int(w, "weights")
+    if w.size == 0:
+        return 0
+    rows = np.abs(w).sum(axis=1) if w.dtype != object else np.array([sum(abs(int(v)) for v in r) for r in w])
+    return int(x_max_abs) * int(rows.max())
+
+
+def exact_dtype(bound):
+    """float32 / float64 if BLAS in that type is exact for partial sums <= bound, else None."""
+    if bound <= FLOAT32_EXACT:
+        return np.float32
+    if bound <= FLOAT64_EXACT:
+        return np.float64
+    return None
+
+
+def int_matmul(x, w):
+    """x (T, K) @ w (N, K).T exactly for any integer arrays, int64 (object if past int64)."""
+    x = intops.as_int(x, "activations")
+    w = intops.as_int(w, "weights")
+    require(x.ndim == 2 and w.ndim == 2 and x.shape[1] == w.shape[1],
+            f"int_matmul shapes {x.shape} and {w.shape} do not share K")
+    bound = dot_bound(intops.max_abs(x), w)
+    dt = exact_dtype(bound)
+    if dt is not None:
+        return (x.astype(dt) @ w.T.astype(dt)).astype(np.int64)
+    if bound < (1 << 62):
+        return x @ w.T
+    return x.astype(object) @ w.T.astype(object)
+
+
+def check_activations(x_q, in_features, a_bits=A_BITS):
+    """Validate INT activations (T, in): integer dtype, a_bits signed range, matching K."""
+    x = np.asarray(x_q)
+    require(x.ndim == 2, f"activations must be 2-D (T, in_features), got shape {x.shape}; "
+            "reshape a single vector to (1, in)")
+    require(x.shape[1] == in_features,
+            f"activations have K={x.shape[1]} but the weights have in_features={in_features}")
+    return intops.check_fits(x, a_bits, True, f"INT{a_bits} activations")
+
+
+class GemmPlan:
+    """Weights of one PackedWeights prepared once for repeated exact GEMMs.
+
+    Holds the integer weights (out, in) and, when `dot_bound` proves it exact for any
+    a_bits-bit activation, a contiguous float32/float64 transposed copy for BLAS.
+    """
+
+    def __init__(self, packed, a_bits=A_BITS):
+        self.in_features = packed.in_features
+        self.out_features = packed.out_features
+        self.a_bits = a_bits
+        self.w_int = packed.int_weights().astype(np.int64)
+        self.bound = dot_bound(1 << (a_bits - 1), self.w_int)
+        self.dtype = exact_dtype(self.bound)
+        self.w_t = None if self.dtype is None else np.ascontiguousarray(self.w_int.T.astype(self.dtype))
+
+    def __call__(self, x_q):
+        x = check_activations(x_q, self.in_features, self.a_bits)
+        if self.dtype is None:
+            return int_matmul(x, self.w_int)
+        return (x.astype(self.dtype) @ self.w_t).astype(np.int64)
+
+
+def prepare(packed, a_bits=A_BITS):
+    """GemmPlan for `packed` (reuse it to GEMM many activation batches)."""
+    return GemmPlan(packed, a_bits)
+
+
+def gemm(packed, x_q, plan=None):
+    """Exact y = x_q @ packed.int_weights().T as int64 (T, out) for INT8 activations (T, in).
+
+    `packed` may also be a GemmPlan (or pass plan=prepare(packed)) to skip weight preparation.
+    """
+    if isinstance(packed, GemmPlan):
+        return packed(x_q)
+    return (plan or GemmPlan(packed))(x_q)
+
+
+def gemm_csr(packed, x_q):
+    """Same product through scipy.sparse: CSR(int_weights) @ x_q.T, int64 throughout."""
+    x = check_activations(x_q, packed.in_features)
+    w = scipy.sparse.csr_matrix(packed.int_weights().astype(np.int64))
+    return np.asarray((w @ x.T).T, dtype=np.int64)
+
+
+def gemm_gather(packed, x_q, chunk=256):
+    """Same product computed like the hardware: for every stored value, its index selects the
+    activation column (mux) that the value multiplies; int64 multiply-accumulate.
+
+    Loops only over the n_keep slots and over row chunks of `chunk` outputs.
+    """
+    x = check_activations(x_q, packed.in_features)
+    xp = np.zeros((x.shape[0], packed.k_padded), dtype=np.int64)
+    xp[:, :packed.in_features] = x
+    out, ng, nk = packed.out_features, packed.n_groups, packed.n_keep
+    cols = (np.arange(ng) * packed.m_group)[None, :, None] + packed.indices.astype(np.int64)
+    wv = np.take_along_axis(packed.int_weights(padded=True).astype(np.int64), cols.reshape(out, -1),
+                            axis=1).reshape(out, ng, nk)
+    y = np.zeros((x.shape[0], out), dtype=np.int64)
+    for o0 in range(0, out, chunk):
+        sl = slice(o0, o0 + chunk)
+        for j in range(nk):
+            sel = xp[:, cols[sl, :, j]]                  # (T, rows, ng): muxed activations
+            y[:, sl] += np.einsum("tog,og->to", sel, wv[sl, :, j])
+    return y
