@@ -1,0 +1,226 @@
+"""Verilog export of PyRTL blocks, port descriptions, Verilator lint, `nmaccel export`.
+
+`export_verilog` wraps `pyrtl.output_to_verilog` (1.0.3): it adds a synchronous `rst` port
+(unless add_reset=False), initial register values (initialize_registers), renames illegal names
+(the port description maps them back), and does not export MemBlock initial contents (RomBlock
+contents are exported). Every file is written atomically (temporary file + os.replace).
+"""
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyrtl
+
+from nmaccel.errors import NmaccelError, require
+from nmaccel import tools
+
+RESERVED_WIRE_NAMES = ("clk", "rst")
+
+# Verilator lint waivers; each is justified in docs/LINT_WAIVERS.md.
+LINT_WAIVERS = (
+    # PyRTL keeps full-width temporaries and slices them (truncation after add/mult).
+    ('UNUSEDSIGNAL', "Bits of signal are not used: 'tmp*"),
+    # A PyRTL temporary may be computed and left entirely unused after a slice/concat.
+    ('UNUSEDSIGNAL', "Signal is not used: 'tmp*"),
+)
+
+
+@dataclass(frozen=True)
+class Port:
+    """One port of an exported module. `pyrtl_name` is the wire name before sanitizing."""
+    name: str
+    direction: str   # "input" | "output"
+    width: int
+    pyrtl_name: str
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A MemBlock / RomBlock array declared in the exported module."""
+    name: str
+    width: int
+    depth: int
+    kind: str        # "MemBlock" | "RomBlock"
+
+
+@dataclass(frozen=True)
+class VerilogExport:
+    path: Path
+    module_name: str
+    ports: tuple
+    memories: tuple
+    has_reset: bool
+
+    @property
+    def inputs(self):
+        return tuple(p for p in self.ports if p.direction == "input")
+
+    @property
+    def outputs(self):
+        return tuple(p for p in self.ports if p.direction == "output")
+
+    def port(self, name):
+        for p in self.ports:
+            if name in (p.name, p.pyrtl_name):
+                return p
+        raise NmaccelError(f"module {self.module_name} has no port {name!r}; ports: "
+                           + ", ".join(p.name for p in self.ports))
+
+
+_PORT_RE = re.compile(r"^\s*(input|output)\s*(?:\[(\d+):(\d+)\])?\s*(\w+)\s*;\s*(?://\s*(\S.*))?$")
+_MEM_RE = re.compile(r"^\s*reg\s*\[(\d+):0\]\s*(\w+)\s*\[(\d+):0\]\s*;\s*//\s*(MemBlock|RomBlock)")
+_MODULE_RE = re.compile(r"^\s*module\s+(\w+)\s*\(([^)]*)\)\s*;", re.M)
+
+
+def parse_module(text):
+    """(module name, [Port], [Memory]) of the first module in PyRTL-generated Verilog."""
+    m = _MODULE_RE.search(text)
+    require(m is not None, "no 'module NAME(...);' header found: is this PyRTL-generated Verilog?")
+    order = [s.strip() for s in m.group(2).split(",") if s.strip()]
+    decl, mems = {}, []
+    for line in text[m.end():].splitlines():
+        if line.strip().startswith("endmodule"):
+            break
+        pm = _PORT_RE.match(line)
+        if pm:
+            d, hi, lo, name, comment = pm.groups()
+            width = int(hi) - int(lo) + 1 if hi is not None else 1
+            decl[name] = Port(name, d, width, comment.strip() if comment else name)
+            continue
+        mm = _MEM_RE.match(line)
+        if mm:
+            mems.append(Memory(mm.group(2), int(mm.group(1)) + 1, int(mm.group(3)) + 1,
+                               mm.group(4)))
+    missing = [n for n in order if n not in decl]
+    require(not missing, f"ports {missing} have no input/output declaration in the module")
+    return m.group(1), [decl[n] for n in order], mems
+
+
+def _check_block(block):
+    block = block if block is not None else pyrtl.working_block()
+    bad = sorted(w.name for w in block.wirevector_set if w.name in RESERVED_WIRE_NAMES)
+    require(not bad, f"wires named {bad} clash with the exported clock/reset ports: rename them")
+    require(block.wirevector_subset(pyrtl.Output),
+            "the block has no Output wires: nothing to export (add pyrtl.Output ports)")
+    try:
+        block.sanity_check()
+    except pyrtl.PyrtlError as exc:
+        raise NmaccelError(f"PyRTL block fails its sanity check: {str(exc).splitlines()[0]}") from exc
+    return block
+
+
+def verilog_text(block=None, *, module_name="toplevel", add_reset=True,
+                 initialize_registers=True):
+    """The Verilog of a PyRTL block (default: the working block) as a string."""
+    require(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module_name or "") is not None,
+            f"module name {module_name!r} is not a Verilog identifier: use letters, digits, _")
+    block = _check_block(block)
+    buf = io.StringIO()
+    try:
+        pyrtl.output_to_verilog(buf, add_reset=add_reset, block=block,
+                                initialize_registers=initialize_registers,
+                                module_name=module_name)
+    except pyrtl.PyrtlError as exc:
+        raise NmaccelError(f"Verilog export failed: {str(exc).splitlines()[0]}") from exc
+    return buf.getvalue()
+
+
+def port_table(ports):
+    """Markdown table of ports (name, direction, width, PyRTL name)."""
+    from tabulate import tabulate
+    rows = [(p.name, p.direction, p.width, p.pyrtl_name) for p in ports]
+    return tabulate(rows, headers=("port", "direction", "width", "PyRTL wire"), tablefmt="github")
+
+
+def write_files_atomically(files):
+    """Write {path: text-or-bytes} all-or-nothing: temporaries first, then os.replace each."""
+    temps = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def export_verilog(path, block=None, *, module_name="toplevel", add_reset=True,
+                   initialize_registers=True, port_description=True):
+    """Write the Verilog of `block` (default: working block) to `path`.
+
+    With port_description, also writes `<path stem>.ports.json` and `<path stem>.ports.md`.
+    Returns a VerilogExport (module name, ports in header order, memories).
+    """
+    path = Path(path)
+    text = verilog_text(block, module_name=module_name, add_reset=add_reset,
+                        initialize_registers=initialize_registers)
+    name, ports, mems = parse_module(text)
+    exp = VerilogExport(path, name, tuple(ports), tuple(mems), bool(add_reset))
+    files = {path: text}
+    if port_description:
+        desc = {"module": name, "reset": bool(add_reset),
+                "ports": [asdict(p) for p in ports], "memories": [asdict(m) for m in mems]}
+        files[path.with_suffix(".ports.json")] = json.dumps(desc, indent=1) + "\n"
+        files[path.with_suffix(".ports.md")] = (
+            f"# Ports of `{name}`\n\nClock `clk` (rising edge)"
+            + (", synchronous active-high reset `rst`" if add_reset else "")
+            + ".\n\n" + port_table(ports) + "\n")
+    write_files_atomically(files)
+    return exp
+
+
+def load_export(path):
+    """VerilogExport of an existing PyRTL-generated Verilog file."""
+    path = Path(path)
+    require(path.is_file(), f"Verilog file {path} does not exist: export it first")
+    name, ports, mems = parse_module(path.read_text())
+    return VerilogExport(path, name, tuple(ports), tuple(mems),
+                         any(p.name == "rst" for p in ports))
+
+
+def waiver_config():
+    """Verilator configuration (.vlt) text holding LINT_WAIVERS."""
+    lines = ["`verilator_config"]
+    lines += [f'lint_off -rule {rule} -file "*" -match "{match}"' for rule, match in LINT_WAIVERS]
+    return "\n".join(lines) + "\n"
+
+
+_WARN_RE = re.compile(r"^%(Warning|Error)-?([A-Z0-9_]*): ([^:]+):(\d+):(?:\d+:)? (.*)$")
+
+
+def lint(path, *, top=None, waivers=True):
+    """Run `verilator --lint-only -Wall` on `path`; return the list of warning lines (empty = clean).
+
+    `waivers` applies LINT_WAIVERS (docs/LINT_WAIVERS.md). The file name need not match the module.
+    """
+    path = Path(path).resolve()
+    require(path.is_file(), f"Verilog file {path} does not exist")
+    ver = tools.find_verilator()
+    top = top or load_export(path).module_name
+    with tempfile.TemporaryDirectory(prefix="nmaccel_lint_") as tmp:
+        cmd = [ver.exe, "--lint-only", "-Wall", "-Wno-DECLFILENAME", "--top-module", top]
+        if waivers:
+            vlt = Path(tmp) / "waivers.vlt"
+            vlt.write_text(waiver_config())
+            cmd.append(str(vlt))
+        cmd.append(str(path))
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp,
+                              env={**os.environ, **ver.env})
+    msgs = [ln for ln in (proc.stdout + proc.stderr).splitlines()
+            if _WARN_RE.match(ln) and not ln.startswith("%Error: Exiting due to")]
+    if proc.returncode != 0 and not msgs:
+        raise NmaccelError("verilator lint failed: " + tools.log_tail(proc.stdout + proc.stderr, 5))
+    return msgs
