@@ -1,0 +1,92 @@
+"""Width-adjustable processing element: n_max lanes, INT8 or token-packed INT4 products.
+
+Packed-operand choice. With N:M sparsity the two output columns a lane could pair up in INT4
+mode keep *different* K positions, so they never share one activation; the operand two INT4
+products can always share is the stationary weight. In INT4 mode a lane therefore computes two
+tokens at once from one multiplier:
+
+    b = (a_hi << S) + a_lo            (S = int4_bits + act_bits = 12, b: act_bits + S + 1 bits)
+    P = w * b = (w*a_hi) << S + w*a_lo
+    lo = sext(P[S-1:0])               (|w*a_lo| <= 1024 < 2**(S-1): no collision)
+    hi = (P >>> S) + P[S-1]           (sign correction: the low field borrowed 1 when negative)
+
+so one 8 x 21-bit signed multiplier (one DSP48E2 27x18) gives 2 INT4 x INT8 MACs per cycle;
+in INT8 mode the same multiplier sees b = sext(a_lo) and gives one INT8 x INT8 MAC.
+`nmaccel.golden.blocks.pe_step` mirrors this equation.
+"""
+import pyrtl
+
+from nmaccel.hdl.decoder import make_nm_decoder
+from nmaccel.hdl.signed import delay, fields, sadd, sext, smul, ssum
+
+
+def lane_store_bits(cfg):
+    """Stored (decoded) lane word: window-local index + INT8 weight value."""
+    return cfg.idx_bits + cfg.weight_bits
+
+
+def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load):
+    """One PE of the weight-stationary array.
+
+    Ports: `x_in` (cfg.x_bits: tokens_per_step windows of m_max INT8 activations, token A in the
+    LSBs), `psum_in` (list, one acc_bits partial sum per token), `w_in` (n_max stored lane words:
+    weight in bits [0, 8), index above it, lane 0 in the LSBs), `w_load` (1 bit).
+    Registers: weights (`w_out`, shifts from `w_in` when `w_load`), activation (`x_out`, one cycle
+    after `x_in`), partial sums (`psum_out`).
+    Computes psum_out[t] <= psum_in[t] + sum_l product_l[t] where product_l is lane l's weight
+    times the activation its index selects (INT8: token A only; INT4: tokens A and B packed).
+    Latency x_in -> psum_out: 1 + cfg.pipeline_stages cycles; x_in -> x_out: 1 cycle.
+    Runtime inputs from `rt`: `int4`, `dense`.
+    """
+    sb = lane_store_bits(cfg)
+    w_reg = pyrtl.Register(cfg.n_max * sb, name=f"{name}.w")
+    w_reg.next <<= pyrtl.select(w_load, w_in, w_reg)
+    x_reg = pyrtl.Register(cfg.x_bits, name=f"{name}.x")
+    x_reg.next <<= x_in
+
+    lanes = fields(w_reg, sb, cfg.n_max)
+    weights = [ln[:cfg.weight_bits] for ln in lanes]
+    indices = [ln[cfg.weight_bits:] for ln in lanes]
+    windows = [fields(win, cfg.act_bits, cfg.m_max)
+               for win in fields(x_in, cfg.m_max * cfg.act_bits, cfg.tokens_per_step)]
+    dec = make_nm_decoder(f"{name}.dec", cfg, rt.dense, windows, indices)
+    acts = dec.lanes
+    if cfg.pipeline_mux:
+        acts = [[delay(a, 1, f"{name}.mux_t{t}_l{lane}") for lane, a in enumerate(row)]
+                for t, row in enumerate(acts)]
+
+    S = cfg.pack_shift
+    los, his = [], []
+    for lane in range(cfg.n_max):
+        a_lo = acts[0][lane]
+        if cfg.has_int4:
+            a_hi = acts[1][lane]
+            packed = sadd(pyrtl.concat(a_hi, pyrtl.Const(0, bitwidth=S)), a_lo, cfg.operand_bits)
+            b = pyrtl.select(rt.int4, packed, sext(a_lo, cfg.operand_bits))
+        else:
+            b = a_lo
+        p = smul(weights[lane], b)[:cfg.mult_bits]
+        if cfg.pipeline_product:
+            p = delay(p, 1, f"{name}.prod{lane}")
+        prod = pyrtl.WireVector(cfg.mult_bits, name=f"{name}.p{lane}")
+        prod <<= p
+        if cfg.has_int4:
+            lo = pyrtl.select(rt.int4, sext(prod[:S], cfg.mult_bits), prod)
+            hi_bits = cfg.mult_bits - S
+            hi = sadd(prod[S:], prod[S - 1].zero_extended(hi_bits), hi_bits)
+            his.append(pyrtl.select(rt.int4, hi, pyrtl.Const(0, bitwidth=hi_bits)))
+        else:
+            lo = prod
+        los.append(lo)
+
+    psum_out = []
+    for t, terms in enumerate([los, his][:cfg.tokens_per_step]):
+        r = pyrtl.Register(cfg.acc_bits, name=f"{name}.psum{t}")
+        r.next <<= sadd(psum_in[t], ssum(terms, cfg.acc_bits), cfg.acc_bits)
+        psum_out.append(r)
+    return _Bundle(x_out=x_reg, psum_out=psum_out, w_out=w_reg, weights=weights, indices=indices)
+
+
+class _Bundle:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)

