@@ -108,18 +108,23 @@ def log_tail(text, lines=LOG_TAIL_LINES):
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def run_yowasp(tool, args, cwd, *, timeout=None, what=None):
-    """Run yowasp `tool` with `args` (paths relative to cwd); return its log (stdout + stderr).
-
-    A non-zero exit raises NmaccelError with the tail of the log.
-    """
+def run_yowasp_raw(tool, args, cwd, *, timeout=None, what=None):
+    """Run yowasp `tool` with `args` (paths relative to cwd); return (exit code, log)."""
     cmd = yowasp_command(tool) + [str(a) for a in args]
     try:
         proc = subprocess.run(cmd, cwd=str(cwd), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise NmaccelError(f"{what or tool} timed out after {timeout} s") from exc
-    log = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise NmaccelError(f"{what or tool} failed (exit {proc.returncode}); log tail:\n"
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def run_yowasp(tool, args, cwd, *, timeout=None, what=None):
+    """Run yowasp `tool` with `args` (paths relative to cwd); return its log (stdout + stderr).
+
+    A non-zero exit raises NmaccelError with the tail of the log.
+    """
+    rc, log = run_yowasp_raw(tool, args, cwd, timeout=timeout, what=what)
+    if rc != 0:
+        raise NmaccelError(f"{what or tool} failed (exit {rc}); log tail:\n"
                            + log_tail(log))
     return log
