@@ -1,0 +1,200 @@
+"""Packed GEMM and group-scale golden models vs dense int64 numpy, scipy.sparse and loops."""
+import importlib
+
+import numpy as np
+import pytest
+
+from nmaccel.errors import NmaccelError
+from nmaccel.golden import groupscale as GS
+from nmaccel.golden import intops
+from nmaccel.pack import PackedWeights, pack_weights
+
+# nmaccel.golden.gemm is the function (re-exported); the module is in sys.modules
+G = importlib.import_module("nmaccel.golden.gemm")
+
+NM = [(1, 2), (2, 4), (1, 4), (3, 8), (4, 8), (2, 8), (4, 4)]
+SHAPES = [(1, 5, 13), (6, 9, 40), (3, 16, 130)]          # (T, out, K); K not a multiple of M
+VARIANTS = [("uniform", False, "group"), ("uniform", True, "channel"), ("lloyd-max", False, "tensor"),
+            ("lloyd-max", False, "group"), ("uniform", False, "tensor")]
+
+
+def random_packed(rng, out, k, n_keep, m_group, bits, quantizer="uniform", asym=False,
+                  granularity="channel", group_size=None, edge=False, scale_range=(0.01, 0.1)):
+    """PackedWeights with random codes (edge=True: only the extreme codes) and FP16 scales."""
+    kp = -(-k // m_group) * m_group
+    ng = kp // m_group
+    order = np.argsort(rng.random((out, ng, m_group)), axis=2)
+    mask = np.zeros((out, ng, m_group), dtype=bool)
+    np.put_along_axis(mask, order[:, :, :n_keep], True, axis=2)
+    mask = mask.reshape(out, kp)
+    if granularity == "group":
+        group_size = group_size or 2 * m_group
+    rows = 1 if granularity == "tensor" else out
+    cols = -(-kp // group_size) if granularity == "group" else 1
+    scales = np.exp(rng.uniform(*np.log(scale_range), size=(rows, cols)))
+    zp = codebook = None
+    if quantizer == "lloyd-max" or asym:
+        lo, hi = 0, (1 << bits) - 1
+    else:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    codes = rng.choice([lo, hi], size=(out, kp)) if edge else rng.integers(lo, hi + 1, size=(out, kp))
+    if asym:
+        zp = rng.integers(0, 1 << bits, size=(rows, cols))
+    if quantizer == "lloyd-max":
+        codebook = rng.integers(-128, 128, size=(rows, cols, 1 << bits))
+        if edge:
+            codebook = rng.choice([-128, 127], size=codebook.shape)
+    return PackedWeights.from_dense_codes(
+        codes, mask, in_features=k, n_keep=n_keep, m_group=m_group, bits=bits, quantizer=quantizer,
+        granularity=granularity, group_size=group_size, scales=scales, zero_points=zp, codebook=codebook)
+
+
+def random_x(rng, t, k, edge=False):
+    if edge:
+        return rng.choice(np.array([-128, 127], dtype=np.int8), size=(t, k))
+    return rng.integers(-128, 128, size=(t, k)).astype(np.int8)
+
+
+def dense_ref(packed, x):
+    return x.astype(np.int64) @ packed.int_weights().T.astype(np.int64)
+
+
+def loop_group_ref(packed, x, params):
+    """acc = sum_g (x[:, g] @ w[:, g].T) * mult[:, g], one int64 matmul per scale group."""
+    w = packed.int_weights(padded=True).astype(np.int64)
+    xp = np.zeros((x.shape[0], packed.k_padded), dtype=np.int64)
+    xp[:, :packed.in_features] = x
+    gc = packed.scale_group_cols
+    acc = np.zeros((x.shape[0], packed.out_features), dtype=np.int64)
+    for g in range(packed.n_scale_groups):
+        sl = slice(g * gc, (g + 1) * gc)
+        acc += (xp[:, sl] @ w[:, sl].T) * params.mult[:, g]
+    return acc
+
+
+@pytest.mark.parametrize("n_keep,m_group", NM)
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_gemm_sweep(n_keep, m_group, bits, rng):
+    for i, (t, out, k) in enumerate(SHAPES):
+        quantizer, asym, gran = VARIANTS[(i + bits + n_keep) % len(VARIANTS)]
+        for edge in (False, True):
+            p = random_packed(rng, out, k, n_keep, m_group, bits, quantizer, asym, gran, edge=edge)
+            x = random_x(rng, t, k, edge)
+            ref = dense_ref(p, x)
+            y = G.gemm(p, x)
+            assert y.dtype == np.int64 and y.shape == (t, out)
+            np.testing.assert_array_equal(y, ref)
+            np.testing.assert_array_equal(G.gemm_csr(p, x), ref)
+            np.testing.assert_array_equal(G.gemm_gather(p, x, chunk=4), ref)
+            np.testing.assert_array_equal(G.gemm(G.prepare(p), x), ref)
+            # group scales: hardware stages == fast path == per-group loop
+            params = GS.groupscale_params(p)
+            acc = GS.group_scaled_gemm(p, x, params)
+            np.testing.assert_array_equal(acc, GS.group_scaled_gemm(p, x, params, method="partial"))
+            np.testing.assert_array_equal(acc, loop_group_ref(p, x, params))
+            err = np.abs(acc * params.acc_scale[None] - GS.group_scaled_float(p, x))
+            assert np.all(err <= GS.group_scaled_error_bound(p, x, params))
+            widths = GS.groupscale_widths(p, params)
+            lo = -(1 << (widths["acc_bits"] - 1))
+            assert lo <= acc.min() and acc.max() < -lo
+
+
+def test_gemm_plan_dtypes_and_bound_matters(rng):
+    # 2:4 INT4, K=4096: every partial sum < 2^24 -> float32 BLAS is exact
+    p4 = random_packed(rng, 8, 4096, 2, 4, 4)
+    assert G.prepare(p4).dtype == np.float32
+    # dense INT8, large same-sign products: sums reach 2^26 -> float64; float32 would round
+    codes = rng.integers(100, 128, size=(8, 4096))
+    p8 = PackedWeights.from_dense_codes(codes, np.ones_like(codes, bool), in_features=4096, n_keep=1,
+                                        m_group=1, bits=8, scales=np.ones((8, 1)))
+    plan = G.prepare(p8)
+    assert plan.dtype == np.float64
+    x = rng.integers(100, 128, size=(4, 4096)).astype(np.int8)
+    x[0] = rng.choice(np.array([-128, 127], dtype=np.int8), size=4096)
+    ref = dense_ref(p8, x)
+    np.testing.assert_array_equal(G.gemm(plan, x), ref)
+    naive32 = (x.astype(np.float32) @ p8.int_weights().T.astype(np.float32)).astype(np.int64)
+    assert np.any(naive32 != ref)
+    # all -128 activations times all -128 weights: K * 2^14 exactly
+    codes = np.full((2, 4096), -128)
+    pw = PackedWeights.from_dense_codes(codes, np.ones_like(codes, bool), in_features=4096, n_keep=1,
+                                        m_group=1, bits=8, scales=np.ones((2, 1)))
+    y = G.gemm(pw, np.full((3, 4096), -128, dtype=np.int8))
+    np.testing.assert_array_equal(y, np.full((3, 2), 4096 * 16384))
+
+
+def test_int_matmul_wide_paths(rng):
+    x = rng.integers(-128, 128, size=(3, 50))
+    for hi in (1 << 47, 1 << 58):          # int64 path, then Python-int path
+        w = rng.integers(-hi, hi, size=(4, 50))
+        want = x.astype(object) @ w.T.astype(object)
+        got = G.int_matmul(x, w)
+        assert G.exact_dtype(G.dot_bound(128, w)) is None
+        np.testing.assert_array_equal(got, want)
+
+
+def test_gemm_bad_input(rng):
+    p = random_packed(rng, 4, 10, 2, 4, 4)
+    with pytest.raises(NmaccelError, match="K=11 but the weights have in_features=10"):
+        G.gemm(p, np.zeros((2, 11), dtype=np.int8))
+    with pytest.raises(NmaccelError, match="integer"):
+        G.gemm(p, np.zeros((2, 10), dtype=np.float32))
+    with pytest.raises(NmaccelError, match="out of the 8-bit"):
+        G.gemm(p, np.full((2, 10), 200, dtype=np.int16))
+    with pytest.raises(NmaccelError, match="2-D"):
+        G.gemm_csr(p, np.zeros(10, dtype=np.int8))
+    params = GS.groupscale_params(random_packed(rng, 5, 10, 2, 4, 4))
+    with pytest.raises(NmaccelError, match="recompute groupscale_params"):
+        GS.group_scaled_gemm(p, np.zeros((1, 10), dtype=np.int8), params)
+    with pytest.raises(NmaccelError, match="frac_bits"):
+        GS.groupscale_params(p, frac_bits=8)
+
+
+def test_groupscale_exact_and_rounded(rng):
+    # scales within 2^(F-11) of the row max are exact; a wide range is rounded
+    p = random_packed(rng, 6, 256, 2, 4, 4, granularity="group", group_size=32, scale_range=(0.02, 0.1))
+    params = GS.groupscale_params(p, frac_bits=16)
+    assert params.exact
+    s = np.asarray(p.scales, dtype=np.float64)
+    np.testing.assert_array_equal(params.mult * params.acc_scale[:, None], s)
+    assert params.mult.max() < 1 << 16 and params.mult_bits <= 16
+    wide = random_packed(rng, 6, 256, 2, 4, 4, granularity="group", group_size=32, scale_range=(1e-4, 1.0))
+    pw = GS.groupscale_params(wide, frac_bits=12)
+    assert not pw.exact
+    x = random_x(rng, 5, 256)
+    acc = GS.group_scaled_gemm(wide, x, pw)
+    np.testing.assert_array_equal(acc, loop_group_ref(wide, x, pw))
+    bound = GS.group_scaled_error_bound(wide, x, pw)
+    err = np.abs(acc * pw.acc_scale[None] - GS.group_scaled_float(wide, x))
+    assert np.all(err <= bound) and bound.max() > 1e-6
+    # widths of 2:4 INT4 g128: 64 nonzero products per group -> 18-bit partial sums
+    p128 = random_packed(rng, 4, 512, 2, 4, 4, granularity="group", group_size=128)
+    par128 = GS.groupscale_params(p128)
+    w128 = GS.groupscale_widths(p128, par128)
+    assert w128["partial_bits"] == 18
+    mmax = int(par128.mult.max())
+    assert w128["product_bits"] == intops.bits_for_range(-64 * 1016 * mmax, 64 * 1024 * mmax)
+    assert w128["acc_bits"] == intops.bits_for_range(-4 * 64 * 1016 * mmax, 4 * 64 * 1024 * mmax)
+
+
+@pytest.mark.models
+def test_minilm_layer_exact():
+    from nmaccel import models
+    try:
+        w = models.load_weights("minilm")["encoder.layer.0.attention.self.query.weight"]
+    except NmaccelError as exc:
+        pytest.skip(str(exc))
+    rng = np.random.default_rng(1234)
+    x = random_x(rng, 8, w.shape[1])
+    for kwargs in (dict(n_keep=2, m_group=4, bits=4, group_size=128),
+                   dict(n_keep=4, m_group=4, bits=8),
+                   dict(n_keep=2, m_group=8, bits=4, group_size=64, quantizer="lloyd-max")):
+        p = pack_weights(w, **kwargs)
+        ref = dense_ref(p, x)
+        np.testing.assert_array_equal(G.gemm(p, x), ref)
+        np.testing.assert_array_equal(G.gemm_csr(p, x), ref)
+        params = GS.groupscale_params(p)
+        acc = GS.group_scaled_gemm(p, x, params)
+        np.testing.assert_array_equal(acc, loop_group_ref(p, x, params))
+        err = np.abs(acc * params.acc_scale[None] - GS.group_scaled_float(p, x))
+        assert np.all(err <= GS.group_scaled_error_bound(p, x, params))
