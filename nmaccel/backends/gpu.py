@@ -1,0 +1,353 @@
+"""GPU paths from one `PackedWeights`: torch dense, cuSPARSELt 2:4, INT4 weight-only, Triton 2:4 INT4.
+
+Everything torch/triton is imported lazily: the numpy layout builders (`nm24_int4_streams`,
+`int4pack_inputs`) and their numpy reference decoders run anywhere, the rest needs torch + CUDA
+(optional extra `nmaccel[gpu]`; missing -> `ToolMissingError`).
+
+Computation everywhere: y (T, out) = x (T, in) @ W.T with W the packing's weights.
+Exactness (checked in tests/test_gpu.py against `nmaccel.golden`):
+- `int8_linear` (torch._int_mm) and `CusparseLtWeight("int8")` (INT32 out): exact integers.
+- `PackedNM24Int4` (Triton): exact when x holds integers and scales are 1 (block sums < 2^24).
+- FP16/BF16/FP8 paths round their output (and BF16 rounds scales): float tolerance only.
+"""
+import numpy as np
+
+from nmaccel.errors import NmaccelError, ToolMissingError, require
+from nmaccel.pack.format import PackedWeights
+
+SIGN_FLIP = 0x88888888          # flips the sign bit of each nibble: two's complement -> offset binary
+MAGIC_I32 = 0x4B000000          # float32 bits of 2^23: OR a nibble into the mantissa
+MAGIC_BIAS = np.float32(2.0 ** 23 + 8)
+CODES_PER_WORD = 8              # 4-bit codes per 32-bit value word = 2 codes x 4 groups
+COLS_PER_WORD = 16              # K columns covered by one value word (2:4)
+INDEX_BITS = 2
+INT4PACK_GROUPS = (32, 64, 128, 256)   # group sizes torch._weight_int4pack_mm accepts
+INT4PACK_K_ALIGN = 256                 # K multiple for every inner_k_tiles and group size
+TRITON_MAX_T = 16
+
+# (block_n, split_k, num_warps, num_stages) tried by PackedNM24Int4.tune
+TRITON_CONFIGS = [(16, 1, 1, 3), (32, 1, 1, 3), (32, 1, 2, 3), (64, 1, 2, 3), (32, 2, 1, 3),
+                  (64, 2, 2, 3), (64, 4, 2, 3), (128, 4, 4, 3), (32, 4, 1, 4), (16, 2, 1, 4)]
+
+
+def _check_nm24_int4(packed: PackedWeights):
+    require(packed.n_keep == 2 and packed.m_group == 4,
+            f"the Triton 2:4 kernel needs n_keep=2, m_group=4 (this packing is {packed.n_keep}:{packed.m_group}); "
+            "re-pack with --n-keep 2 --m-group 4")
+    require(packed.bits == 4 and packed.quantizer == "uniform" and packed.symmetric,
+            f"the Triton 2:4 kernel needs symmetric uniform 4-bit codes (got {packed.bits}-bit "
+            f"{packed.quantizer}, {'symmetric' if packed.symmetric else 'asymmetric'}); re-pack with --bits 4")
+
+
+def _kernel_block_k(packed):
+    """K columns per kernel block: 128, or the largest of 64/32/16 dividing the scale group."""
+    if packed.granularity != "group":
+        return 128
+    for bk in (128, 64, 32, 16):
+        if packed.group_size % bk == 0:
+            return bk
+    raise NmaccelError(f"group_size={packed.group_size} is not a multiple of 16, which the Triton 2:4 kernel "
+                       "needs: re-pack with --group-size 128")
+
+
+def nm24_int4_streams(packed: PackedWeights):
+    """The kernel's weight arrays, built from the packing's values/indices/scales.
+
+    Returns a dict: `v_words` int32 (N, Kb/16): LSB-first 4-bit code stream of each row;
+    `i_half` int16 (N, Kb/16): LSB-first 2-bit index stream of each row (half-word q holds the
+    indices of the 8 codes in word q); `scales` float16 (N, n_scale_groups); `block_k`,
+    `blocks_per_scale`, `n_blocks`, `k_blocks` (= Kb, K rounded up to a whole block).
+    When k_padded is a multiple of the block these are exactly the format's memory images
+    (`memory_image("values", 32)`, `memory_image("indices", 16)`) seen as (N, words) arrays:
+    no re-layout, only rows padded with zero codes otherwise.
+    """
+    _check_nm24_int4(packed)
+    n, kp = packed.out_features, packed.k_padded
+    bk = _kernel_block_k(packed)
+    kb = -(-kp // bk) * bk
+    vals = np.zeros((n, kb // 2), dtype=np.int64)
+    vals[:, :kp // 2] = packed.values
+    idx = np.tile(np.arange(2, dtype=np.int64), (n, kb // 4, 1))
+    idx[:, :kp // 4] = packed.indices
+    words = kb // COLS_PER_WORD
+    sh4 = np.arange(CODES_PER_WORD, dtype=np.uint64) * 4
+    sh2 = np.arange(CODES_PER_WORD, dtype=np.uint64) * INDEX_BITS
+    v = ((vals.reshape(n, words, CODES_PER_WORD) & 0xF).astype(np.uint64) << sh4).sum(axis=2, dtype=np.uint64)
+    i = (idx.reshape(n, words, CODES_PER_WORD).astype(np.uint64) << sh2).sum(axis=2, dtype=np.uint64)
+    scales = np.broadcast_to(packed.scales, (n, packed.scales.shape[1])).astype(np.float16)
+    n_blocks = kb // bk
+    bps = packed.group_size // bk if packed.granularity == "group" else n_blocks
+    return {"v_words": v.astype(np.uint32).view(np.int32), "i_half": i.astype(np.uint16).view(np.int16),
+            "scales": np.ascontiguousarray(scales), "block_k": bk, "blocks_per_scale": bps,
+            "n_blocks": n_blocks, "k_blocks": kb}
+
+
+def nm24_int4_stream_bits(streams, in_features):
+    """Bits the kernel reads per dense weight (values + indices + FP16 scales), padding included."""
+    total = (streams["v_words"].nbytes + streams["i_half"].nbytes + streams["scales"].nbytes) * 8
+    return total / (streams["v_words"].shape[0] * in_features)
+
+
+def nm24_int4_reference(streams, x):
+    """numpy mirror of the Triton kernel's arithmetic: float32 (T, N) from float x (T, in).
+
+    Decodes each code as float32(bits(2^23) | (nibble ^ 8)) - (2^23 + 8), gathers
+    x[t, 16*word + 4*(slot//2) + index] (0 past in_features), sums each block in float32,
+    multiplies by its FP16 scale and sums the blocks.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    require(x.ndim == 2, f"x must be 2-D (T, in_features), got shape {x.shape}")
+    v = streams["v_words"].view(np.uint32).astype(np.uint64) ^ SIGN_FLIP
+    ih = streams["i_half"].view(np.uint16).astype(np.uint64)
+    n, words = v.shape
+    kb, bk = streams["k_blocks"], streams["block_k"]
+    xp = np.zeros((x.shape[0], kb), dtype=np.float32)
+    xp[:, :min(x.shape[1], kb)] = x[:, :kb]
+    wcol = (np.arange(words, dtype=np.int64) * COLS_PER_WORD)[None, :]
+    prod = np.zeros((x.shape[0], n, words), dtype=np.float32)
+    for s in range(CODES_PER_WORD):
+        u = ((v >> np.uint64(4 * s)) & np.uint64(0xF)) | np.uint64(MAGIC_I32)
+        code = u.astype(np.uint32).view(np.float32) - MAGIC_BIAS
+        col = wcol + 4 * (s // 2) + ((ih >> np.uint64(INDEX_BITS * s)) & np.uint64(3)).astype(np.int64)
+        prod += code[None] * xp[:, col]
+    wpb = bk // COLS_PER_WORD
+    block = prod.reshape(x.shape[0], n, streams["n_blocks"], wpb).sum(axis=3, dtype=np.float32)
+    sc = streams["scales"].astype(np.float32)[:, np.arange(streams["n_blocks"]) // streams["blocks_per_scale"]]
+    return (block * sc[None]).sum(axis=2, dtype=np.float32)
+
+
+def int4pack_inputs(packed: PackedWeights):
+    """Inputs of torch's INT4 weight-only matmul (`_convert_weight_to_int4pack`, `_weight_int4pack_mm`).
+
+    Returns (u8 (N, Kq/2) uint8, scale_zeros float32 (Kq/g, N, 2), group_size g, Kq): byte j of
+    a row holds q[2j] << 4 | q[2j+1] with q = code + 8; torch dequantizes (q - 8) * scale + zero,
+    so zero = 0 gives code * scale. Kq = K rounded up to INT4PACK_K_ALIGN (x zero-padded to it).
+    Any N:M works: pruned positions are code 0. Channel/tensor scales are repeated per group of 128.
+    """
+    require(packed.bits == 4 and packed.quantizer == "uniform" and packed.symmetric,
+            f"INT4 weight-only needs symmetric uniform 4-bit codes (got {packed.bits}-bit {packed.quantizer}); "
+            "re-pack with --bits 4")
+    if packed.granularity == "group":
+        g = packed.group_size
+        require(g in INT4PACK_GROUPS, f"INT4 weight-only needs group_size in {INT4PACK_GROUPS}, got {g}; "
+                "re-pack with --group-size 128")
+    else:
+        g = 128
+    n = packed.out_features
+    kq = -(-packed.k_padded // INT4PACK_K_ALIGN) * INT4PACK_K_ALIGN
+    q = np.full((n, kq), 8, dtype=np.uint8)
+    q[:, :packed.k_padded] = (packed.int_weights(padded=True) + 8).astype(np.uint8)
+    u8 = (q[:, 0::2] << 4) | q[:, 1::2]
+    cols = packed.column_scales(padded=True)[:, ::g]            # (N, groups within k_padded)
+    sz = np.zeros((kq // g, n, 2), dtype=np.float32)
+    sz[:cols.shape[1], :, 0] = cols.T
+    return u8, sz, g, kq
+
+
+def int4pack_reference(u8, scale_zeros, group_size):
+    """numpy decode of `int4pack_inputs`: float32 (N, Kq) weights torch's kernel sees."""
+    q = np.empty((u8.shape[0], u8.shape[1] * 2), dtype=np.int64)
+    q[:, 0::2] = u8 >> 4
+    q[:, 1::2] = u8 & 0xF
+    s = np.repeat(scale_zeros[:, :, 0].T, group_size, axis=1)
+    z = np.repeat(scale_zeros[:, :, 1].T, group_size, axis=1)
+    return ((q - 8) * s + z).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch / CUDA side
+def _torch():
+    """torch with a CUDA device, or ToolMissingError naming the fix."""
+    try:
+        import torch
+    except ImportError:
+        raise ToolMissingError("the GPU backend needs PyTorch with CUDA: install nmaccel[gpu] "
+                               "(torch) and run on a machine with an NVIDIA GPU") from None
+    if not torch.cuda.is_available():
+        raise ToolMissingError("no CUDA GPU visible to PyTorch: run the GPU backend on a machine with an "
+                               "NVIDIA GPU (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+    return torch
+
+
+FLOAT_DTYPES = ("fp16", "bf16")
+
+
+def _float_dtype(torch, name):
+    table = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    require(name in table, f"unknown dtype {name!r}: use one of {sorted(table)}")
+    return table[name]
+
+
+def dense_weight(packed: PackedWeights, dtype="fp16"):
+    """Dequantized weights as a CUDA tensor (out, in) for F.linear."""
+    torch = _torch()
+    return torch.from_numpy(packed.dequantize()).to("cuda", _float_dtype(torch, dtype))
+
+
+def int8_weight(packed: PackedWeights):
+    """Integer weights (`int_weights`) as CUDA int8 (out, in); needs them within INT8."""
+    torch = _torch()
+    w = packed.int_weights()
+    require(w.min() >= -128 and w.max() <= 127, f"integer weights [{w.min()}, {w.max()}] do not fit INT8: "
+            "use --bits 4 or 8 symmetric")
+    return torch.from_numpy(w.astype(np.int8)).cuda()
+
+
+INT_MM_MIN_T = 17   # torch._int_mm needs more than 16 rows
+
+
+def int8_linear(x_q, w_i8):
+    """Exact INT32 (T, out) = x_q (T, in) int8 @ w_i8.T via torch._int_mm (rows padded to 17+)."""
+    torch = _torch()
+    t = x_q.shape[0]
+    if t < INT_MM_MIN_T:
+        x_q = torch.nn.functional.pad(x_q, (0, 0, 0, INT_MM_MIN_T - t))
+    return torch._int_mm(x_q, w_i8.t())[:t]
+
+
+class Int4PackWeight:
+    """torch INT4 weight-only layout (tinygemm): y = x @ W.T with x BF16 (T, in)."""
+
+    def __init__(self, packed: PackedWeights, inner_k_tiles=8):
+        torch = _torch()
+        u8, sz, self.group_size, self.k = int4pack_inputs(packed)
+        self.in_features = packed.in_features
+        self.weight = torch._convert_weight_to_int4pack(torch.from_numpy(u8).cuda(), inner_k_tiles)
+        # tinygemm takes BF16 scales: FP16 scales lose their last 3 mantissa bits here
+        self.scale_zeros = torch.from_numpy(sz).to("cuda", torch.bfloat16)
+
+    def __call__(self, x):
+        torch = _torch()
+        if x.shape[1] != self.k:
+            x = torch.nn.functional.pad(x, (0, self.k - x.shape[1]))
+        return torch._weight_int4pack_mm(x, self.weight, self.group_size, self.scale_zeros)
+
+
+CSLT_DTYPES = ("fp16", "bf16", "int8", "e4m3")
+CSLT_K_ALIGN = 64
+
+
+class CusparseLtWeight:
+    """2:4 weights compressed once for cuSPARSELt (`torch._cslt_compress`), y = x @ W.T.
+
+    dtype "fp16"/"bf16": dequantized weights, output in that dtype. "int8": integer weights,
+    INT32 output, exact. "e4m3": integer weights (exact in FP8 e4m3 when |w| <= 16), output
+    `out_dtype` (default float32). The algorithm is searched once per T and cached. An eager call
+    re-plans in cuSPARSELt on the host (slow, see benchmarks/results/gpu_h100.md): replay it in a
+    CUDA graph (`graphed`) for real use.
+    """
+
+    def __init__(self, packed: PackedWeights, dtype="fp16", out_dtype=None):
+        torch = _torch()
+        require(packed.n_keep == 2 and packed.m_group == 4,
+                f"cuSPARSELt needs 2:4 sparsity (this packing is {packed.n_keep}:{packed.m_group}); "
+                "re-pack with --n-keep 2 --m-group 4")
+        require(dtype in CSLT_DTYPES, f"unknown cuSPARSELt dtype {dtype!r}: use one of {CSLT_DTYPES}")
+        self.dtype, self.in_features = dtype, packed.in_features
+        self.k = -(-packed.k_padded // CSLT_K_ALIGN) * CSLT_K_ALIGN
+        if dtype in FLOAT_DTYPES:
+            w = np.zeros((packed.out_features, self.k), dtype=np.float32)
+            w[:, :packed.in_features] = packed.dequantize()
+            self.torch_dtype = _float_dtype(torch, dtype)
+            self.out_dtype = None
+        else:
+            iw = packed.int_weights(padded=True)
+            lim = 127 if dtype == "int8" else 16
+            require(np.abs(iw).max() <= lim and iw.min() >= -128,
+                    f"integer weights [{iw.min()}, {iw.max()}] are not exact in {dtype}: use --bits 4 "
+                    f"{'or 8 ' if dtype == 'int8' else ''}symmetric")
+            w = np.zeros((packed.out_features, self.k), dtype=np.float32)
+            w[:, :packed.k_padded] = iw
+            self.torch_dtype = torch.int8 if dtype == "int8" else torch.float8_e4m3fn
+            self.out_dtype = torch.int32 if dtype == "int8" else _float_dtype(torch, out_dtype or "fp32")
+        self.compressed = torch._cslt_compress(torch.from_numpy(w).cuda().to(self.torch_dtype))
+        self._alg = {}
+
+    def prepare_x(self, x):
+        """Cast/pad activations (T, in) to this weight's input dtype and padded K."""
+        torch = _torch()
+        if x.shape[1] != self.k:
+            x = torch.nn.functional.pad(x, (0, self.k - x.shape[1]))
+        return x.to(self.torch_dtype)
+
+    def alg_id(self, x):
+        torch = _torch()
+        t = x.shape[0]
+        if t not in self._alg:
+            self._alg[t] = int(torch._cslt_sparse_mm_search(self.compressed, x.t(), out_dtype=self.out_dtype,
+                                                            transpose_result=True))
+        return self._alg[t]
+
+    def __call__(self, x):
+        """x already prepared (`prepare_x`): returns (T, out)."""
+        torch = _torch()
+        return torch._cslt_sparse_mm(self.compressed, x.t(), out_dtype=self.out_dtype, transpose_result=True,
+                                     alg_id=self.alg_id(x))
+
+
+def graphed(fn, reps=1):
+    """Capture `reps` back-to-back calls of fn() in a CUDA graph; returns (replay, last output)."""
+    torch = _torch()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            out = fn()
+    return g.replay, out
+
+
+class PackedNM24Int4:
+    """Triton decode kernel over the packed 2:4 INT4 streams (see `nmaccel.backends.triton_nm`).
+
+    Call with x float16 (T, in), T <= 16: returns float32 (T, out). Weights stay in the packed
+    streams on the GPU (`bits_per_weight` counts what the kernel reads).
+    """
+
+    def __init__(self, packed: PackedWeights):
+        torch = _torch()
+        st = nm24_int4_streams(packed)
+        self.out_features, self.in_features = packed.out_features, packed.in_features
+        self.v_words = torch.from_numpy(st["v_words"]).cuda()
+        self.i_half = torch.from_numpy(st["i_half"]).cuda()
+        self.scales = torch.from_numpy(st["scales"]).cuda()
+        self.block_k, self.blocks_per_scale, self.n_blocks = st["block_k"], st["blocks_per_scale"], st["n_blocks"]
+        self.bits_per_weight = nm24_int4_stream_bits(st, packed.in_features)
+        self.config = {}
+
+    def _check_x(self, x):
+        torch = _torch()
+        require(x.ndim == 2 and x.shape[1] == self.in_features,
+                f"x must be (T, {self.in_features}), got {tuple(x.shape)}")
+        require(1 <= x.shape[0] <= TRITON_MAX_T, f"the Triton decode kernel takes T in 1..{TRITON_MAX_T} "
+                f"(got T={x.shape[0]}): use CusparseLtWeight or dense for prefill")
+        require(x.dtype == torch.float16 and x.is_cuda, "x must be a CUDA float16 tensor")
+        return x.contiguous()
+
+    def run(self, x, config):
+        torch = _torch()
+        from nmaccel.backends import triton_nm
+        block_n, split_k, warps, stages = config
+        t = x.shape[0]
+        out = (torch.zeros if split_k > 1 else torch.empty)((t, self.out_features), device=x.device,
+                                                           dtype=torch.float32)
+        return triton_nm.launch(x, self.v_words, self.i_half, self.scales, out, k=self.in_features,
+                                n_blocks=self.n_blocks, words=self.block_k // COLS_PER_WORD,
+                                blocks_per_scale=self.blocks_per_scale, block_n=block_n,
+                                split_k=split_k, num_warps=warps, num_stages=stages)
+
+    def tune(self, x, configs=TRITON_CONFIGS):
+        """Time every config on x (triton do_bench), keep the fastest for this T; returns timings (ms)."""
+        from triton.testing import do_bench
+        x = self._check_x(x)
+        times = {cfg: do_bench(lambda cfg=cfg: self.run(x, cfg), warmup=5, rep=20) for cfg in configs}
+        self.config[x.shape[0]] = min(times, key=times.get)
+        return times
+
+    def __call__(self, x):
+        x = self._check_x(x)
+        return self.run(x, self.config.get(x.shape[0], TRITON_CONFIGS[2]))
