@@ -36,8 +36,7 @@ def load_layer(weights, layer=None):
     """A 2-D float32 weight from a file or built-in model name, and its name."""
     from nmaccel import models
     if weights is None:
-        name, w = models.default_layer()
-        return name, w
+        return models.DEFAULT_LAYER, models.default_layer()
     tensors = models.load_weights(weights)
     if layer is None:
         two_d = [k for k, v in tensors.items() if np.ndim(v) == 2]
