@@ -13,7 +13,7 @@ Units: "tensor" -> scales (1, 1); "channel" -> (out, 1); "group" -> (out, ceil(k
 group_size)), scale group of column k is k // group_size.
 
 Lloyd-Max: per unit, 2^b levels minimizing the MSE over kept weights (Lloyd iterations from the
-uniform grid), then stored as INT8 codebook entries on a shared FP16 scale (same symmetric INT8
+uniform grid and from data quantiles, the better kept), then stored as INT8 codebook entries on a shared FP16 scale (same symmetric INT8
 grid rule). The reported MSE is that of the INT8-rounded codebook; per unit, if the uniform grid
 (written as an exact INT8 codebook, codes * 2^(8-b)) has lower MSE it is used instead, so
 Lloyd-Max is never worse than uniform at the same bits.
@@ -176,7 +176,7 @@ def _prep(w, mask):
     return np.where(mask, w, 0.0), mask
 
 
-def fit_uniform(w, mask=None, *, bits, granularity="channel", group_size=None, symmetric=True):
+def fit_uniform(w, mask=None, *, bits, granularity=None, group_size=None, symmetric=True):
     """Uniform grid for padded weights w (out, kp) from the kept weights (mask True)."""
     check_bits(bits)
     granularity, group_size = resolve_granularity(granularity, group_size)
@@ -203,18 +203,31 @@ def _assign(t, levels, span=8.0):
     return pos - np.arange(U)[:, None] * (K - 1)
 
 
-def lloyd_max_levels(t, keep, bits, iters=30, unit_weight=None):
+def quantile_levels(t, keep, n_levels):
+    """Per unit, the (i + 0.5) / n_levels quantiles of the kept entries (0 for empty units)."""
+    srt = np.sort(np.where(keep, t, np.inf), axis=1)
+    cnt = keep.sum(axis=1)
+    pos = np.floor((np.arange(n_levels) + 0.5) / n_levels * cnt[:, None]).astype(np.int64)
+    lev = np.take_along_axis(srt, np.minimum(pos, t.shape[1] - 1), axis=1)
+    return np.where(cnt[:, None] > 0, lev, 0.0)
+
+
+def lloyd_max_levels(t, keep, bits, iters=30, unit_weight=None, init="uniform"):
     """Lloyd iterations on normalized units t (U, L) in [-1, 1] over kept entries.
 
-    Starts from the uniform grid q / (2^(b-1) - 0.5). Returns (levels (U, 2^b) sorted, history):
-    history[i] = sum over kept entries of unit_weight * (t - level)^2 / kept count, after the
-    i-th assignment (non-increasing: each assignment and centroid step can only lower it).
+    Starts from the uniform grid q / (2^(b-1) - 0.5) (init="uniform") or from quantiles of the
+    kept data (init="quantile"). Returns (levels (U, 2^b) sorted, history): history[i] = sum
+    over kept entries of unit_weight * (t - level)^2 / kept count, after the i-th assignment
+    (non-increasing: each assignment and centroid step can only lower it).
     """
     lo, hi = symmetric_qrange(bits)
     K = 1 << bits
     U = t.shape[0]
     wgt = np.ones(U) if unit_weight is None else np.asarray(unit_weight, dtype=np.float64)
-    levels = np.tile(np.arange(lo, hi + 1) / ((1 << (bits - 1)) - 0.5), (U, 1))
+    if init == "quantile":
+        levels = quantile_levels(t, keep, K)
+    else:
+        levels = np.tile(np.arange(lo, hi + 1) / ((1 << (bits - 1)) - 0.5), (U, 1))
     n = max(int(keep.sum()), 1)
     ids = np.arange(U)[:, None] * K
     tk = t[keep]
@@ -244,12 +257,13 @@ def _unit_sse(u, keep, vals):
     return (e ** 2).sum(axis=1)
 
 
-def fit_lloyd_max(w, mask=None, *, bits, granularity="channel", group_size=None, iters=30):
+def fit_lloyd_max(w, mask=None, *, bits, granularity=None, group_size=None, iters=30):
     """Lloyd-Max codebooks (INT8 on FP16 scales) for padded weights w (out, kp), kept entries only.
 
     grid.stats: "mse" (stored INT8 codebook, over kept weights), "uniform_mse" (uniform
     symmetric grid of the same bits and units), "float_mse" (float Lloyd levels before INT8
-    rounding), "history" (float Lloyd MSE after each assignment, non-increasing),
+    rounding), "history" / "history_quantile_init" (float Lloyd MSE after each assignment
+    from either start, non-increasing),
     "uniform_units" / "units" (units where the uniform grid was kept because it was better).
     """
     check_bits(bits)
@@ -264,9 +278,14 @@ def fit_lloyd_max(w, mask=None, *, bits, granularity="channel", group_size=None,
     n = max(int(keep.sum()), 1)
     a = np.abs(u).max(axis=1)
     a_safe = np.where(a > 0, a, 1.0)
-    levels, history = lloyd_max_levels(u / a_safe[:, None], keep, bits, iters, a_safe ** 2)
-    levels = np.clip(levels, -1.0, 1.0) * a_safe[:, None]  # unused levels pulled into range
-    float_sse = _unit_sse(u, keep, levels)
+    # Lloyd from two starts (uniform grid, data quantiles); per unit the lower MSE wins
+    runs = [lloyd_max_levels(u / a_safe[:, None], keep, bits, iters, a_safe ** 2, init)
+            for init in ("uniform", "quantile")]
+    cands = [np.clip(lv, -1.0, 1.0) * a_safe[:, None] for lv, _ in runs]  # unused levels into range
+    sses = [_unit_sse(u, keep, lv) for lv in cands]
+    pick = sses[1] < sses[0]
+    levels = np.where(pick[:, None], cands[1], cands[0])
+    float_sse = np.minimum(sses[0], sses[1])
     # candidate 1: Lloyd levels rounded to INT8 on a shared FP16 scale
     s_l = symmetric_scale(np.abs(levels).max(axis=1), 8)
     cb_l = np.sort(np.clip(np.rint(levels / s_l[:, None]), -128, 127), axis=1)
@@ -288,14 +307,15 @@ def fit_lloyd_max(w, mask=None, *, bits, granularity="channel", group_size=None,
         "mse": float(np.where(use_u, sse_u, sse_l).sum() / n),
         "uniform_mse": float(sse_uniform.sum() / n),
         "float_mse": float(float_sse.sum() / n),
-        "history": history,
+        "history": runs[0][1],
+        "history_quantile_init": runs[1][1],
         "uniform_units": int(use_u.sum()),
         "units": R * G,
     }
     return grid
 
 
-def quantize_weights(w, mask=None, *, bits, quantizer="uniform", granularity="channel",
+def quantize_weights(w, mask=None, *, bits, quantizer="uniform", granularity=None,
                      group_size=None, symmetric=True, lloyd_iters=30):
     """Fit a grid on kept weights and quantize. Returns (grid, codes int64 (out, kp)).
 
