@@ -93,10 +93,10 @@ def strassen_nm_report(w_int, n_keep, m_group, levels=1):
         groups += cnt.size
         nz += int(np.count_nonzero(op))
         total += op.size
-        dens.append(np.count_nonzero(op) / max(op.size, 1))
+        dens.append(float(np.count_nonzero(op) / max(op.size, 1)))
     return {
         "levels": int(levels),
-        "density": np.count_nonzero(w) / max(w.size, 1),
+        "density": float(np.count_nonzero(w) / max(w.size, 1)),
         "operand_density": dens,
         "density_after": nz / max(total, 1),
         "nm_violation_fraction": bad / max(groups, 1),
