@@ -158,8 +158,9 @@ class Llama:
         q, k = self._rope(q, pos), self._rope(k, pos)
         rep = c.n_heads // c.n_kv_heads
         q = q.transpose(0, 2, 1, 3).reshape(b, c.n_kv_heads, rep * t, c.head_dim)  # group heads
-        k = k.transpose(0, 2, 3, 1)  # (B, KV, D, T)
-        v = v.transpose(0, 2, 1, 3)  # (B, KV, T, D)
+        q = np.ascontiguousarray(q)  # stacked matmul uses BLAS only on contiguous operands
+        k = np.ascontiguousarray(k.transpose(0, 2, 3, 1))  # (B, KV, D, T)
+        v = np.ascontiguousarray(v.transpose(0, 2, 1, 3))  # (B, KV, T, D)
         scores = (q @ k).reshape(b, c.n_kv_heads, rep, t, t) * np.float32(1.0 / np.sqrt(c.head_dim))
         scores = np.where(np.tri(t, dtype=bool), scores, np.float32(-np.inf))
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))

@@ -80,10 +80,13 @@ def load_safetensors(path) -> dict:
 @dataclass(frozen=True)
 class GGUFModel:
     """A GGUF file: dequantized float32 tensors (numpy order, Linear = (out, in)), scalar
-    metadata, and string/int array metadata (tokenizer vocabulary, merges, token types)."""
+    metadata, string/int array metadata (tokenizer vocabulary, merges, token types), and per
+    tensor its GGML type name and byte offset of its data in the file."""
     weights: dict
     metadata: dict
     arrays: dict
+    tensor_types: dict
+    tensor_offsets: dict
 
 
 def _read_gguf_reader(path):
@@ -118,8 +121,9 @@ def _field_value(field):
 def _read_gguf_cached(path_str: str, mtime: float) -> GGUFModel:
     import gguf
     reader = _read_gguf_reader(path_str)
-    weights = {}
+    weights, types, offsets = {}, {}, {}
     for t in reader.tensors:
+        types[t.name], offsets[t.name] = t.tensor_type.name, int(t.data_offset)
         try:
             arr = gguf.quants.dequantize(t.data, t.tensor_type)
         except NotImplementedError:
@@ -133,7 +137,7 @@ def _read_gguf_cached(path_str: str, mtime: float) -> GGUFModel:
     for key, field in reader.fields.items():
         value = _field_value(field)
         (arrays if isinstance(value, (list, np.ndarray)) else metadata)[key] = value
-    return GGUFModel(weights, metadata, arrays)
+    return GGUFModel(weights, metadata, arrays, types, offsets)
 
 
 def read_gguf(path) -> GGUFModel:
