@@ -66,23 +66,25 @@ class GemmPlan:
     """Weights of one PackedWeights prepared once for repeated exact GEMMs.
 
     Holds the integer weights (out, in) and, when `dot_bound` proves it exact for any
-    a_bits-bit activation, a contiguous float32/float64 transposed copy for BLAS.
+    a_bits-bit activation (bound = 2^(a_bits-1) * max row sum |w|), a float32/float64 copy for BLAS.
     """
 
     def __init__(self, packed, a_bits=A_BITS):
         self.in_features = packed.in_features
         self.out_features = packed.out_features
         self.a_bits = a_bits
-        self.w_int = packed.int_weights().astype(np.int64)
-        self.bound = dot_bound(1 << (a_bits - 1), self.w_int)
+        self.w_int = packed.int_weights()                       # int16 (out, in)
+        rowsum = np.abs(self.w_int.astype(np.int32)).sum(axis=1, dtype=np.int64)
+        self.bound = (1 << (a_bits - 1)) * int(rowsum.max(initial=0))
         self.dtype = exact_dtype(self.bound)
-        self.w_t = None if self.dtype is None else np.ascontiguousarray(self.w_int.T.astype(self.dtype))
+        # BLAS reads the row-major (out, in) copy transposed without another copy
+        self.w_f = None if self.dtype is None else self.w_int.astype(self.dtype)
 
     def __call__(self, x_q):
         x = check_activations(x_q, self.in_features, self.a_bits)
         if self.dtype is None:
             return int_matmul(x, self.w_int)
-        return (x.astype(self.dtype) @ self.w_t).astype(np.int64)
+        return (x.astype(self.dtype) @ self.w_f.T).astype(np.int64)
 
 
 def prepare(packed, a_bits=A_BITS):
