@@ -72,8 +72,8 @@ def make_systolic_array(name, cfg, inputs=None):
       [0, 8), index, keep bit on top; keep=0 stores weight 0; codebook mode maps the code through
       column c's LUT, loaded from `cb_in_c` when `cb_load` is high, usable in that same cycle).
       Loading rows R-1 .. 0 takes `rows` cycles, and must not overlap compute.
-    - Compute: step i on x_in_0 .. x_in_{rows-1} at cycle i (row r: K window r; token A in the
-      low m_max*8 bits, token B above). Skew: row r is delayed r cycles inside, so PE(r, c) sees
+    - Compute: step i on x_in_0 .. x_in_{rows-1} at cycle i (row r: K window r; element k = activation k of
+      token A in bits [16k, 16k+8), token B in [16k+8, 16k+16) in INT4 builds). Skew: row r is delayed r cycles inside, so PE(r, c) sees
       step i at cycle i + r + c, its psum register holds it at i + r + c + 1 + pipeline_stages,
       and output de-skew (column c delayed cols - 1 - c) puts all y_out_* of step i at cycle
       i + latency, latency = rows + cols - 1 + pipeline_stages, with out_valid = in_valid

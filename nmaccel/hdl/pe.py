@@ -28,8 +28,8 @@ def lane_store_bits(cfg):
 def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load):
     """One PE of the weight-stationary array.
 
-    Ports: `x_in` (cfg.x_bits: tokens_per_step windows of m_max INT8 activations, token A in the
-    LSBs), `psum_in` (list, one acc_bits partial sum per token), `w_in` (n_max stored lane words:
+    Ports: `x_in` (cfg.x_bits: m_max elements of tokens_per_step INT8 activations; element k in
+    bits [k * E, (k + 1) * E), E = tokens_per_step * act_bits, token A in its low byte), `psum_in` (list, one acc_bits partial sum per token), `w_in` (n_max stored lane words:
     weight in bits [0, 8), index above it, lane 0 in the LSBs), `w_load` (1 bit).
     Registers: weights (`w_out`, shifts from `w_in` when `w_load`), activation (`x_out`, one cycle
     after `x_in`), partial sums (`psum_out`).
@@ -47,20 +47,18 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load):
     lanes = fields(w_reg, sb, cfg.n_max)
     weights = [ln[:cfg.weight_bits] for ln in lanes]
     indices = [ln[cfg.weight_bits:] for ln in lanes]
-    windows = [fields(win, cfg.act_bits, cfg.m_max)
-               for win in fields(x_in, cfg.m_max * cfg.act_bits, cfg.tokens_per_step)]
-    dec = make_nm_decoder(f"{name}.dec", cfg, rt.dense, windows, indices)
+    elements = fields(x_in, cfg.tokens_per_step * cfg.act_bits, cfg.m_max)
+    dec = make_nm_decoder(f"{name}.dec", cfg, rt.dense, elements, indices)
     acts = dec.lanes
     if cfg.pipeline_mux:
-        acts = [[delay(a, 1, f"{name}.mux_t{t}_l{lane}") for lane, a in enumerate(row)]
-                for t, row in enumerate(acts)]
+        acts = [delay(a, 1, f"{name}.mux{lane}") for lane, a in enumerate(acts)]
 
     S = cfg.pack_shift
     los, his = [], []
     for lane in range(cfg.n_max):
-        a_lo = acts[0][lane]
+        a_lo = acts[lane][:cfg.act_bits]
         if cfg.has_int4:
-            a_hi = acts[1][lane]
+            a_hi = acts[lane][cfg.act_bits:]
             packed = sadd(pyrtl.concat(a_hi, pyrtl.Const(0, bitwidth=S)), a_lo, cfg.operand_bits)
             b = pyrtl.select(rt.int4, packed, sext(a_lo, cfg.operand_bits))
         else:
