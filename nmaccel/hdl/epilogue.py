@@ -1,0 +1,167 @@
+"""Fused output epilogue: accumulator -> bias -> fixed-point scale -> rounding shift -> ReLU ->
+saturate, bit-exact with `nmaccel.golden.epilogue.epilogue` (rounding "half_up").
+
+Pipeline (one result per cycle, latency `EPILOGUE_LATENCY` = 4 cycles, `valid` travels along):
+  1. s = acc + bias                     max(acc_bits, bias_bits) + 1 bits, exact
+  2. p = s * mult                       + mult_bits bits, exact (signed multiply)
+  3. r = (p + 2^(shift-1)) >> shift     computed as ((p >>> (shift-1)) + 1) >>> 1 for shift > 0
+                                        (= golden half_up, no variable-position adder); r = p for 0
+  4. y = saturate(relu ? max(r, 0) : r) to out_bits (scaled) or raw_bits (raw)
+Raw mode (`out_mode` = 1) is golden ``mult=None``: it forces mult = 1, shift = 0 and saturates
+to raw_bits (INT32 accumulator + bias). The output port is raw_bits wide, sign-extended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyrtl
+
+from nmaccel.errors import require
+from nmaccel.hdl.signed import sext
+
+EPILOGUE_LATENCY = 4
+OUT_MODE_SCALED, OUT_MODE_RAW = 0, 1
+
+
+@dataclass(frozen=True)
+class EpilogueConfig:
+    """Elaboration widths. `mult_bits` is the signed width of the mantissa port (golden
+    `quantize_multiplier(real, mult_bits)` gives mantissas in [0, 2^(mult_bits-1))), `max_shift`
+    the largest per-channel shift (sets the shift port width)."""
+
+    acc_bits: int = 32
+    mult_bits: int = 16
+    bias_bits: int = 32
+    max_shift: int = 62
+    out_bits: int = 8
+    raw_bits: int = 32
+
+    def __post_init__(self):
+        for f in ("acc_bits", "mult_bits", "bias_bits", "max_shift", "out_bits", "raw_bits"):
+            v = getattr(self, f)
+            require(isinstance(v, int) and not isinstance(v, bool),
+                    f"epilogue {f} must be an int, got {v!r}")
+        require(self.acc_bits >= 2 and self.bias_bits >= 2 and self.out_bits >= 2,
+                "epilogue acc_bits, bias_bits and out_bits must be >= 2")
+        require(self.mult_bits >= 2, f"epilogue mult_bits must be >= 2, got {self.mult_bits}")
+        require(self.max_shift >= 1, f"epilogue max_shift must be >= 1, got {self.max_shift}")
+        require(self.out_bits <= self.raw_bits,
+                f"out_bits ({self.out_bits}) must be <= raw_bits ({self.raw_bits})")
+
+    @property
+    def shift_bits(self) -> int:
+        return self.max_shift.bit_length()
+
+    @property
+    def sum_bits(self) -> int:
+        return max(self.acc_bits, self.bias_bits) + 1
+
+    @property
+    def product_bits(self) -> int:
+        return self.sum_bits + self.mult_bits
+
+    def check_params(self, mult=None, shift=None, bias=None):
+        """Raise NmaccelError unless per-channel mult/shift/bias fit this epilogue's ports."""
+        if mult is not None:
+            m = np.asarray(mult)
+            require(m.dtype.kind in "iu", "epilogue mult must be integer mantissas; use "
+                    "nmaccel.golden.epilogue.quantize_multiplier")
+            require(m.size == 0 or (int(m.min()) >= 0 and int(m.max()) < 1 << (self.mult_bits - 1)),
+                    f"epilogue mult out of range [0, 2^{self.mult_bits - 1}); requantize with "
+                    f"quantize_multiplier(real, mult_bits={self.mult_bits})")
+        if shift is not None:
+            s = np.asarray(shift)
+            require(s.dtype.kind in "iu", "epilogue shift must be an integer array")
+            require(s.size == 0 or (int(s.min()) >= 0 and int(s.max()) <= self.max_shift),
+                    f"epilogue shift out of range [0, {self.max_shift}]; raise the output scale "
+                    f"or elaborate with a larger max_shift")
+        if bias is not None:
+            b = np.asarray(bias)
+            require(b.dtype.kind in "iu", "epilogue bias must be an integer array")
+            lo, hi = -(1 << (self.bias_bits - 1)), (1 << (self.bias_bits - 1)) - 1
+            require(b.size == 0 or (int(b.min()) >= lo and int(b.max()) <= hi),
+                    f"epilogue bias out of the {self.bias_bits}-bit signed range; rescale it")
+
+
+@dataclass
+class Epilogue:
+    """Bundle: `out` (raw_bits, signed, registered), `out_valid`, `latency`."""
+
+    cfg: EpilogueConfig
+    out: pyrtl.WireVector
+    out_valid: pyrtl.WireVector
+    latency: int
+
+
+def _reg(w, name):
+    r = pyrtl.Register(len(w), name=name)
+    r.next <<= w
+    return r
+
+
+def _saturate(x, lo, hi, bits):
+    """Clamp signed `x` to the constants [lo, hi] and return it as `bits` wide."""
+    n = max(len(x), bits)
+    x = sext(x, n)
+    lo_c = pyrtl.Const(lo, bitwidth=n, signed=True)
+    hi_c = pyrtl.Const(hi, bitwidth=n, signed=True)
+    y = pyrtl.select(pyrtl.signed_lt(x, lo_c), lo_c,
+                     pyrtl.select(pyrtl.signed_gt(x, hi_c), hi_c, x))
+    return y[:bits]
+
+
+def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_mode,
+                  valid=None) -> Epilogue:
+    """One output channel's epilogue (instantiate one per output lane).
+
+    Ports (signed unless noted): `acc` (<= acc_bits), `mult` (mult_bits, mantissa >= 0),
+    `shift` (shift_bits, unsigned), `bias` (<= bias_bits), `relu` (1), `out_mode` (1: 0 scaled
+    to out_bits, 1 raw to raw_bits), `valid` (1, optional). Output `out` (raw_bits, signed):
+    golden ``epilogue(acc, mult, shift, bias, relu, out_bits)`` (scaled) or
+    ``epilogue(acc, None, None, bias, relu, raw_bits)`` (raw), `EPILOGUE_LATENCY` cycles later.
+    """
+    require(len(acc) <= cfg.acc_bits, f"{name}: acc is {len(acc)} bits, cfg.acc_bits={cfg.acc_bits}")
+    require(len(bias) <= cfg.bias_bits, f"{name}: bias is {len(bias)} bits, cfg.bias_bits={cfg.bias_bits}")
+    require(len(mult) <= cfg.mult_bits, f"{name}: mult is {len(mult)} bits, cfg.mult_bits={cfg.mult_bits}")
+    require(len(shift) <= cfg.shift_bits, f"{name}: shift is {len(shift)} bits, cfg.shift_bits={cfg.shift_bits}")
+    require(len(relu) == 1 and len(out_mode) == 1, f"{name}: relu and out_mode must be 1 bit")
+    if valid is None:
+        valid = pyrtl.Const(1, bitwidth=1)
+
+    # stage 1: bias add; raw mode forces mult = 1, shift = 0
+    raw = out_mode == OUT_MODE_RAW
+    s1 = _reg(pyrtl.signed_add(sext(acc, cfg.acc_bits), sext(bias, cfg.bias_bits))
+              [:cfg.sum_bits], f"{name}.s1_sum")
+    m1 = _reg(pyrtl.select(raw, pyrtl.Const(1, bitwidth=cfg.mult_bits), sext(mult, cfg.mult_bits)),
+              f"{name}.s1_mult")
+    sh1 = _reg(pyrtl.select(raw, pyrtl.Const(0, bitwidth=cfg.shift_bits),
+                            shift.zero_extended(cfg.shift_bits)), f"{name}.s1_shift")
+    ctl1 = _reg(pyrtl.concat(valid, relu, raw), f"{name}.s1_ctl")
+
+    # stage 2: exact signed product
+    p2 = _reg(pyrtl.signed_mult(s1, m1), f"{name}.s2_prod")
+    sh2 = _reg(sh1, f"{name}.s2_shift")
+    ctl2 = _reg(ctl1, f"{name}.s2_ctl")
+
+    # stage 3: half_up rounding shift (shifts >= product_bits give 0, as in the golden model)
+    pb = cfg.product_bits
+    sm1 = (sh2 - 1)[:cfg.shift_bits]
+    t = pyrtl.shift_right_arithmetic(p2, sm1)
+    t1 = pyrtl.signed_add(t, pyrtl.Const(1, bitwidth=2, signed=True))   # pb + 1 bits
+    rounded = pyrtl.shift_right_arithmetic(t1, 1)[:pb]
+    r3 = _reg(pyrtl.select(sh2 == 0, p2, rounded), f"{name}.s3_shifted")
+    ctl3 = _reg(ctl2, f"{name}.s3_ctl")
+
+    # stage 4: relu, saturate to out_bits (scaled) or raw_bits (raw)
+    v3, relu3, raw3 = ctl3[2], ctl3[1], ctl3[0]
+    neg = r3[-1]
+    r4 = pyrtl.select(relu3 & neg, pyrtl.Const(0, bitwidth=pb), r3)
+    lo_o, hi_o = -(1 << (cfg.out_bits - 1)), (1 << (cfg.out_bits - 1)) - 1
+    lo_r, hi_r = -(1 << (cfg.raw_bits - 1)), (1 << (cfg.raw_bits - 1)) - 1
+    y = pyrtl.select(raw3, _saturate(r4, lo_r, hi_r, cfg.raw_bits),
+                     sext(_saturate(r4, lo_o, hi_o, cfg.out_bits), cfg.raw_bits))
+    out = _reg(y, f"{name}.out")
+    out_valid = _reg(v3, f"{name}.out_valid")
+    return Epilogue(cfg=cfg, out=out, out_valid=out_valid, latency=EPILOGUE_LATENCY)
