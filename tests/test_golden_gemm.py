@@ -123,6 +123,18 @@ def test_gemm_plan_dtypes_and_bound_matters(rng):
     np.testing.assert_array_equal(y, np.full((3, 2), 4096 * 16384))
 
 
+def test_gemm_acc_bits_check(rng):
+    p = random_packed(rng, 4, 4096, 2, 4, 4)             # 2048 products of INT4 x INT8
+    x = random_x(rng, 2, 4096)
+    np.testing.assert_array_equal(G.gemm(p, x, acc_bits=23), dense_ref(p, x))   # 2048 * 2^10 = 2^21
+    with pytest.raises(NmaccelError, match=r"use acc_bits >= 23 or tile K <= 4092"):
+        G.gemm(p, x, acc_bits=22)
+    pa = random_packed(rng, 4, 64, 4, 4, 4, asym=True)   # code - zero point needs 5 bits
+    assert G.weight_operand_bits(pa) == 5
+    with pytest.raises(NmaccelError, match="use acc_bits >= 19"):
+        G.gemm(pa, random_x(rng, 1, 64), acc_bits=18)
+
+
 def test_int_matmul_wide_paths(rng):
     x = rng.integers(-128, 128, size=(3, 50))
     for hi in (1 << 47, 1 << 58):          # int64 path, then Python-int path

@@ -11,8 +11,9 @@ matmul. Results are converted back to int64 without rounding.
 import numpy as np
 import scipy.sparse
 
-from nmaccel.errors import require
+from nmaccel.errors import NmaccelError, require
 from nmaccel.golden import intops
+from nmaccel.golden.accum import accum_bits, max_k
 
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
@@ -92,11 +93,36 @@ def prepare(packed, a_bits=A_BITS):
     return GemmPlan(packed, a_bits)
 
 
-def gemm(packed, x_q, plan=None):
+def weight_operand_bits(packed):
+    """Signed bits of the integer each multiplier sees: code (bits), code - zero_point
+    (bits + 1) or an INT8 lloyd-max codebook level (8)."""
+    if packed.quantizer == "lloyd-max":
+        return 8
+    return packed.bits if packed.zero_points is None else packed.bits + 1
+
+
+def products_per_output(packed):
+    """Products summed into one output: n_keep per N:M group over the padded K."""
+    return packed.n_groups * packed.n_keep
+
+
+def gemm(packed, x_q, plan=None, acc_bits=None):
     """Exact y = x_q @ packed.int_weights().T as int64 (T, out) for INT8 activations (T, in).
 
     `packed` may also be a GemmPlan (or pass plan=prepare(packed)) to skip weight preparation.
+    acc_bits: the hardware accumulator width; raises NmaccelError (naming a wide-enough width or
+    K tile) unless no worst-case input can overflow it (`check_accumulator`).
     """
+    if acc_bits is not None:
+        require(not isinstance(packed, GemmPlan), "pass the PackedWeights (and plan=) to check acc_bits")
+        nprod, wb = products_per_output(packed), weight_operand_bits(packed)
+        need = accum_bits(nprod, wb, A_BITS)
+        if need > int(acc_bits):
+            kt = (max_k(acc_bits, wb, A_BITS) // packed.n_keep) * packed.m_group
+            raise NmaccelError(
+                f"{nprod} products per output ({packed.n_keep}:{packed.m_group}, K={packed.k_padded}) "
+                f"of {wb}-bit weights and {A_BITS}-bit activations can overflow a {acc_bits}-bit "
+                f"accumulator; use acc_bits >= {need}" + (f" or tile K <= {kt}" if kt else ""))
     if isinstance(packed, GemmPlan):
         return packed(x_q)
     return (plan or GemmPlan(packed))(x_q)

@@ -25,7 +25,8 @@ import numpy as np
 from nmaccel.errors import require
 from nmaccel.golden import intops
 from nmaccel.golden.accum import accum_bits, dot_range
-from nmaccel.golden.gemm import A_BITS, check_activations, exact_dtype, int_matmul
+from nmaccel.golden.gemm import (A_BITS, check_activations, exact_dtype, int_matmul,
+                                 weight_operand_bits)
 
 
 @dataclass(frozen=True)
@@ -126,13 +127,6 @@ def group_scaled_error_bound(packed, x_q, params):
     mag = x @ np.abs(packed.dequantize().astype(np.float64)).T
     fp = 2.0 * packed.in_features * np.finfo(np.float64).eps * mag
     return rounding + fp
-
-
-def weight_operand_bits(packed):
-    """Signed bits of the integer each multiplier sees (code, code - zero_point, or codebook)."""
-    if packed.quantizer == "lloyd-max":
-        return 8
-    return packed.bits if packed.zero_points is None else packed.bits + 1
 
 
 def groupscale_widths(packed, params, a_bits=A_BITS):
