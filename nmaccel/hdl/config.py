@@ -107,8 +107,9 @@ class ArrayConfig:
 
     @property
     def operand_bits(self):
-        """Activation-side multiplier operand width (packed pair in INT4 builds)."""
-        return self.act_bits + self.pack_shift if self.has_int4 else self.act_bits
+        """Activation-side multiplier operand width: (a_hi << S) + a_lo needs act_bits + S + 1
+        signed bits ((-128 << 12) - 1 does not fit act_bits + S)."""
+        return self.act_bits + self.pack_shift + 1 if self.has_int4 else self.act_bits
 
     @property
     def mult_bits(self):
