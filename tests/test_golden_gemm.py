@@ -103,18 +103,25 @@ def test_gemm_plan_dtypes_and_bound_matters(rng):
     # 2:4 INT4, K=4096: every partial sum < 2^24 -> float32 BLAS is exact
     p4 = random_packed(rng, 8, 4096, 2, 4, 4)
     assert G.prepare(p4).dtype == np.float32
-    # dense INT8, large same-sign products: sums reach 2^26 -> float64; float32 would round
-    codes = rng.integers(100, 128, size=(8, 4096))
-    p8 = PackedWeights.from_dense_codes(codes, np.ones_like(codes, bool), in_features=4096, n_keep=1,
+    # dense INT8, large same-sign products: sums reach 2^26, float32 over all K would round;
+    # the plan uses float32 on K tiles of 1024 (1024 * 127 * 128 < 2^24) summed in float64
+    codes = rng.integers(100, 128, size=(8, 4000))
+    p8 = PackedWeights.from_dense_codes(codes, np.ones_like(codes, bool), in_features=4000, n_keep=1,
                                         m_group=1, bits=8, scales=np.ones((8, 1)))
     plan = G.prepare(p8)
-    assert plan.dtype == np.float64
-    x = rng.integers(100, 128, size=(4, 4096)).astype(np.int8)
-    x[0] = rng.choice(np.array([-128, 127], dtype=np.int8), size=4096)
+    assert plan.method == "float32 K-tiles of 1024"
+    x = rng.integers(100, 128, size=(4, 4000)).astype(np.int8)
+    x[0] = rng.choice(np.array([-128, 127], dtype=np.int8), size=4000)
     ref = dense_ref(p8, x)
     np.testing.assert_array_equal(G.gemm(plan, x), ref)
+    np.testing.assert_array_equal(G.gemm(plan, x[:1]), ref[:1])
     naive32 = (x.astype(np.float32) @ p8.int_weights().T.astype(np.float32)).astype(np.int64)
     assert np.any(naive32 != ref)
+    # INT16 activations: no tile is small enough -> float64 BLAS, still exact
+    plan16 = G.prepare(p8, a_bits=16)
+    assert plan16.method == "float64"
+    x16 = rng.integers(-(1 << 15), 1 << 15, size=(3, 4000)).astype(np.int16)
+    np.testing.assert_array_equal(plan16(x16), x16.astype(np.int64) @ p8.int_weights().T.astype(np.int64))
     # all -128 activations times all -128 weights: K * 2^14 exactly
     codes = np.full((2, 4096), -128)
     pw = PackedWeights.from_dense_codes(codes, np.ones_like(codes, bool), in_features=4096, n_keep=1,

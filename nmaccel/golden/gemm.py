@@ -5,8 +5,9 @@ integer of magnitude <= 2^p (p = 24 for float32, 53 for float64). For y[t, o] = 
 every product and every partial sum, in any summation order (blocking, FMA), is bounded by
     S = max|x| * max_o sum_k |w[o,k]|            (`dot_bound`)
 which is itself <= K * 2^(a_bits-1) * 2^(w_bits-1), i.e. within accum_bits(K, w_bits, a_bits).
-So: S <= 2^24 -> float32 BLAS, S <= 2^53 -> float64 BLAS, else an exact int64 (or Python int)
-matmul. Results are converted back to int64 without rounding.
+So: S <= 2^24 -> float32 BLAS, S <= 2^53 -> float32 BLAS on K tiles small enough for 2^24 (tile
+sums added in float64) or float64 BLAS, else an exact int64 (or Python int) matmul. Results are
+converted back to int64 without rounding. `GemmPlan` picks the path once per weight matrix.
 """
 import numpy as np
 import scipy.sparse
@@ -63,11 +64,33 @@ def check_activations(x_q, in_features, a_bits=A_BITS):
     return intops.check_fits(x, a_bits, True, f"INT{a_bits} activations")
 
 
+MIN_K_TILE = 64
+
+
+def float32_k_tile(w_int, x_max_abs):
+    """Largest power-of-two K tile (>= MIN_K_TILE) whose per-tile partial sums all stay within
+    float32's exact range 2^24, or None."""
+    aw = np.abs(np.asarray(w_int).astype(np.int32))
+    out, k = aw.shape
+    kt = 1 << max(0, (k - 1).bit_length())
+    while kt >= MIN_K_TILE:
+        nt = -(-k // kt)
+        tiles = np.zeros((out, nt * kt), dtype=np.int32)
+        tiles[:, :k] = aw
+        if int(x_max_abs) * int(tiles.reshape(out, nt, kt).sum(axis=2, dtype=np.int64).max(initial=0)) \
+                <= FLOAT32_EXACT:
+            return kt
+        kt //= 2
+    return None
+
+
 class GemmPlan:
     """Weights of one PackedWeights prepared once for repeated exact GEMMs.
 
-    Holds the integer weights (out, in) and, when `dot_bound` proves it exact for any
-    a_bits-bit activation (bound = 2^(a_bits-1) * max row sum |w|), a float32/float64 copy for BLAS.
+    Bound S = 2^(a_bits-1) * max row sum |w| (any a_bits-bit activation). S <= 2^24: one float32
+    BLAS GEMM. Else, if K tiles of k_tile columns keep every per-tile partial sum <= 2^24 and
+    S <= 2^53: batched float32 GEMMs per K tile (each exact), tile results summed in float64
+    (exact, all partial sums <= S). Else S <= 2^53: float64 GEMM. Else exact integer matmul.
     """
 
     def __init__(self, packed, a_bits=A_BITS):
@@ -76,16 +99,44 @@ class GemmPlan:
         self.a_bits = a_bits
         self.w_int = packed.int_weights()                       # int16 (out, in)
         rowsum = np.abs(self.w_int.astype(np.int32)).sum(axis=1, dtype=np.int64)
-        self.bound = (1 << (a_bits - 1)) * int(rowsum.max(initial=0))
+        amax = 1 << (a_bits - 1)
+        self.bound = amax * int(rowsum.max(initial=0))
         self.dtype = exact_dtype(self.bound)
-        # BLAS reads the row-major (out, in) copy transposed without another copy
-        self.w_f = None if self.dtype is None else self.w_int.astype(self.dtype)
+        self.k_tile = None
+        self.w_f = None
+        if self.dtype is np.float64:
+            self.k_tile = float32_k_tile(self.w_int, amax)
+        if self.k_tile is not None:
+            self.dtype = np.float32
+            kt, k = self.k_tile, self.in_features
+            nt = -(-k // kt)
+            wp = np.zeros((self.out_features, nt * kt), dtype=np.float32)
+            wp[:, :k] = self.w_int
+            self.w_f = np.ascontiguousarray(wp.reshape(self.out_features, nt, kt).transpose(1, 2, 0))
+        elif self.dtype is not None:
+            # BLAS reads the row-major (out, in) copy transposed without another copy
+            self.w_f = self.w_int.astype(self.dtype)
+
+    @property
+    def method(self):
+        """Which exact path __call__ takes (for reports)."""
+        if self.dtype is None:
+            return "int64"
+        if self.k_tile is not None:
+            return f"float32 K-tiles of {self.k_tile}"
+        return np.dtype(self.dtype).name
 
     def __call__(self, x_q):
         x = check_activations(x_q, self.in_features, self.a_bits)
         if self.dtype is None:
             return int_matmul(x, self.w_int)
-        return (x.astype(self.dtype) @ self.w_f.T).astype(np.int64)
+        if self.k_tile is None:
+            return (x.astype(self.dtype) @ self.w_f.T).astype(np.int64)
+        nt, kt, _ = self.w_f.shape
+        xp = np.zeros((x.shape[0], nt * kt), dtype=np.float32)
+        xp[:, :self.in_features] = x
+        parts = np.matmul(xp.reshape(x.shape[0], nt, kt).transpose(1, 0, 2), self.w_f)
+        return parts.sum(axis=0, dtype=np.float64).astype(np.int64)
 
 
 def prepare(packed, a_bits=A_BITS):
