@@ -196,6 +196,26 @@ def test_groupscale_exact_and_rounded(rng):
     assert w128["acc_bits"] == intops.bits_for_range(-4 * 64 * 1016 * mmax, 4 * 64 * 1024 * mmax)
 
 
+def test_groupscale_zero_and_subnormal_scales(rng):
+    codes = rng.integers(-8, 8, size=(3, 64))
+    scales = np.array([[0.0, 0.0], [2.0 ** -20, 3 * 2.0 ** -24], [65504.0, 4096.0]])   # FP16 extremes
+    p = PackedWeights.from_dense_codes(codes, np.ones_like(codes, bool), in_features=64, n_keep=4,
+                                       m_group=4, bits=4, granularity="group", group_size=32,
+                                       scales=scales)
+    params = GS.groupscale_params(p, frac_bits=16)
+    assert params.exact
+    np.testing.assert_array_equal(params.mult * params.acc_scale[:, None], scales)
+    np.testing.assert_array_equal(params.mult[0], [0, 0])
+    x = random_x(rng, 4, 64)
+    acc = GS.group_scaled_gemm(p, x, params)
+    np.testing.assert_array_equal(acc, loop_group_ref(p, x, params))
+    np.testing.assert_array_equal(acc * params.acc_scale[None], GS.group_scaled_float(p, x))
+    # 2^17 between a row's scales is beyond 2^(16-11): rounded, flagged
+    p.scales[2] = [65504.0, 0.5]
+    assert not GS.groupscale_params(p, frac_bits=16).exact
+    assert GS.groupscale_params(p, frac_bits=28).exact
+
+
 @pytest.mark.models
 def test_minilm_layer_exact():
     from nmaccel import models

@@ -2,6 +2,9 @@
 
 Submodules: intops (wrap/saturate/round_shift), accum (accumulator widths), gemm (packed GEMM),
 groupscale (fixed-point group scales), epilogue (requantization), strassen (exact Strassen).
+Note: the functions `gemm` and `epilogue` re-exported here shadow their submodules as package
+attributes; reach the modules with `from nmaccel.golden.gemm import ...` or
+`importlib.import_module("nmaccel.golden.gemm")`.
 """
 from nmaccel.golden.accum import accum_bits, check_accumulator
 from nmaccel.golden.epilogue import epilogue, quantize_multiplier
