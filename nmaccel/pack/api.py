@@ -24,7 +24,9 @@ def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="unifor
     off-domain calibration sets), `blocksize`; with `error_compensation` the kept weights are
     quantized inside the OBS loop (GPTQ-style) on the grid fitted to the SparseGPT-pruned
     weights, with that pass's mask fixed. Scales / codebooks use kept weights only; pruned
-    positions are not stored. `symmetric=False` gives zero-point uniform codes.
+    positions are not stored. `symmetric=False` gives zero-point uniform codes. A kept padding
+    slot (K not a multiple of m_group, last run shorter than n_keep) holds code 0, or with
+    lloyd-max the level nearest 0: its activation is 0, so it contributes nothing.
     Returns PackedWeights; `meta` records method, damp and the quantization MSE.
     """
     w = check_weights(w)
@@ -46,7 +48,10 @@ def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="unifor
                     f"calibration_tokens={calibration_tokens!r}: use a positive integer")
             calibration = calibration[:calibration_tokens]
 
+    real = np.arange(-(-w.shape[1] // m_group) * m_group) < w.shape[1]
+
     def fit(wk, keep):
+        keep = keep & real   # kept padding slots (short last run) must not bend the statistics
         if quantizer == "uniform":
             return fit_uniform(wk, keep, bits=bits, granularity=granularity,
                                group_size=group_size, symmetric=symmetric)
