@@ -14,7 +14,7 @@ import numpy as np
 
 from nmaccel.errors import require
 from nmaccel.golden import intops
-from nmaccel.golden.gemm import int_matmul
+from nmaccel.golden.gemm import check_activations, int_matmul
 from nmaccel.pack.strassen import (W_COEF, pad_to, padded_shape, quadrants,
                                    strassen_weight_blocks)
 
@@ -85,11 +85,13 @@ def strassen_matmul(x, w_int, levels=1, wblocks=None):
     return combine_products(prods, levels)[:x.shape[0], :w.shape[0]]
 
 
-def strassen_gemm(packed, x_q, levels=1):
-    """Strassen version of `nmaccel.golden.gemm(packed, x_q)`; int64 (T, out), identical result."""
-    from nmaccel.golden.gemm import check_activations
+def strassen_gemm(packed, x_q, levels=1, wblocks=None):
+    """Strassen version of `nmaccel.golden.gemm(packed, x_q)`; int64 (T, out), identical result.
+
+    wblocks: precomputed `strassen_weight_blocks(packed.int_weights(), levels)`.
+    """
     x = check_activations(x_q, packed.in_features)
-    return strassen_matmul(x, packed.int_weights(), levels)
+    return strassen_matmul(x, packed.int_weights(), levels, wblocks)
 
 
 def _operand_coef(coef, levels):
