@@ -1,0 +1,116 @@
+"""Systolic array via run_tile: RTL == golden array twin == golden GEMM, cycles == formula."""
+import numpy as np
+import pytest
+
+from nmaccel.golden import blocks as gb
+from nmaccel.golden import gemm
+from nmaccel.hdl import ArrayConfig
+from nmaccel.pack import PackedWeights, pack_weights
+from nmaccel.sim import run_tile
+
+NMS = [(1, 2), (2, 4), (1, 4), (3, 8), (4, 8), (2, 8), (4, 4)]   # (4, 4): dense
+MODES = [("int8", 8), ("int4", 4), ("int4", 2), ("codebook", 4), ("codebook", 2)]
+
+
+def make_packed(rng, out, k, n, m, mode, bits, edge=False):
+    kp = -(-k // m) * m
+    mask = np.zeros((out, kp // m, m), dtype=bool)
+    for o in range(out):
+        for g in range(kp // m):
+            mask[o, g, rng.choice(m, n, replace=False)] = True
+    mask = mask.reshape(out, kp)
+    mask[:, k:] = mask[:, k:]
+    sc = np.ones((out, 1), dtype=np.float32)
+    if mode == "codebook":
+        codes = rng.integers(0, 1 << bits, size=(out, kp)) * mask
+        cb = rng.integers(-128, 128, size=(out, 1, 1 << bits))
+        if edge:
+            cb[..., 0], cb[..., -1] = -128, 127
+        return PackedWeights.from_dense_codes(codes, mask, in_features=k, n_keep=n, m_group=m, bits=bits,
+                                              quantizer="lloyd-max", scales=sc, codebook=cb)
+    lo = -(1 << (bits - 1))
+    codes = rng.integers(lo, -lo, size=(out, kp))
+    if edge:
+        codes = np.where(rng.random((out, kp)) < 0.5, lo, -lo - 1)
+    return PackedWeights.from_dense_codes(codes * mask, mask, in_features=k, n_keep=n, m_group=m,
+                                          bits=bits, scales=sc)
+
+
+def check_tile(pw, x, cfg, simulator="fast"):
+    res = run_tile(pw, x, cfg, simulator=simulator)
+    ref = gemm(pw, x)
+    plan = gb.load_plan(pw, cfg)
+    np.testing.assert_array_equal(res.outputs, ref)
+    np.testing.assert_array_equal(gb.array_tile(cfg, plan, x), ref)
+    assert res.cycles == gb.tile_cycles(cfg, x.shape[0], plan.int4)
+    steps = -(-x.shape[0] // 2) if plan.int4 else x.shape[0]
+    assert res.cycles == 1 + cfg.rows + steps + cfg.rows + cfg.cols - 1 + cfg.pipeline_stages
+    return res
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (4, 4)])
+@pytest.mark.parametrize("mode,bits", MODES)
+def test_array_sweep(rng, shape, mode, bits):
+    cfg = ArrayConfig(rows=shape[0], cols=shape[1])
+    for n, m in NMS:
+        window = cfg.window(n, m)
+        k = int(rng.integers(max(1, (cfg.rows - 1) * window), cfg.rows * window + 1))
+        out = int(rng.integers(1, cfg.cols + 1))
+        pw = make_packed(rng, out, k, n, m, mode, bits)
+        T = int(rng.integers(1, 8))
+        x = rng.integers(-128, 128, size=(T, k))
+        res = check_tile(pw, x, cfg)
+        assert res.mode == mode and (res.n_keep, res.m_group) == (n, m)
+
+
+@pytest.mark.parametrize("mode,bits", [("int8", 8), ("int4", 4), ("codebook", 4)])
+def test_array_edge_values(rng, mode, bits):
+    """Extreme weights and activations over a full K tile: no overflow, all-zero groups."""
+    cfg = ArrayConfig(rows=3, cols=2, pipeline_mux=True, pipeline_product=True)
+    for n, m in [(2, 4), (4, 4), (1, 2)]:
+        k = cfg.rows * cfg.window(n, m)
+        pw = make_packed(rng, 2, k, n, m, mode, bits, edge=True)
+        x = np.full((6, k), -128)
+        x[1] = 127
+        x[2] = 0                                          # all-zero activations
+        x[3, :m] = 0                                      # one all-zero group
+        x[4] = rng.choice([-128, 127], size=k)
+        check_tile(pw, x, cfg)
+
+
+def test_array_all_indices_equal_and_pipelining(rng):
+    cfg = ArrayConfig(rows=2, cols=2, n_max=2, m_max=4, pipeline_product=True)
+    for n, m in [(1, 4), (1, 2), (2, 4)]:
+        k = cfg.rows * cfg.window(n, m)
+        kp = k
+        mask = np.zeros((2, kp), dtype=bool)
+        mask[:, np.arange(0, kp, m)[:, None] + np.arange(n)[None, :]] = True   # same indices everywhere
+        codes = rng.integers(-128, 128, size=(2, kp)) * mask
+        pw = PackedWeights.from_dense_codes(codes, mask, in_features=k, n_keep=n, m_group=m, bits=8,
+                                            scales=np.ones((2, 1), dtype=np.float32))
+        check_tile(pw, rng.integers(-128, 128, size=(5, k)), cfg)
+
+
+def test_array_8x8(rng):
+    cfg = ArrayConfig(rows=8, cols=8)
+    for (n, m), (mode, bits) in [((4, 4), ("int8", 8)), ((2, 4), ("int4", 4))]:
+        k = 8 * cfg.window(n, m)
+        pw = make_packed(rng, 8, k, n, m, mode, bits)
+        check_tile(pw, rng.integers(-128, 128, size=(3, k)), cfg)
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("nm,bits,quantizer", [((2, 4), 4, "uniform"), ((2, 4), 8, "uniform"),
+                                               ((4, 4), 8, "uniform"), ((1, 4), 4, "lloyd-max"),
+                                               ((4, 8), 4, "uniform")])
+def test_array_real_minilm_tiles(rng, nm, bits, quantizer):
+    from nmaccel.models import default_layer
+    w = default_layer()
+    cfg = ArrayConfig(rows=4, cols=4)
+    n, m = nm
+    k = cfg.rows * cfg.window(n, m)
+    for t in range(2):
+        r0, k0 = 4 * int(rng.integers(0, w.shape[0] // 4)), k * int(rng.integers(0, w.shape[1] // k))
+        pw = pack_weights(w[r0:r0 + 4, k0:k0 + k], n_keep=n, m_group=m, bits=bits, quantizer=quantizer)
+        x = rng.integers(-128, 128, size=(9, k))
+        check_tile(pw, x, cfg, simulator="compiled" if t == 0 and nm == (2, 4) and bits == 4 else "fast")
