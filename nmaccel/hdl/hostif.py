@@ -1,0 +1,271 @@
+"""Narrow host interface: one `width`-bit valid/ready word stream in, one out.
+
+Input stream word format (all fields LSB-first inside a word, multi-word values LSB beat first):
+
+  header word:  bits [0, op_bits)                 opcode
+                bits [op_bits, op_bits+sel_bits)  sel: config register index or target memory
+                bits [op_bits+sel_bits, width)    count: memory words that follow (OP_WRITE)
+  OP_NOP    (0): nothing.
+  OP_CONFIG (1): next word = value of config register `sel` (cfg_bits <= width).
+  OP_WRITE  (2): next word = start address (mem_addr_bits <= width); then `count` memory words
+                 of mem_word_bits, each as `beats` = ceil(mem_word_bits / width) stream words,
+                 lowest bits first, unused top bits zero. Written to addresses addr, addr+1, ...
+                 of target memory `sel`. count = 0 sends the address word and no data.
+  OP_START  (3): one-cycle `start` pulse (the job controller begins with the current config).
+
+`op_bits` = bits for the opcode set, `sel_bits` = max(bits for n_targets, bits for n_cfg_regs),
+count takes the rest. A `PackedWeights` section goes in as OP_WRITE payload: its
+`memory_image(section, word_bits=mem_word_bits)` words are the memory words (`encode_write`
+splits images longer than the count field into several commands).
+
+Output stream: `make_host_stream_out` serializes out_word_bits-wide words into
+ceil(out_word_bits / width) beats, lowest bits first, no header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyrtl
+
+from nmaccel.errors import require
+
+OPCODES = {"nop": 0, "config": 1, "write": 2, "start": 3}
+OP_NOP, OP_CONFIG, OP_WRITE, OP_START = (OPCODES[k] for k in ("nop", "config", "write", "start"))
+S_HEADER, S_CFG_VALUE, S_ADDR, S_DATA = range(4)
+HOSTIF_WRITE_LATENCY = 1   # last beat accepted -> mem_we / mem_data registered outputs
+
+
+def _bits(n):
+    """Bits to hold values 0..n-1 (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class HostIfConfig:
+    """Elaboration parameters of the host stream interface."""
+
+    width: int = 32
+    mem_word_bits: int = 64
+    mem_addr_bits: int = 10
+    n_targets: int = 4
+    n_cfg_regs: int = 8
+    cfg_bits: int = 32
+
+    def __post_init__(self):
+        for f in ("width", "mem_word_bits", "mem_addr_bits", "n_targets", "n_cfg_regs", "cfg_bits"):
+            v = getattr(self, f)
+            require(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                    f"host interface {f} must be an int >= 1, got {v!r}")
+        require(self.mem_addr_bits <= self.width,
+                f"mem_addr_bits ({self.mem_addr_bits}) must fit one {self.width}-bit stream word")
+        require(self.cfg_bits <= self.width,
+                f"cfg_bits ({self.cfg_bits}) must fit one {self.width}-bit stream word")
+        require(self.count_bits >= 1,
+                f"stream width {self.width} leaves no header bits for the word count; widen it")
+
+    @property
+    def op_bits(self) -> int:
+        return _bits(len(OPCODES))
+
+    @property
+    def sel_bits(self) -> int:
+        return max(_bits(self.n_targets), _bits(self.n_cfg_regs))
+
+    @property
+    def count_bits(self) -> int:
+        return self.width - self.op_bits - self.sel_bits
+
+    @property
+    def beats(self) -> int:
+        return -(-self.mem_word_bits // self.width)
+
+    @property
+    def max_count(self) -> int:
+        return (1 << self.count_bits) - 1
+
+
+# ---- host side: the word format ---------------------------------------------------------------
+def encode_header(cfg: HostIfConfig, op, sel=0, count=0) -> int:
+    require(op in OPCODES.values(), f"unknown opcode {op}; use one of {OPCODES}")
+    require(0 <= sel < 1 << cfg.sel_bits, f"header sel {sel} does not fit {cfg.sel_bits} bits")
+    require(0 <= count <= cfg.max_count, f"header count {count} exceeds {cfg.max_count}")
+    return op | sel << cfg.op_bits | count << (cfg.op_bits + cfg.sel_bits)
+
+
+def encode_config(cfg: HostIfConfig, reg, value) -> list:
+    """Stream words setting config register `reg` to `value` (unsigned, < 2^cfg_bits)."""
+    require(0 <= reg < cfg.n_cfg_regs, f"config register {reg} out of range [0, {cfg.n_cfg_regs})")
+    require(0 <= int(value) < 1 << cfg.cfg_bits,
+            f"config value {value} does not fit {cfg.cfg_bits} bits (write it as unsigned)")
+    return [encode_header(cfg, OP_CONFIG, reg), int(value)]
+
+
+def encode_start(cfg: HostIfConfig) -> list:
+    return [encode_header(cfg, OP_START)]
+
+
+def encode_write(cfg: HostIfConfig, target, addr, words) -> list:
+    """Stream words writing memory words (ints < 2^mem_word_bits) to `target` from `addr` on."""
+    require(0 <= target < cfg.n_targets, f"target memory {target} out of range [0, {cfg.n_targets})")
+    words = [int(w) for w in words]
+    depth = 1 << cfg.mem_addr_bits
+    require(0 <= addr and addr + len(words) <= depth,
+            f"write of {len(words)} words at address {addr} overruns the {depth}-word memory; "
+            "tile the data or elaborate larger buffers")
+    require(all(0 <= w < 1 << cfg.mem_word_bits for w in words),
+            f"memory words must be unsigned < 2^{cfg.mem_word_bits}")
+    mask = (1 << cfg.width) - 1
+    out = []
+    pos = 0
+    while True:
+        chunk = words[pos:pos + cfg.max_count]
+        out += [encode_header(cfg, OP_WRITE, target, len(chunk)), addr + pos]
+        for w in chunk:
+            out += [(w >> (cfg.width * b)) & mask for b in range(cfg.beats)]
+        pos += len(chunk)
+        if pos >= len(words):
+            return out
+
+
+# ---- hardware --------------------------------------------------------------------------------
+@dataclass
+class HostStreamIn:
+    """Bundle: `in_ready`, memory write port (`mem_we`, `mem_target`, `mem_addr`, `mem_data`,
+    registered), `cfg_regs` (list of cfg_bits registers), `start` (1-cycle registered pulse)."""
+
+    cfg: HostIfConfig
+    in_ready: pyrtl.WireVector
+    mem_we: pyrtl.WireVector
+    mem_target: pyrtl.WireVector
+    mem_addr: pyrtl.WireVector
+    mem_data: pyrtl.WireVector
+    cfg_regs: list
+    start: pyrtl.WireVector
+
+
+def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None) -> HostStreamIn:
+    """Deserializer and command decoder for the input stream (format: module docstring).
+
+    Ports: `in_data` (width), `in_valid` (1), `hold` (1, optional: 1 stalls the stream, e.g.
+    while the controller owns the buffers). `in_ready` = not hold; a word moves when
+    in_valid & in_ready. Outputs are registered: a memory word is on `mem_*` with `mem_we` = 1
+    the cycle after its last beat moved; config registers update the cycle after their value
+    word; `start` pulses the cycle after the OP_START header.
+    """
+    require(len(in_data) == cfg.width, f"{name}: in_data must be {cfg.width} bits")
+    require(len(in_valid) == 1, f"{name}: in_valid must be 1 bit")
+    if hold is None:
+        hold = pyrtl.Const(0, bitwidth=1)
+    W = cfg.width
+    in_ready = pyrtl.WireVector(1, name=f"{name}.in_ready")
+    in_ready <<= ~hold
+    fire = in_valid & in_ready
+
+    state = pyrtl.Register(_bits(4), name=f"{name}.state")
+    sel = pyrtl.Register(cfg.sel_bits, name=f"{name}.sel")
+    count = pyrtl.Register(cfg.count_bits, name=f"{name}.count")
+    addr = pyrtl.Register(cfg.mem_addr_bits, name=f"{name}.addr")
+    beat = pyrtl.Register(_bits(cfg.beats), name=f"{name}.beat")
+    asm = pyrtl.Register((cfg.beats - 1) * W, name=f"{name}.asm") if cfg.beats > 1 else None
+    mem_we = pyrtl.Register(1, name=f"{name}.mem_we")
+    mem_target = pyrtl.Register(cfg.sel_bits, name=f"{name}.mem_target")
+    mem_addr = pyrtl.Register(cfg.mem_addr_bits, name=f"{name}.mem_addr")
+    mem_data = pyrtl.Register(cfg.mem_word_bits, name=f"{name}.mem_data")
+    start = pyrtl.Register(1, name=f"{name}.start")
+    cfg_regs = [pyrtl.Register(cfg.cfg_bits, name=f"{name}.cfg{i}") for i in range(cfg.n_cfg_regs)]
+
+    op = in_data[:cfg.op_bits]
+    h_sel = in_data[cfg.op_bits:cfg.op_bits + cfg.sel_bits]
+    h_count = in_data[cfg.op_bits + cfg.sel_bits:]
+    in_header = state == S_HEADER
+    in_cfg = state == S_CFG_VALUE
+    in_addr = state == S_ADDR
+    in_data_st = state == S_DATA
+    last_beat = beat == cfg.beats - 1
+    word_done = fire & in_data_st & last_beat
+
+    with pyrtl.conditional_assignment:
+        with fire & in_header:
+            sel.next |= h_sel
+            count.next |= h_count
+            with op == OP_CONFIG:
+                state.next |= S_CFG_VALUE
+            with op == OP_WRITE:
+                state.next |= S_ADDR
+        with fire & in_cfg:
+            state.next |= S_HEADER
+        with fire & in_addr:
+            addr.next |= in_data[:cfg.mem_addr_bits]
+            beat.next |= 0
+            with count == 0:
+                state.next |= S_HEADER
+            with pyrtl.otherwise:
+                state.next |= S_DATA
+        with fire & in_data_st:
+            with last_beat:
+                beat.next |= 0
+                addr.next |= (addr + 1)[:cfg.mem_addr_bits]
+                count.next |= (count - 1)[:cfg.count_bits]
+                with count == 1:
+                    state.next |= S_HEADER
+            with pyrtl.otherwise:
+                beat.next |= (beat + 1)[:len(beat)]
+
+    if asm is not None:
+        asm.next <<= pyrtl.select(fire & in_data_st & ~last_beat,
+                                  pyrtl.concat(in_data, asm[W:]) if cfg.beats > 2 else in_data,
+                                  asm)
+        full = pyrtl.concat(in_data, asm)
+    else:
+        full = in_data
+    mem_we.next <<= word_done
+    mem_target.next <<= pyrtl.select(word_done, sel, mem_target)
+    mem_addr.next <<= pyrtl.select(word_done, addr, mem_addr)
+    mem_data.next <<= pyrtl.select(word_done, full[:cfg.mem_word_bits], mem_data)
+    start.next <<= fire & in_header & (op == OP_START)
+    for i, r in enumerate(cfg_regs):
+        r.next <<= pyrtl.select(fire & in_cfg & (sel == i), in_data[:cfg.cfg_bits], r)
+    return HostStreamIn(cfg=cfg, in_ready=in_ready, mem_we=mem_we, mem_target=mem_target,
+                        mem_addr=mem_addr, mem_data=mem_data, cfg_regs=cfg_regs, start=start)
+
+
+@dataclass
+class HostStreamOut:
+    """Bundle: `word_ready` (1), `out_data` (width), `out_valid` (1), `beats`."""
+
+    word_ready: pyrtl.WireVector
+    out_data: pyrtl.WireVector
+    out_valid: pyrtl.WireVector
+    beats: int
+
+
+def make_host_stream_out(name, cfg: HostIfConfig, word, word_valid, out_ready) -> HostStreamOut:
+    """Serializer: each accepted `word` (any width) leaves as ceil(len(word) / width) beats.
+
+    Ports: `word`, `word_valid` (1) -> `word_ready` (1): the word is taken when both are high;
+    `out_data` (width), `out_valid` (1), `out_ready` (1): a beat moves when both are high. Beats
+    go lowest bits first; a new word is taken in the cycle its predecessor's last beat moves, so
+    a continuous stream has no bubbles. Latency word -> first beat: 1 cycle.
+    """
+    require(len(word_valid) == 1 and len(out_ready) == 1,
+            f"{name}: word_valid and out_ready must be 1 bit")
+    W = cfg.width
+    beats = -(-len(word) // W)
+    shreg = pyrtl.Register(beats * W, name=f"{name}.shreg")
+    left = pyrtl.Register(_bits(beats + 1), name=f"{name}.left")
+    out_valid = pyrtl.WireVector(1, name=f"{name}.out_valid")
+    out_valid <<= left != 0
+    beat_moves = out_valid & out_ready
+    word_ready = pyrtl.WireVector(1, name=f"{name}.word_ready")
+    word_ready <<= (left == 0) | ((left == 1) & out_ready)
+    load = word_valid & word_ready
+    shifted = shreg[W:].zero_extended(beats * W) if beats > 1 else pyrtl.Const(0, bitwidth=W)
+    shreg.next <<= pyrtl.select(load, word.zero_extended(beats * W),
+                                pyrtl.select(beat_moves, shifted, shreg))
+    left.next <<= pyrtl.select(load, pyrtl.Const(beats, bitwidth=len(left)),
+                               pyrtl.select(beat_moves, (left - 1)[:len(left)], left))
+    out_data = pyrtl.WireVector(W, name=f"{name}.out_data")
+    out_data <<= shreg[:W]
+    return HostStreamOut(word_ready=word_ready, out_data=out_data, out_valid=out_valid,
+                         beats=beats)
