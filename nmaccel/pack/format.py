@@ -15,7 +15,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from typing import Optional
@@ -23,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from nmaccel.errors import NmaccelError, require
+from nmaccel.fileio import atomic_write
 from nmaccel.pack.bitpack import IntType, pack_fields, pack_words, unpack_fields, words_to_memh
 
 MAGIC = b"NMACCEL\x00"
@@ -278,18 +278,7 @@ class PackedWeights:
 
     def save(self, path):
         """Write atomically (temporary file + rename): no partial file on failure."""
-        data = self.to_bytes()
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(prefix=".nmpack-", dir=os.path.dirname(os.path.abspath(path)))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write(path, self.to_bytes())
 
     @classmethod
     def from_bytes(cls, data, source="<bytes>"):
@@ -373,17 +362,7 @@ class PackedWeights:
 
     def write_memh(self, path, section, word_bits=32):
         """Write a `$readmemh` image of one section atomically."""
-        text = words_to_memh(self.memory_image(section, word_bits), word_bits)
-        fd, tmp = tempfile.mkstemp(prefix=".memh-", dir=os.path.dirname(os.path.abspath(path)))
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write(path, words_to_memh(self.memory_image(section, word_bits), word_bits))
 
     def report(self):
         """Human-readable summary rows (key, value) for `nmaccel inspect`."""
