@@ -173,7 +173,7 @@ def test_lloyd_max_beats_uniform_on_real_weights(name, rows, gran, gs):
             assert grid.stats["uniform_units"] < grid.stats["units"] / 2
         for key in ("history", "history_quantile_init"):
             h = np.array(grid.stats[key])
-            assert len(h) > (bits < 8) and np.all(np.diff(h) <= 1e-12 * h[0])
+            assert len(h) > (bits < 8) and np.all(np.diff(h) <= 1e-9 * h[0])   # float64 sums
         assert grid.stats["mse"] >= grid.stats["float_mse"] * (1 - 1e-9) or bits == 8
         assert grid.codebook.dtype == np.int8
         assert grid.codebook.shape == grid.scales.shape + (1 << bits,)

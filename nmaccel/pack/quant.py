@@ -193,16 +193,6 @@ def fit_uniform(w, mask=None, *, bits, granularity=None, group_size=None, symmet
     return QuantGrid(bits, "uniform", granularity, group_size, False, scales, zero_points=zp)
 
 
-def _assign(t, levels, span=8.0):
-    """Nearest level index for t (U, L) in [-1, 1] with sorted levels (U, K) in [-1.1, 1.1]."""
-    U, K = levels.shape
-    th = (levels[:, 1:] + levels[:, :-1]) / 2
-    off = span * np.arange(U, dtype=np.float64)
-    flat_th = (th + off[:, None]).ravel()
-    pos = np.searchsorted(flat_th, t + off[:, None], side="left")
-    return pos - np.arange(U)[:, None] * (K - 1)
-
-
 def quantile_levels(t, keep, n_levels):
     """Per unit, the (i + 0.5) / n_levels quantiles of the kept entries (0 for empty units)."""
     srt = np.sort(np.where(keep, t, np.inf), axis=1)
@@ -212,7 +202,42 @@ def quantile_levels(t, keep, n_levels):
     return np.where(cnt[:, None] > 0, lev, 0.0)
 
 
-def lloyd_max_levels(t, keep, bits, iters=30, unit_weight=None, init="uniform"):
+class _SortedUnits:
+    """Kept entries of each unit sorted once, with per-unit prefix sums: the count, sum and
+    squared error of every nearest-level cell cost one searchsorted of the thresholds."""
+
+    def __init__(self, t, keep, span=8.0):
+        U, L = t.shape
+        srt = np.sort(np.where(keep, t, np.inf), axis=1)
+        self.cnt = keep.sum(axis=1)
+        valid = np.arange(L)[None, :] < self.cnt[:, None]
+        vals = np.where(valid, srt, 0.0)
+        self.off = span * np.arange(U, dtype=np.float64)
+        self.flat = (vals + self.off[:, None])[valid]
+        self.start = np.concatenate([[0], np.cumsum(self.cnt)])[:-1]
+        self.c1 = np.concatenate([np.zeros((U, 1)), np.cumsum(vals, axis=1)], axis=1)
+        self.c2 = np.concatenate([np.zeros((U, 1)), np.cumsum(vals ** 2, axis=1)], axis=1)
+
+    def cells(self, levels):
+        """(count, sum, sum of squares) of the entries nearest to each sorted level (U, K)."""
+        U, K = levels.shape
+        th = np.clip((levels[:, 1:] + levels[:, :-1]) / 2, -3.0, 3.0) + self.off[:, None]
+        b = np.searchsorted(self.flat, th.ravel(), side="right").reshape(U, K - 1)
+        edges = np.concatenate([np.zeros((U, 1), np.int64), b - self.start[:, None],
+                                self.cnt[:, None]], axis=1)
+        n = np.diff(edges, axis=1)
+        s1 = np.diff(np.take_along_axis(self.c1, edges, axis=1), axis=1)
+        s2 = np.diff(np.take_along_axis(self.c2, edges, axis=1), axis=1)
+        return n, s1, s2
+
+    @staticmethod
+    def sse(levels, n, s1, s2):
+        mean = s1 / np.maximum(n, 1)
+        within = np.maximum(s2 - s1 * mean, 0.0)
+        return (within + n * (mean - levels) ** 2).sum(axis=1)
+
+
+def lloyd_max_levels(t, keep, bits, iters=30, unit_weight=None, init="uniform", sorted_units=None):
     """Lloyd iterations on normalized units t (U, L) in [-1, 1] over kept entries.
 
     Starts from the uniform grid q / (2^(b-1) - 0.5) (init="uniform") or from quantiles of the
@@ -228,33 +253,19 @@ def lloyd_max_levels(t, keep, bits, iters=30, unit_weight=None, init="uniform"):
         levels = quantile_levels(t, keep, K)
     else:
         levels = np.tile(np.arange(lo, hi + 1) / ((1 << (bits - 1)) - 0.5), (U, 1))
-    n = max(int(keep.sum()), 1)
-    ids = np.arange(U)[:, None] * K
-    tk = t[keep]
+    n_all = max(int(keep.sum()), 1)
+    su = _SortedUnits(t, keep) if sorted_units is None else sorted_units
     history = []
     for it in range(iters + 1):
-        idx = _assign(t, levels)
-        err = np.where(keep, t - np.take_along_axis(levels, idx, axis=1), 0.0)
-        history.append(float(((err ** 2).sum(axis=1) * wgt).sum() / n))
+        n, s1, s2 = su.cells(levels)
+        history.append(float((su.sse(levels, n, s1, s2) * wgt).sum() / n_all))
         if it == iters:
             break
-        flat = (idx + ids)[keep]
-        sums = np.bincount(flat, weights=tk, minlength=U * K).reshape(U, K)
-        cnt = np.bincount(flat, minlength=U * K).reshape(U, K)
-        new = np.sort(np.where(cnt > 0, sums / np.maximum(cnt, 1), levels), axis=1)
+        new = np.sort(np.where(n > 0, s1 / np.maximum(n, 1), levels), axis=1)
         if np.array_equal(new, levels):
             break
         levels = new
     return levels, history
-
-
-def _unit_sse(u, keep, vals):
-    """Per-unit squared error of u (U, L) (kept entries) against nearest sorted levels vals (U, K)."""
-    m = np.abs(vals).max(axis=1)
-    m = np.where(m > 0, m, 1.0)[:, None]
-    idx = _assign(np.clip(u / m, -2.0, 2.0), vals / m)
-    e = np.where(keep, u - np.take_along_axis(vals, idx, axis=1), 0.0)
-    return (e ** 2).sum(axis=1)
 
 
 def fit_lloyd_max(w, mask=None, *, bits, granularity=None, group_size=None, iters=30):
@@ -278,11 +289,18 @@ def fit_lloyd_max(w, mask=None, *, bits, granularity=None, group_size=None, iter
     n = max(int(keep.sum()), 1)
     a = np.abs(u).max(axis=1)
     a_safe = np.where(a > 0, a, 1.0)
+    t = u / a_safe[:, None]
+    su = _SortedUnits(t, keep)
+
+    def unit_sse(vals):   # per-unit SSE (original units) of kept entries vs nearest of vals (U, K)
+        lv = vals / a_safe[:, None]
+        return su.sse(lv, *su.cells(lv)) * a_safe ** 2
+
     # Lloyd from two starts (uniform grid, data quantiles); per unit the lower MSE wins
-    runs = [lloyd_max_levels(u / a_safe[:, None], keep, bits, iters, a_safe ** 2, init)
+    runs = [lloyd_max_levels(t, keep, bits, iters, a_safe ** 2, init, su)
             for init in ("uniform", "quantile")]
     cands = [np.clip(lv, -1.0, 1.0) * a_safe[:, None] for lv, _ in runs]  # unused levels into range
-    sses = [_unit_sse(u, keep, lv) for lv in cands]
+    sses = [unit_sse(lv) for lv in cands]
     pick = sses[1] < sses[0]
     levels = np.where(pick[:, None], cands[1], cands[0])
     float_sse = np.minimum(sses[0], sses[1])
@@ -295,9 +313,9 @@ def fit_lloyd_max(w, mask=None, *, bits, granularity=None, group_size=None, iter
     s_u = symmetric_scale(a, bits).astype(np.float64)
     s_u8 = np.where(a > 0, fp16_ceil(s_u / shift), np.float32(1.0)).astype(np.float32)
     cb_u = np.tile(np.arange(lo, hi + 1, dtype=np.float64) * shift, (R * G, 1))
-    sse_l = _unit_sse(u, keep, cb_l * s_l[:, None].astype(np.float64))
-    sse_u = _unit_sse(u, keep, cb_u * s_u8[:, None].astype(np.float64))
-    sse_uniform = _unit_sse(u, keep, np.arange(lo, hi + 1, dtype=np.float64)[None, :] * s_u[:, None])
+    sse_l = unit_sse(cb_l * s_l[:, None].astype(np.float64))
+    sse_u = unit_sse(cb_u * s_u8[:, None].astype(np.float64))
+    sse_uniform = unit_sse(np.arange(lo, hi + 1, dtype=np.float64)[None, :] * s_u[:, None])
     use_u = sse_u < sse_l
     cb = np.where(use_u[:, None], cb_u, cb_l).astype(np.int8)
     scales = np.where(use_u, s_u8, s_l).astype(np.float32)
