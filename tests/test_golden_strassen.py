@@ -54,6 +54,8 @@ def test_strassen_packed_equals_gemm(rng):
         ref = gemm_mod.gemm(p, x)
         for levels in (1, 2):
             np.testing.assert_array_equal(strassen_gemm(p, x, levels), ref)
+            blocks = strassen_weight_blocks(p.int_weights(), levels)
+            np.testing.assert_array_equal(strassen_gemm(p, x, levels, wblocks=blocks), ref)
 
 
 def test_bit_growth_known_and_tight(rng):
@@ -100,6 +102,9 @@ def test_strassen_bad_input(rng):
         strassen_matmul(np.zeros((2, 7), dtype=np.int64), w)
     with pytest.raises(NmaccelError, match="expected 49 weight blocks"):
         strassen_matmul(np.zeros((2, 8), dtype=np.int64), w, 2, wblocks=strassen_weight_blocks(w, 1))
+    with pytest.raises(NmaccelError, match="another shape"):
+        strassen_matmul(np.zeros((2, 8), dtype=np.int64), w, 1,
+                        wblocks=strassen_weight_blocks(rng.integers(-8, 8, size=(4, 12)), 1))
     with pytest.raises(NmaccelError, match="integers"):
         strassen_weight_blocks(w.astype(np.float32))
     with pytest.raises(NmaccelError, match="n_keep"):

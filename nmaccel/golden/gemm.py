@@ -48,7 +48,7 @@ def int_matmul(x, w):
     bound = dot_bound(intops.max_abs(x), w)
     dt = exact_dtype(bound)
     if dt is not None:
-        return (x.astype(dt) @ w.T.astype(dt)).astype(np.int64)
+        return (x.astype(dt) @ w.astype(dt).T).astype(np.int64)
     if bound < (1 << 62):
         return x @ w.T
     return x.astype(object) @ w.T.astype(object)

@@ -64,6 +64,17 @@ def combine_products(products, levels=1):
     return np.block([[c[0], c[1]], [c[2], c[3]]])
 
 
+def _strassen_core(x, wblocks, levels, out_features):
+    require(int(levels) >= 0, f"Strassen levels must be >= 0, got {levels}")
+    require(len(wblocks) == 7 ** levels, f"expected {7 ** levels} weight blocks, got {len(wblocks)}")
+    tp, kp = padded_shape(x.shape, levels)
+    require(kp >> levels == wblocks[0].shape[1] and wblocks[0].shape[0] << levels >= out_features,
+            "weight blocks were built for another shape or level count; rebuild them")
+    ablocks = activation_blocks(pad_to(x, (tp, kp)), levels)
+    prods = [int_matmul(a, b) for a, b in zip(ablocks, wblocks)]
+    return combine_products(prods, levels)[:x.shape[0], :out_features]
+
+
 def strassen_matmul(x, w_int, levels=1, wblocks=None):
     """Exact x (T, K) @ w_int (out, K).T with `levels` of Strassen; int64 (T, out).
 
@@ -76,22 +87,19 @@ def strassen_matmul(x, w_int, levels=1, wblocks=None):
     require(int(levels) >= 0, f"Strassen levels must be >= 0, got {levels}")
     if wblocks is None:
         wblocks = strassen_weight_blocks(w, levels)
-    require(len(wblocks) == 7 ** levels, f"expected {7 ** levels} weight blocks, got {len(wblocks)}")
-    tp, kp = padded_shape(x.shape, levels)
-    ablocks = activation_blocks(pad_to(x, (tp, kp)), levels)
-    require(ablocks[0].shape[1] == wblocks[0].shape[1],
-            "weight blocks were built for another K or level count; rebuild them")
-    prods = [int_matmul(a, b) for a, b in zip(ablocks, wblocks)]
-    return combine_products(prods, levels)[:x.shape[0], :w.shape[0]]
+    return _strassen_core(x, wblocks, levels, w.shape[0])
 
 
 def strassen_gemm(packed, x_q, levels=1, wblocks=None):
     """Strassen version of `nmaccel.golden.gemm(packed, x_q)`; int64 (T, out), identical result.
 
-    wblocks: precomputed `strassen_weight_blocks(packed.int_weights(), levels)`.
+    wblocks: precomputed `strassen_weight_blocks(packed.int_weights(), levels)` (the weights
+    are then not unpacked again).
     """
     x = check_activations(x_q, packed.in_features)
-    return strassen_matmul(x, packed.int_weights(), levels, wblocks)
+    if wblocks is None:
+        wblocks = strassen_weight_blocks(packed.int_weights(), levels)
+    return _strassen_core(x, wblocks, levels, packed.out_features)
 
 
 def _operand_coef(coef, levels):
