@@ -2,8 +2,9 @@
 
 The implementation (a PyRTL block) is exported as module `impl`; the specification is either a
 dict {output port: Verilog expression over the input ports} (an independent arithmetic
-statement, e.g. "$signed(c) + $signed(a) * $signed(b)"), or a second PyRTL block (module
-`spec`) with the same port names. A generated miter instantiates both, flags any compared output
+statement, e.g. "$signed(c) + $signed(a) * $signed(b)"), hand-written Verilog of `module spec`
+(for sequential specifications), or a second PyRTL block (module `spec`) with the same port
+names. A generated miter instantiates both, flags any compared output
 that differs (`diff`), and `sat -prove diff 0` proves it never does, for all inputs
 (combinational) or for every input sequence of `seq` cycles from reset (bounded), or for all
 time (`tempinduct`). `assume` (a Verilog boolean over the inputs) restricts the inputs, e.g. to
@@ -96,7 +97,8 @@ def prove_equivalent(spec, impl=None, *, outputs=None, assume=None, seq=0, tempi
                      timeout=600, keep_dir=None):
     """Prove `impl` (PyRTL block, None = working block) equals `spec` on the compared outputs.
 
-    spec: {output: Verilog expression} or a PyRTL Block with the same ports.
+    spec: {output: Verilog expression}, Verilog source of `module spec` (same port names; may
+    hold registers), or a PyRTL Block with the same ports.
     outputs: output names to compare (default: all outputs of the spec).
     seq: 0 = combinational proof; N > 0 = every N-cycle run from the initial state (registers
     at their reset values). tempinduct: unbounded proof by temporal induction.
@@ -108,6 +110,11 @@ def prove_equivalent(spec, impl=None, *, outputs=None, assume=None, seq=0, tempi
         require(spec, "spec has no outputs to compare")
         spec_v = spec_module(ports, spec)
         spec_outs = list(spec)
+    elif isinstance(spec, str):
+        require(re.search(r"\bmodule\s+spec\b", spec) is not None,
+                "a Verilog spec must define `module spec` with the implementation's port names")
+        spec_v = spec
+        spec_outs = [p.name for p in ports if p.direction == "output"]
     else:
         require(isinstance(spec, pyrtl.Block), "spec must be a dict {output: expr} or a pyrtl.Block")
         spec_v = verilog_text(spec, module_name="spec", add_reset=False, initialize_registers=True)
