@@ -16,6 +16,7 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyrtl
@@ -27,6 +28,7 @@ from nmaccel.hdl.array import input_widths, make_array_top, output_widths
 from nmaccel.hdl.config import MODE_CODE, ArrayConfig
 
 SIMULATORS = ("compiled", "fast", "python")
+MODEL_SUFFIXES = (".safetensors", ".gguf", ".npy", ".npz")
 _CACHE = OrderedDict()
 _CACHE_SIZE = 6
 
@@ -299,27 +301,23 @@ def cmd_sim(args):
     cfg = ArrayConfig(rows=rows, cols=cols, n_max=args.n_max, m_max=args.m_max,
                       pipeline_product=args.pipeline, pipeline_mux=args.pipeline)
     quantizer = "lloyd-max" if args.codebook else "uniform"
-    if args.weights:
+    packed, w = None, None
+    if args.weights and Path(args.weights).suffix.lower() in MODEL_SUFFIXES:
+        from nmaccel.models import linear_layers, load_weights
+        weights = load_weights(args.weights)
+        names = linear_layers(weights)
+        require(names, f"no linear layer in {args.weights!r}: pass a packed file or another model")
+        w = weights[names[0]]
+    elif args.weights:
         from nmaccel.pack import PackedWeights
-        if str(args.weights).endswith(".nmw") or args.weights.endswith(".npk"):
-            packed = PackedWeights.load(args.weights)
-        else:
-            try:
-                packed = PackedWeights.load(args.weights)
-            except NmaccelError:
-                from nmaccel.models import linear_layers, load_weights
-                layers = linear_layers(load_weights(args.weights))
-                require(layers, f"no linear layer in {args.weights!r}: pass a packed file or a model")
-                packed = None
-                w = layers[0][1] if isinstance(layers[0], tuple) else layers[0]
+        packed = PackedWeights.load(args.weights)
     else:
-        packed, w = None, _default_weights()
+        w = _default_weights()
     if packed is None:
-        g = gb.window_groups(n_keep, m_group, cfg.n_max, cfg.m_max) if n_keep <= cfg.n_max and \
-            m_group <= cfg.m_max else 1
-        k = min(w.shape[1], cfg.rows * g * m_group)
-        w = np.asarray(w, dtype=np.float32)[:cfg.cols, :k]
-        packed = _pack(w, n_keep, m_group, args.bits, quantizer)
+        g = gb.window_groups(n_keep, m_group, cfg.n_max, cfg.m_max) if 1 <= n_keep <= cfg.n_max and \
+            n_keep <= m_group <= cfg.m_max else 1
+        k = min(w.shape[1], cfg.rows * max(g, 1) * m_group)
+        packed = _pack(np.asarray(w, dtype=np.float32)[:cfg.cols, :k], n_keep, m_group, args.bits, quantizer)
     rng = np.random.default_rng(args.seed)
     x_q = rng.integers(-128, 128, size=(args.tokens, packed.in_features), dtype=np.int64)
     res = run_tile(packed, x_q, cfg, simulator=args.simulator, trace=args.vcd)
@@ -356,8 +354,9 @@ def register_cli(subparsers):
     p.add_argument("--m-max", type=int, default=8, help="largest m_group (default 8)")
     p.add_argument("--pipeline", action="store_true", help="register mux outputs and products")
     p.add_argument("--tokens", type=int, default=64, help="activation rows T (default 64)")
-    p.add_argument("--weights", help="packed weights file, or a model file (first linear layer); "
-                   "default: a slice of a real MiniLM layer")
+    p.add_argument("--weights", help="packed weights file that fits the array, or a model file "
+                   "(.safetensors/.gguf/.npy/.npz: a tile of its first linear layer, packed with --nm/--bits); "
+                   "default: a tile of a real MiniLM layer")
     p.add_argument("--simulator", default="compiled", choices=SIMULATORS)
     p.add_argument("--seed", type=int, default=0, help="activation RNG seed")
     p.add_argument("--vcd", help="write a VCD trace to this file")
