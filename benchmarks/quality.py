@@ -1,0 +1,216 @@
+"""Quality of pruning + quantization on real weights, measured in one run.
+
+MiniLM (all-MiniLM-L6-v2): mean weight SQNR (dB) over the 36 encoder linears, for the
+configurations that need no calibration activations. SmolLM2-135M: perplexity on held-out
+English prose (nmaccel/data/heldout_en.txt; calibration = pydoc_data.topics, never the eval
+text), its ratio to dense PPL of the same run, and the mean per-layer output SQNR on held-out
+activations of the dense model. Calibrated methods (wanda, sparsegpt) compress SmolLM2 layer by
+layer (sequential calibration, as SparseGPT) unless --one-shot.
+
+    python benchmarks/quality.py [--quick] [--json PATH] [--configs a,b] [--damp 0.1]
+
+--quick: 2 decoder blocks / 1 MiniLM layer compressed, 256 eval and calibration tokens (< 2 min).
+Results are written to --json after every configuration; --resume skips finished ones.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+from tabulate import tabulate
+
+from nmaccel import models
+from nmaccel.errors import NmaccelError
+from nmaccel.llama import Llama
+from nmaccel.pack import pack_weights, prune
+
+G = 128
+# name: (pack_weights kwargs or None for dense, needs calibration, description)
+CONFIGS = {
+    "dense": (None, False, "GGUF weights as shipped (Q4_1 before packaging), float32"),
+    "int8-channel": (dict(n_keep=1, m_group=1, bits=8, granularity="channel"), False, "INT8 per channel, RTN"),
+    "int4-g128": (dict(n_keep=1, m_group=1, bits=4, group_size=G), False, "INT4 g128, RTN"),
+    "lloyd-max-4b-g128": (dict(n_keep=1, m_group=1, bits=4, group_size=G, quantizer="lloyd-max"), False,
+                          "Lloyd-Max 4-bit codebook per g128 group"),
+    "2:4-magnitude": ("prune", False, "2:4 magnitude, no quantization"),
+    "2:4+int4-magnitude": (dict(n_keep=2, m_group=4, bits=4, group_size=G, method="magnitude"), False, ""),
+    "2:4+int4-wanda": (dict(n_keep=2, m_group=4, bits=4, group_size=G, method="wanda"), True, ""),
+    "2:4+int4-sparsegpt": (dict(n_keep=2, m_group=4, bits=4, group_size=G, method="sparsegpt"), True,
+                           "SparseGPT + GPTQ-style joint quantization"),
+    "4:8+int4-magnitude": (dict(n_keep=4, m_group=8, bits=4, group_size=G, method="magnitude"), False, ""),
+    "4:8+int4-wanda": (dict(n_keep=4, m_group=8, bits=4, group_size=G, method="wanda"), True, ""),
+    "4:8+int4-sparsegpt": (dict(n_keep=4, m_group=8, bits=4, group_size=G, method="sparsegpt"), True, ""),
+}
+TARGETS = {"2:4+int4-sparsegpt": 2.5, "4:8+int4-sparsegpt": 1.8}
+QUICK_CONFIGS = ["dense", "int8-channel", "int4-g128", "2:4+int4-magnitude", "2:4+int4-wanda",
+                 "2:4+int4-sparsegpt"]
+
+
+def compress_weight(name, w, x, cfg, damp):
+    """float32 (out, in) weight after the configuration (dequantized PackedWeights)."""
+    kwargs, needs_cal, _ = CONFIGS[cfg]
+    if kwargs is None:
+        return w
+    if kwargs == "prune":
+        wp, _ = prune(w, n_keep=2, m_group=4, method="magnitude")
+        return wp[:, :w.shape[1]].astype(np.float32)
+    kw = dict(kwargs)
+    if needs_cal:
+        kw["calibration"] = x
+        if kw.get("method") == "sparsegpt":
+            kw["damp"] = damp
+    return pack_weights(w, **kw).dequantize()
+
+
+def sqnr_db(ref, err):
+    return float(10 * np.log10(np.sum(np.square(ref, dtype=np.float64)) / max(np.sum(np.square(err, dtype=np.float64)), 1e-300)))
+
+
+def minilm_sqnr(weights, names, cfg, damp):
+    if CONFIGS[cfg][1]:
+        return None  # needs activations: no MiniLM forward pass here
+    vals = [sqnr_db(weights[n], weights[n] - compress_weight(n, weights[n], None, cfg, damp)) for n in names]
+    return float(np.mean(vals)) if cfg != "dense" else float("inf")
+
+
+def smollm2_eval(base, cfg, names, calib, evals, heldout_x, damp, sequential):
+    needs_cal = CONFIGS[cfg][1]
+    if cfg == "dense":
+        model = base
+    elif needs_cal:
+        model = base.compress(calib, lambda n, w, x: compress_weight(n, w, x, cfg, damp),
+                              sequential=sequential, names=names)
+    else:
+        model = base.with_linears({n: compress_weight(n, base.weights[n], None, cfg, damp) for n in names})
+    ppl = model.perplexity(evals, ctx=256)
+    osq = [sqnr_db(x @ base.weights[n].T, x @ (base.weights[n] - model.weights[n]).T)
+           for n, x in heldout_x.items()]
+    return ppl, (float(np.mean(osq)) if cfg != "dense" else float("inf"))
+
+
+def windows(ids, n_tokens, ctx):
+    """(n_tokens // ctx, ctx) windows spread evenly over ids (deterministic)."""
+    n = max(1, n_tokens // ctx)
+    starts = np.linspace(0, len(ids) - ctx, n).astype(int)
+    return np.stack([ids[s:s + ctx] for s in starts])
+
+
+def atomic_json(path, obj):
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1, default=lambda v: None)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def fmt(v, spec):
+    if v is None:
+        return "n/a"
+    if v == float("inf"):
+        return "inf"
+    return format(v, spec)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 blocks, 256 tokens, fewer configs (< 2 min)")
+    ap.add_argument("--json", help="write results (after every configuration) to this JSON file")
+    ap.add_argument("--resume", action="store_true", help="skip configurations already in --json with the same settings")
+    ap.add_argument("--configs", help=f"comma list from: {','.join(CONFIGS)}")
+    ap.add_argument("--damp", type=float, default=0.1, help="SparseGPT relative Hessian damping (default 0.1)")
+    ap.add_argument("--calib-tokens", type=int, default=None, help="calibration tokens (default 1024; quick 256)")
+    ap.add_argument("--eval-tokens", type=int, default=None, help="held-out tokens (default all ~1.1k; quick 256)")
+    ap.add_argument("--blocks", type=int, default=None, help="compress only the first N decoder blocks")
+    ap.add_argument("--merge", nargs="*", default=[], help="also take finished rows from these JSON files "
+                    "(same settings), e.g. from runs of other --configs in parallel")
+    ap.add_argument("--one-shot", action="store_true", help="calibrate every layer on dense-model inputs")
+    args = ap.parse_args(argv)
+
+    cfgs = args.configs.split(",") if args.configs else (QUICK_CONFIGS if args.quick else list(CONFIGS))
+    bad = [c for c in cfgs if c not in CONFIGS]
+    if bad:
+        raise NmaccelError(f"unknown configuration(s) {bad}: use names from {list(CONFIGS)}")
+    if "dense" not in cfgs:
+        cfgs = ["dense"] + cfgs
+    calib_tokens = args.calib_tokens or (256 if args.quick else 1024)
+    blocks = args.blocks if args.blocks is not None else (2 if args.quick else None)
+    ctx = 256
+
+    t0 = time.time()
+    mini = models.load_weights("minilm")
+    mini_names = [n for n in models.linear_layers(mini) if n.startswith("encoder.")]
+    if args.quick:
+        mini_names = [n for n in mini_names if n.startswith("encoder.layer.0.")]
+    base = Llama.from_gguf("smollm2")
+    tok = models.gguf_tokenizer("smollm2")
+    names = base.linear_names()
+    if blocks is not None:
+        names = [n for n in names if int(n.split(".")[1]) < blocks]
+    eval_ids = np.array(tok.encode(models.heldout_text()))
+    if args.eval_tokens or args.quick:
+        eval_ids = eval_ids[:args.eval_tokens or 256]
+    calib = windows(np.array(tok.encode(models.calibration_text())), calib_tokens, ctx)
+    heldout_x = base.collect_inputs(eval_ids[:ctx][None, :], names)
+    print(f"loaded models and data in {time.time() - t0:.1f} s; {len(names)} SmolLM2 linears, "
+          f"{len(mini_names)} MiniLM linears, {eval_ids.size} eval tokens, {calib.size} calibration tokens",
+          file=sys.stderr)
+
+    settings = dict(quick=args.quick, damp=args.damp, calib_tokens=int(calib.size), eval_tokens=int(eval_ids.size),
+                    smollm2_linears=len(names), minilm_linears=len(mini_names),
+                    sequential=not args.one_shot, ctx=ctx)
+    result = {"settings": settings, "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
+              f"python {platform.python_version()}, numpy {np.__version__}", "rows": {}}
+    sources = ([args.json] if args.resume and args.json else []) + list(args.merge)
+    for src in sources:
+        if os.path.exists(src):
+            with open(src) as fh:
+                old = json.load(fh)
+            if old.get("settings") == settings:
+                result["rows"].update({k: v for k, v in old.get("rows", {}).items() if k in cfgs})
+    for cfg in cfgs:
+        if cfg in result["rows"]:
+            continue
+        t1 = time.time()
+        sq = minilm_sqnr(mini, mini_names, cfg, args.damp)
+        ppl, osq = smollm2_eval(base, cfg, names, calib, eval_ids, heldout_x, args.damp, not args.one_shot)
+        result["rows"][cfg] = dict(minilm_sqnr_db=sq, smollm2_ppl=ppl, smollm2_out_sqnr_db=osq,
+                                   seconds=round(time.time() - t1, 1), description=CONFIGS[cfg][2])
+        print(f"{cfg}: ppl {ppl:.2f} ({time.time() - t1:.0f} s)", file=sys.stderr)
+        if args.json:
+            atomic_json(args.json, result)
+
+    dense = result["rows"]["dense"]["smollm2_ppl"]
+    table = []
+    for cfg in cfgs:
+        r = result["rows"][cfg]
+        r["ppl_ratio"] = r["smollm2_ppl"] / dense
+        tgt = TARGETS.get(cfg) if len(names) == len(base.linear_names()) else None  # whole model only
+        r["target_ratio"] = tgt
+        r["target_met"] = None if tgt is None else bool(r["ppl_ratio"] <= tgt)
+        table.append([cfg, fmt(r["minilm_sqnr_db"], ".2f"), fmt(r["smollm2_out_sqnr_db"], ".2f"),
+                      f"{r['smollm2_ppl']:.2f}", f"{r['ppl_ratio']:.2f}x",
+                      "" if tgt is None else f"<= {tgt}x: {'met' if r['target_met'] else 'NOT met'}",
+                      f"{r['seconds']:.0f}"])
+    print(tabulate(table, headers=["config", "MiniLM W-SQNR dB", "SmolLM2 out-SQNR dB", "PPL",
+                                   "PPL / dense", "target", "s"]))
+    print(f"settings: {json.dumps(settings)}")
+    if args.json:
+        atomic_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except NmaccelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
