@@ -142,6 +142,20 @@ def test_gemm_acc_bits_check(rng):
         G.gemm(pa, random_x(rng, 1, 64), acc_bits=18)
 
 
+def test_float32_k_tile_vs_brute_force(rng):
+    for k in (1, 63, 65, 1000, 4096, 5000):
+        for hi in (8, 128, 4096):
+            w = rng.integers(-hi, hi, size=(3, k))
+            want, kt = None, G.MIN_K_TILE
+            while kt <= max(G.MIN_K_TILE, 1 << (k - 1).bit_length()):
+                wp = np.zeros((3, -(-k // kt) * kt), dtype=np.int64)
+                wp[:, :k] = np.abs(w)
+                if 128 * wp.reshape(3, -1, kt).sum(axis=2).max() > 1 << 24:
+                    break
+                want, kt = kt, kt * 2
+            assert G.float32_k_tile(w, 128) == want, (k, hi)
+
+
 def test_int_matmul_wide_paths(rng):
     x = rng.integers(-128, 128, size=(3, 50))
     for hi in (1 << 47, 1 << 58):          # int64 path, then Python-int path

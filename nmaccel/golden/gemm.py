@@ -72,16 +72,19 @@ def float32_k_tile(w_int, x_max_abs):
     float32's exact range 2^24, or None."""
     aw = np.abs(np.asarray(w_int).astype(np.int32))
     out, k = aw.shape
-    kt = 1 << max(0, (k - 1).bit_length())
-    while kt >= MIN_K_TILE:
-        nt = -(-k // kt)
-        tiles = np.zeros((out, nt * kt), dtype=np.int32)
-        tiles[:, :k] = aw
-        if int(x_max_abs) * int(tiles.reshape(out, nt, kt).sum(axis=2, dtype=np.int64).max(initial=0)) \
-                <= FLOAT32_EXACT:
-            return kt
-        kt //= 2
-    return None
+    kp = max(MIN_K_TILE, 1 << max(0, (k - 1).bit_length()))
+    padded = np.zeros((out, kp), dtype=np.int32)
+    padded[:, :k] = aw
+    sums = padded.reshape(out, kp // MIN_K_TILE, MIN_K_TILE).sum(axis=2, dtype=np.int64)
+    best, kt = None, MIN_K_TILE
+    while True:
+        if int(x_max_abs) * int(sums.max(initial=0)) > FLOAT32_EXACT:
+            return best
+        best = kt
+        if sums.shape[1] == 1:
+            return best
+        sums = sums.reshape(out, -1, 2).sum(axis=2)
+        kt *= 2
 
 
 class GemmPlan:
