@@ -9,7 +9,8 @@ from nmaccel.errors import NmaccelError
 from nmaccel.hdl.buffers import make_buffer
 from nmaccel.hdl.hostif import (HOSTIF_WRITE_LATENCY, HostIfConfig, encode_config,
                                 encode_header, encode_start, encode_write, make_host_stream_in,
-                                make_host_stream_out, OP_NOP)
+                                make_host_stream_out, OP_NOP,
+                                write_stream_words)
 
 CONFIGS = {
     "w32_m64": HostIfConfig(),
@@ -123,6 +124,7 @@ def test_stream_in_full_rate_and_latency():
     # header, address, then beats: word i's last beat is stream word 2 + beats*(i+1) - 1
     want = [2 + cfg.beats * (i + 1) - 1 + HOSTIF_WRITE_LATENCY for i in range(len(data))]
     assert we_cycles == want
+    assert we_cycles[-1] == write_stream_words(cfg, len(data)) - 1 + HOSTIF_WRITE_LATENCY
 
 
 def test_stream_into_bram_buffer():
@@ -160,6 +162,9 @@ def test_long_write_splits_into_commands():
     data = list(range(50))
     words = encode_write(small, 1, 10, data)
     assert len(words) == 2 * 2 + 50   # two commands (31 + 19 words) with header + address each
+    for n in (0, 1, 31, 32, 62, 63, 50):
+        for c in (small, CONFIGS["w16_m40"]):
+            assert write_stream_words(c, n) == len(encode_write(c, 0, 0, [0] * n))
     _build_in(small)
     rng = np.random.default_rng(4)
     got, _ = _drive(small, words, rng, p_valid=0.9, p_hold=0.1)

@@ -128,6 +128,15 @@ def encode_write(cfg: HostIfConfig, target, addr, words) -> list:
             return out
 
 
+def write_stream_words(cfg: HostIfConfig, n_words) -> int:
+    """Stream words (= cycles at full rate) that `encode_write` needs for `n_words` memory
+    words: a header and an address word per command of <= max_count words, plus the beats."""
+    require(int(n_words) >= 0, f"word count must be >= 0, got {n_words}")
+    n = int(n_words)
+    commands = max(1, -(-n // cfg.max_count))
+    return 2 * commands + n * cfg.beats
+
+
 # ---- hardware --------------------------------------------------------------------------------
 @dataclass
 class HostStreamIn:
