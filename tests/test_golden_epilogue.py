@@ -200,3 +200,28 @@ def test_epilogue_vs_float_reference_tolerance(mult_bits, rng):
     near_tie = np.abs(v - np.floor(v) - 0.5) <= np.abs(acc + bias) * np.abs(real - multiplier_value(m, s)) + 1e-9
     assert np.all(diff[~near_tie] == 0)
     assert np.count_nonzero(diff == 0) > 0.9 * diff.size
+
+
+@pytest.mark.parametrize("n_keep,m_group,bits,quantizer", [(2, 4, 4, "uniform"), (1, 4, 2, "uniform"),
+                                                           (4, 4, 8, "uniform"), (2, 8, 4, "lloyd-max")])
+def test_quantized_linear_vs_float(n_keep, m_group, bits, quantizer, rng):
+    from nmaccel.golden.epilogue import quantize_bias, quantized_linear, quantized_linear_float
+    from nmaccel.golden.groupscale import group_scaled_gemm
+    from nmaccel.pack import pack_weights
+    w = (rng.standard_normal((48, 200)) * 0.05).astype(np.float32)
+    p = pack_weights(w, n_keep=n_keep, m_group=m_group, bits=bits, group_size=64, quantizer=quantizer)
+    x = rng.integers(-128, 128, size=(16, 200)).astype(np.int8)
+    x_scale, bias = 0.02, rng.standard_normal(48) * 0.1
+    y_scale = np.abs((x * x_scale) @ p.dequantize().T.astype(np.float64) + bias).max() / 100
+    for relu_on in (False, True):
+        st = quantized_linear(p, x, x_scale, y_scale, bias=bias, relu=relu_on)
+        np.testing.assert_array_equal(st["acc"], group_scaled_gemm(p, x, st["params"]))
+        np.testing.assert_array_equal(st["out"], epilogue(st["acc"], st["mantissa"], st["shift"],
+                                                          bias=st["bias_q"], relu=relu_on))
+        ref = quantized_linear_float(p, x, x_scale, y_scale, bias=bias, relu=relu_on)
+        assert st["params"].exact
+        diff = np.abs(st["out"] - ref)
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.01 * diff.size
+        assert st["out"].min() >= (0 if relu_on else -128) and st["out"].max() <= 127
+    with pytest.raises(NmaccelError, match="bias does not fit INT32"):
+        quantize_bias(np.full(48, 1e6), x_scale, st["params"])

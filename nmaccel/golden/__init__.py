@@ -7,14 +7,14 @@ attributes; reach the modules with `from nmaccel.golden.gemm import ...` or
 `importlib.import_module("nmaccel.golden.gemm")`.
 """
 from nmaccel.golden.accum import accum_bits, check_accumulator
-from nmaccel.golden.epilogue import epilogue, quantize_multiplier
+from nmaccel.golden.epilogue import epilogue, quantize_multiplier, quantized_linear
 from nmaccel.golden.gemm import gemm, gemm_csr, gemm_gather, prepare
 from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
 from nmaccel.golden.intops import round_shift, saturate, wrap
 from nmaccel.golden.strassen import strassen_bit_growth, strassen_gemm, strassen_matmul
 
 __all__ = [
-    "accum_bits", "check_accumulator", "epilogue", "quantize_multiplier", "gemm", "gemm_csr",
+    "accum_bits", "check_accumulator", "epilogue", "quantize_multiplier", "quantized_linear", "gemm", "gemm_csr",
     "gemm_gather", "prepare", "group_scaled_gemm", "groupscale_params", "round_shift", "saturate",
     "wrap", "strassen_bit_growth", "strassen_gemm", "strassen_matmul",
 ]

@@ -114,3 +114,57 @@ def epilogue_float(acc, real, bias=None, relu=False, out_bits=8):
         y = np.maximum(y, 0)
     lo, hi = intops.int_range(out_bits, True)
     return np.clip(y, lo, hi).astype(np.int64)
+
+
+def quantize_bias(bias, x_scale, params, bias_bits=32):
+    """Float bias (out,) -> integer bias in accumulator LSBs of a group-scaled GEMM.
+
+    One accumulator LSB of channel o is worth x_scale * params.acc_scale[o]; rounding half-up.
+    Raises NmaccelError if a value does not fit bias_bits (lower frac_bits or the bias).
+    """
+    b = np.asarray(bias, dtype=np.float64)
+    require(np.all(np.isfinite(b)), "bias must be finite; check the checkpoint for NaN/inf")
+    q = np.floor(b / (float(x_scale) * params.acc_scale) + 0.5)
+    lo, hi = intops.int_range(bias_bits, True)
+    require(np.all((q >= lo) & (q <= hi)),
+            f"bias does not fit INT{bias_bits} at this accumulator scale; use a smaller frac_bits")
+    return q.astype(np.int64)
+
+
+def quantized_linear(packed, x_q, x_scale, y_scale, bias=None, relu=False, out_bits=8,
+                     frac_bits=16, mult_bits=16, mode="half_up"):
+    """Whole integer linear layer as the hardware runs it; returns dict of every stage.
+
+    acc = group_scaled_gemm(packed, x_q, groupscale_params(packed, frac_bits)); per-channel
+    real multiplier x_scale * acc_scale[o] / y_scale -> quantize_multiplier(mult_bits); integer
+    bias = quantize_bias(bias); out = epilogue(acc, mantissa, shift, bias, relu, out_bits).
+    Float reference: `quantized_linear_float`; tolerance documented there.
+    """
+    from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
+    require(float(x_scale) > 0 and float(y_scale) > 0, "x_scale and y_scale must be > 0")
+    params = groupscale_params(packed, frac_bits)
+    acc = group_scaled_gemm(packed, x_q, params)
+    mant, shift = quantize_multiplier(float(x_scale) * params.acc_scale / float(y_scale), mult_bits)
+    bias_q = None if bias is None else quantize_bias(bias, x_scale, params)
+    st = epilogue_stages(acc, mant, shift, bias_q, relu, out_bits, mode)
+    st.update(acc=acc, params=params, mantissa=mant, shift=shift, bias_q=bias_q)
+    return st
+
+
+def quantized_linear_float(packed, x_q, x_scale, y_scale, bias=None, relu=False, out_bits=8):
+    """Float reference of `quantized_linear`: clamp(round_half_up(((x_q*x_scale) @ W.T + bias)
+    / y_scale)) with W = packed.dequantize(), in float64.
+
+    Tolerance: |quantized_linear - this| <= 1 LSB where the group scales are exact
+    (params.exact) and mult_bits >= 16; 0 except near a rounding tie.
+    """
+    from nmaccel.golden.gemm import check_activations
+    x = check_activations(x_q, packed.in_features).astype(np.float64) * float(x_scale)
+    y = x @ packed.dequantize().astype(np.float64).T
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64)
+    y = np.floor(y / float(y_scale) + 0.5)
+    if relu:
+        y = np.maximum(y, 0)
+    lo, hi = intops.int_range(out_bits, True)
+    return np.clip(y, lo, hi).astype(np.int64)
