@@ -28,6 +28,9 @@ LINT_WAIVERS = (
     ('UNUSEDSIGNAL', "Bits of signal are not used: 'tmp*"),
     # A PyRTL temporary may be computed and left entirely unused after a slice/concat.
     ('UNUSEDSIGNAL', "Signal is not used: 'tmp*"),
+    # PyRTL always emits clk (and rst with add_reset), also for purely combinational blocks.
+    ('UNUSEDSIGNAL', "Signal is not used: 'clk'"),
+    ('UNUSEDSIGNAL', "Signal is not used: 'rst'"),
 )
 
 
@@ -224,3 +227,196 @@ def lint(path, *, top=None, waivers=True):
     if proc.returncode != 0 and not msgs:
         raise NmaccelError("verilator lint failed: " + tools.log_tail(proc.stdout + proc.stderr, 5))
     return msgs
+
+
+# ---------------------------------------------------------------- blocks and CLI
+
+BLOCKS = ("top", "array", "pe", "decoder")
+
+
+def _array_config(rows=4, cols=4, n_max=4, m_max=8, modes=("int8", "int4"), pipeline=False):
+    from nmaccel.hdl.config import ArrayConfig
+    return ArrayConfig(rows=rows, cols=cols, n_max=n_max, m_max=m_max, modes=tuple(modes),
+                       pipeline_mux=pipeline, pipeline_product=pipeline)
+
+
+def build_pe_top(cfg, name="pe"):
+    """One PE (nmaccel.hdl.pe.make_pe) with ports: x_in, w_in, w_load, psum_in_<t>, int4,
+    dense in; psum_out_<t>, x_out, w_out out. Runtime `int4` / `dense` are direct inputs."""
+    from nmaccel.hdl.pe import lane_store_bits, make_pe
+
+    class _Rt:
+        pass
+    rt = _Rt()
+    rt.int4 = pyrtl.Input(1, "int4")
+    rt.dense = pyrtl.Input(1, "dense")
+    x_in = pyrtl.Input(cfg.x_bits, "x_in")
+    w_in = pyrtl.Input(cfg.n_max * lane_store_bits(cfg), "w_in")
+    w_load = pyrtl.Input(1, "w_load")
+    psum_in = [pyrtl.Input(cfg.acc_bits, f"psum_in_{t}") for t in range(cfg.tokens_per_step)]
+    pe = make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load)
+    for t, p in enumerate(pe.psum_out):
+        o = pyrtl.Output(cfg.acc_bits, f"psum_out_{t}")
+        o <<= p
+    for port, w in (("x_out", pe.x_out), ("w_out", pe.w_out)):
+        o = pyrtl.Output(len(w), port)
+        o <<= w
+    return pe
+
+
+def build_decoder_top(cfg, name="dec"):
+    """The N:M decoder (nmaccel.hdl.decoder.make_nm_decoder) with ports: elem_<k> (one element,
+    tokens_per_step * act_bits), idx_<l> (cfg.idx_bits), dense in; lane_<l> out."""
+    from nmaccel.hdl.decoder import make_nm_decoder
+    width = cfg.tokens_per_step * cfg.act_bits
+    elements = [pyrtl.Input(width, f"elem_{k}") for k in range(cfg.m_max)]
+    indices = [pyrtl.Input(cfg.idx_bits, f"idx_{lane}") for lane in range(cfg.n_max)]
+    dense = pyrtl.Input(1, "dense")
+    dec = make_nm_decoder(name, cfg, dense, elements, indices)
+    for lane, w in enumerate(dec.lanes):
+        o = pyrtl.Output(width, f"lane_{lane}")
+        o <<= w
+    return dec
+
+
+def build_block(block, **kw):
+    """Build `block` ('top', 'array', 'pe', 'decoder') into the working block; return the
+    default module name. kw: rows, cols, n_max, m_max, modes, pipeline (ArrayConfig), and for
+    the top t_max, k_tiles_max, n_tiles_max, host_bits."""
+    require(block in BLOCKS, f"unknown block {block!r}: use one of {', '.join(BLOCKS)}")
+    top_kw = {k: kw.pop(k) for k in ("t_max", "k_tiles_max", "n_tiles_max", "host_bits")
+              if kw.get(k) is not None}
+    for k in list(kw):
+        if kw[k] is None:
+            del kw[k]
+    cfg = _array_config(**kw)
+    if block == "top":
+        try:
+            from nmaccel.hdl.top import TopConfig, make_top_ports
+        except ImportError as exc:
+            raise NmaccelError(f"the accelerator top cannot be built in this checkout ({exc}): "
+                               "use --block array|pe|decoder") from exc
+        make_top_ports(TopConfig(array=cfg, **top_kw))
+        return "nmaccel_top"
+    if block == "array":
+        from nmaccel.hdl.array import make_array_top
+        make_array_top(cfg)
+        return "nmaccel_array"
+    if block == "pe":
+        build_pe_top(cfg)
+        return "nmaccel_pe"
+    build_decoder_top(cfg)
+    return "nmaccel_decoder"
+
+
+def build_from_builder(spec):
+    """Call 'package.module:function' (no arguments) to build into the working block."""
+    import importlib
+    require(":" in spec, f"--builder {spec!r}: use package.module:function")
+    mod, func = spec.split(":", 1)
+    try:
+        fn = getattr(importlib.import_module(mod), func)
+    except (ImportError, AttributeError) as exc:
+        raise NmaccelError(f"--builder {spec!r}: cannot import it ({exc})") from exc
+    fn()
+    return func
+
+
+def add_block_args(p):
+    p.add_argument("--block", choices=BLOCKS, default="top",
+                   help="which hardware block (default: the accelerator top)")
+    p.add_argument("--builder", metavar="MODULE:FUNC",
+                   help="instead of --block: a function building any PyRTL design")
+    p.add_argument("--rows", type=int, default=None, help="array rows (default 4)")
+    p.add_argument("--cols", type=int, default=None, help="array columns (default 4)")
+    p.add_argument("--n-max", type=int, default=None, help="lanes per PE (default 4)")
+    p.add_argument("--m-max", type=int, default=None, help="largest N:M group (default 8)")
+    p.add_argument("--modes", default=None, help="comma list of int8,int4,codebook (default int8,int4)")
+    p.add_argument("--pipeline", action="store_true", help="register mux and product outputs")
+    p.add_argument("--t-max", type=int, default=None, help="top: array steps per job")
+    p.add_argument("--k-tiles-max", type=int, default=None, help="top: K tiles per job")
+    p.add_argument("--n-tiles-max", type=int, default=None, help="top: N tiles per job")
+    p.add_argument("--module-name", default=None, help="Verilog module name")
+
+
+def build_from_args(args):
+    """Build the design the CLI arguments name; return its module name."""
+    pyrtl.reset_working_block()
+    if args.builder:
+        name = build_from_builder(args.builder)
+    else:
+        modes = tuple(m.strip() for m in args.modes.split(",")) if args.modes else None
+        name = build_block(args.block, rows=args.rows, cols=args.cols, n_max=args.n_max,
+                           m_max=args.m_max, modes=modes, pipeline=args.pipeline or None,
+                           t_max=args.t_max, k_tiles_max=args.k_tiles_max,
+                           n_tiles_max=args.n_tiles_max)
+    return args.module_name or name
+
+
+MEMORY_SECTIONS = ("values", "indices", "scales", "zero_points", "codebook")
+
+
+def memory_images(packed, word_bits=32):
+    """{section file name: $readmemh text} for every section of a PackedWeights."""
+    from nmaccel.pack.bitpack import words_to_memh
+    out = {}
+    for sec in MEMORY_SECTIONS:
+        try:
+            words = packed.memory_image(sec, word_bits)
+        except NmaccelError:
+            continue           # section absent in this packing
+        out[f"{sec}.memh"] = words_to_memh(words, word_bits)
+    return out
+
+
+def cmd_export(args):
+    out = Path(args.out)
+    require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory")
+    name = build_from_args(args)
+    text = verilog_text(None, module_name=name, add_reset=not args.no_reset)
+    mod, ports, mems = parse_module(text)
+    files = {}
+    if args.packed:
+        from nmaccel.pack.format import PackedWeights
+        require(args.word_bits in (8, 16, 32, 64),
+                f"--word-bits {args.word_bits}: use 8, 16, 32 or 64")
+        packed = PackedWeights.load(args.packed)
+        files.update({out / k: v for k, v in memory_images(packed, args.word_bits).items()})
+    vpath = out / f"{mod}.v"
+    files[vpath] = text
+    desc = {"module": mod, "reset": not args.no_reset,
+            "ports": [asdict(p) for p in ports], "memories": [asdict(m) for m in mems]}
+    files[out / f"{mod}.ports.json"] = json.dumps(desc, indent=1) + "\n"
+    files[out / f"{mod}.ports.md"] = (f"# Ports of `{mod}`\n\nClock `clk` (rising edge)"
+                                      + ("" if args.no_reset else
+                                         ", synchronous active-high reset `rst`")
+                                      + ".\n\n" + port_table(ports) + "\n")
+    warnings = []
+    if args.lint:
+        with tempfile.TemporaryDirectory(prefix="nmaccel_export_") as tmp:
+            probe = Path(tmp) / vpath.name
+            probe.write_text(text)
+            warnings = lint(probe, top=mod)
+        require(not warnings, f"verilator lint of {mod}: {len(warnings)} warning(s), first: "
+                f"{warnings[0] if warnings else ''}; fix the design or document a waiver in "
+                "docs/LINT_WAIVERS.md")
+    write_files_atomically(files)
+    print(f"wrote {vpath} ({len(ports)} ports, {len(mems)} memories)"
+          + (", lint clean" if args.lint else ""))
+    for f in sorted(files):
+        if f != vpath:
+            print(f"wrote {f}")
+    return 0
+
+
+def register_cli(subparsers):
+    p = subparsers.add_parser("export", help="write Verilog, port description, memory images",
+                              description="Export a hardware block as Verilog (+ port "
+                              "description, + $readmemh images of a packed workload).")
+    add_block_args(p)
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("--packed", help="packed weights file: also write <section>.memh images")
+    p.add_argument("--word-bits", type=int, default=32, help="memory image word width")
+    p.add_argument("--no-reset", action="store_true", help="omit the synchronous rst port")
+    p.add_argument("--lint", action="store_true", help="fail unless verilator -Wall is clean")
+    p.set_defaults(func=cmd_export)
