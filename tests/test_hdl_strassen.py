@@ -212,3 +212,46 @@ def test_bad_ports():
     with pytest.raises(NmaccelError, match="product_idx"):
         make_strassen_combiner("c", cfg, [pyrtl.Input(32, "p")], pyrtl.Input(4, "i"),
                                pyrtl.Input(1, "v"), pyrtl.Input(1, "f"))
+
+
+def _combine_rtl(cfg, prods):
+    """Hardware combiner over 7 products (R, L) each -> assembled (2R, 2L) block result."""
+    rows, lanes = prods[0].shape
+    feed = [(r, i, prods[i][r], 1, int(i == 0)) for r in range(rows) for i in range(7)]
+    res = _run_combiner(cfg, lanes, feed)
+    pyrtl.reset_working_block()
+    c = np.zeros((2 * rows, 2 * lanes), dtype=np.int64)
+    for r in range(rows):
+        c[r, :lanes], c[r, lanes:] = res[r][0], res[r][1]
+        c[rows + r, :lanes], c[rows + r, lanes:] = res[r][2], res[r][3]
+    return c
+
+
+def test_two_levels_by_cascading_blocks():
+    """Two Strassen levels = the one-level RTL blocks applied twice (operands 8 -> 9 -> 10 bits,
+    49 products), equal to golden levels=2 and to the plain product."""
+    rng = np.random.default_rng(21)
+    t, k, n = 8, 8, 8
+    x = rng.integers(-128, 128, (t, k))
+    x[0, :] = x[t // 2, :] = -128
+    w = rng.integers(-8, 8, (n, k))
+    g2 = gs.strassen_bit_growth(8, 4, 2)
+    outer = _run_preadd(StrassenConfig(act_bits=8), quadrants(x))       # 7 x (t/2, k/2)
+    pyrtl.reset_working_block()
+    inner_cfg = StrassenConfig(act_bits=9)
+    ops = []
+    for i in range(7):
+        ops.extend(_run_preadd(inner_cfg, quadrants(outer[i])))
+        pyrtl.reset_working_block()
+    want_ops = gs.activation_blocks(x, 2)
+    assert len(ops) == 49 and inner_cfg.operand_bits == g2["act_operand_bits"] == 10
+    for got, want in zip(ops, want_ops):
+        np.testing.assert_array_equal(got, want)
+    wb = strassen_weight_blocks(w, 2)
+    prods = [int_matmul(a, b) for a, b in zip(ops, wb)]                   # 49 x (t/4, n/4)
+    pb = g2["product_bits"] + math.ceil(math.log2(k // 4))
+    inner = [_combine_rtl(StrassenConfig(product_bits=pb), prods[7 * i:7 * i + 7])
+             for i in range(7)]
+    c = _combine_rtl(StrassenConfig(product_bits=pb + 2), inner)
+    np.testing.assert_array_equal(c, gs.combine_products(prods, 2))
+    np.testing.assert_array_equal(c, x @ w.T)
