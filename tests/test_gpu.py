@@ -111,7 +111,7 @@ def test_triton_kernel_exact_vs_golden(torch, rng, out, k, t):
     p = random_packed(rng, out, k, unit_scales=True)
     x_q = rng.integers(-128, 128, size=(t, k)).astype(np.int8)
     mod = gpu.PackedNM24Int4(p)
-    for cfg in gpu.TRITON_CONFIGS[:3] + gpu.TRITON_CONFIGS[-2:]:
+    for cfg in (gpu.TRITON_CONFIGS[1], gpu.TRITON_CONFIGS[-2]):   # split_k 1 (store) and 4 (atomics)
         y = mod.run(torch.from_numpy(x_q).cuda().half(), cfg).cpu().numpy()
         np.testing.assert_array_equal(y.astype(np.int64), gemm(p, x_q), err_msg=str(cfg))
 
@@ -140,7 +140,7 @@ def test_int8_dense_exact_vs_golden(torch, rng, t):
     np.testing.assert_array_equal(y.astype(np.int64), gemm(p, x_q))
 
 
-@pytest.mark.parametrize("t", [16, 96])
+@pytest.mark.parametrize("t", [1, 16, 96])
 def test_cusparselt_int8_exact_vs_golden(torch, rng, t):
     p = random_packed(rng, 256, 512, unit_scales=True)
     x_q = rng.integers(-128, 128, size=(t, 512)).astype(np.int8)

@@ -225,6 +225,7 @@ class Int4PackWeight:
 
 CSLT_DTYPES = ("fp16", "bf16", "int8", "e4m3")
 CSLT_K_ALIGN = 64
+CSLT_T_ALIGN = 16   # cuSPARSELt refuses a dense operand narrower than 16 columns (T = 1 fails)
 
 
 class CusparseLtWeight:
@@ -232,12 +233,13 @@ class CusparseLtWeight:
 
     dtype "fp16"/"bf16": dequantized weights, output in that dtype. "int8": integer weights,
     INT32 output, exact. "e4m3": integer weights (exact in FP8 e4m3 when |w| <= 16), output
-    `out_dtype` (default float32). The algorithm is searched once per T and cached. An eager call
+    `out_dtype` (default float32). With `search`, the algorithm is searched once per T and cached
+    (cuSPARSELt 0.8's search crashed on a 256x1024 FP16 weight on the H100: off by default). An eager call
     re-plans in cuSPARSELt on the host (slow, see benchmarks/results/gpu_h100.md): replay it in a
     CUDA graph (`graphed`) for real use.
     """
 
-    def __init__(self, packed: PackedWeights, dtype="fp16", out_dtype=None):
+    def __init__(self, packed: PackedWeights, dtype="fp16", out_dtype=None, search=False):
         torch = _torch()
         require(packed.n_keep == 2 and packed.m_group == 4,
                 f"cuSPARSELt needs 2:4 sparsity (this packing is {packed.n_keep}:{packed.m_group}); "
@@ -261,7 +263,7 @@ class CusparseLtWeight:
             self.torch_dtype = torch.int8 if dtype == "int8" else torch.float8_e4m3fn
             self.out_dtype = torch.int32 if dtype == "int8" else _float_dtype(torch, out_dtype or "fp32")
         self.compressed = torch._cslt_compress(torch.from_numpy(w).cuda().to(self.torch_dtype))
-        self._alg = {}
+        self.search, self._alg = search, {}
 
     def prepare_x(self, x):
         """Cast/pad activations (T, in) to this weight's input dtype and padded K."""
@@ -271,18 +273,25 @@ class CusparseLtWeight:
         return x.to(self.torch_dtype)
 
     def alg_id(self, x):
+        """cuSPARSELt algorithm for x's T: searched once when `search`, else 0 (the default plan)."""
         torch = _torch()
         t = x.shape[0]
+        if not self.search:
+            return 0
         if t not in self._alg:
             self._alg[t] = int(torch._cslt_sparse_mm_search(self.compressed, x.t(), out_dtype=self.out_dtype,
                                                             transpose_result=True))
         return self._alg[t]
 
     def __call__(self, x):
-        """x already prepared (`prepare_x`): returns (T, out)."""
+        """x prepared by `prepare_x` (T, K): returns (T, out). T is padded to a multiple of 16 inside."""
         torch = _torch()
-        return torch._cslt_sparse_mm(self.compressed, x.t(), out_dtype=self.out_dtype, transpose_result=True,
-                                     alg_id=self.alg_id(x))
+        t = x.shape[0]
+        if t % CSLT_T_ALIGN:
+            x = torch.nn.functional.pad(x, (0, 0, 0, CSLT_T_ALIGN - t % CSLT_T_ALIGN))
+        y = torch._cslt_sparse_mm(self.compressed, x.t(), out_dtype=self.out_dtype, transpose_result=True,
+                                  alg_id=self.alg_id(x))
+        return y[:t]
 
 
 def graphed(fn, reps=1):

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# GPU tests + benchmark on the GPU machine (python3 with torch/triton; no install: PYTHONPATH=.).
+# Usage (repository root): scripts/gpu_run.sh [test|bench|all] [extra gpu_bench.py args]
+# Results: benchmarks/results/gpu_h100.{json,md}; copies and logs go to $OUT when it is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+what=${1:-all}; shift || true
+out=${OUT:-}
+log() { if [ -n "$out" ]; then tee -a "$out/$1"; else cat; fi; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+if [ "$what" = test ] || [ "$what" = all ]; then
+  $PY -m pytest tests/test_gpu.py -q -p no:cacheprovider 2>&1 | log gpu_tests.log
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  NMACCEL_BENCH_COMMAND="scripts/gpu_run.sh $what $*" $PY benchmarks/gpu_bench.py "$@" 2>&1 | log gpu_bench.log
+  if [ -n "$out" ]; then cp benchmarks/results/gpu_h100.json benchmarks/results/gpu_h100.md "$out"/; fi
+fi
