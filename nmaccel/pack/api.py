@@ -6,7 +6,8 @@ import numpy as np
 from nmaccel.errors import require
 from nmaccel.pack.format import PackedWeights
 from nmaccel.pack.prune import (METHODS, check_calibration, check_nm, check_weights, nm_mask,
-                                magnitude_scores, pad_k, sparsegpt, wanda_scores)
+                                magnitude_scores, obs_factor, pad_k, sparsegpt,
+                                wanda_scores)
 from nmaccel.pack.quant import (QUANTIZERS, check_bits, fit_lloyd_max, fit_uniform,
                                 resolve_granularity)
 
@@ -59,12 +60,13 @@ def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="unifor
                              group_size=group_size, iters=lloyd_iters)
 
     if method == "sparsegpt":
+        factor = obs_factor(calibration, len(real), damp)
         wp, keep, _ = sparsegpt(w, calibration, n_keep=n_keep, m_group=m_group, damp=damp,
-                                blocksize=blocksize)
+                                blocksize=blocksize, factor=factor)
         grid = fit(wp, keep)
         if error_compensation:
             _, _, codes = sparsegpt(w, calibration, m_group=m_group, damp=damp,
-                                    blocksize=blocksize, mask=keep, quantizer=grid)
+                                    blocksize=blocksize, mask=keep, quantizer=grid, factor=factor)
         else:
             codes = grid.quantize(wp)
     else:

@@ -131,24 +131,30 @@ def hessian(calibration, k_pad=None):
     return h
 
 
-def _hinv_cholesky(h, damp):
-    """Upper Cholesky factor U of H^-1 (H^-1 = U^T U) after relative diagonal damping."""
-    h = h.copy()
-    diag = np.diag(h).copy()
-    dead = diag == 0
+def obs_factor(calibration, k_pad, damp=0.1):
+    """(U, dead) for SparseGPT / GPTQ: U upper Cholesky factor of H^-1 (H^-1 = U^T U), H the
+    calibration Hessian zero-padded to k_pad with dead (all-zero) columns set to 1 on the
+    diagonal and `damp * mean(diag H)` added to the diagonal (float64)."""
+    require(isinstance(damp, numbers.Real) and np.isfinite(damp) and damp >= 0,
+            f"damp={damp!r}: use a finite relative damping >= 0 (default 0.1)")
+    h = hessian(calibration, k_pad)
+    dead = np.diag(h) == 0
     h[dead, dead] = 1.0
-    h[np.diag_indices_from(h)] += damp * np.mean(np.diag(h))
-    try:
-        c = scipy.linalg.cho_factor(h, lower=True)
-        hinv = scipy.linalg.cho_solve(c, np.eye(h.shape[0]))
-        return scipy.linalg.cholesky(hinv, lower=False), dead
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        raise NmaccelError(f"calibration Hessian is not positive definite with damp={damp}: "
-                           "increase damp (e.g. 0.1) or use more calibration tokens") from None
+    h[np.diag_indices_from(h)] += float(damp) * np.mean(np.diag(h))
+    fix = (f"calibration Hessian is not positive definite with damp={damp}: "
+           "increase damp (e.g. 0.1) or use more calibration tokens")
+    c, info = scipy.linalg.lapack.dpotrf(h, lower=1)
+    require(info == 0, fix)
+    hinv, info = scipy.linalg.lapack.dpotri(c, lower=1)
+    require(info == 0, fix)
+    hinv = np.tril(hinv) + np.tril(hinv, -1).T
+    u, info = scipy.linalg.lapack.dpotrf(hinv, lower=0)
+    require(info == 0, fix)
+    return np.triu(u), dead
 
 
 def sparsegpt(w, calibration, *, n_keep=None, m_group=None, sparsity=None, damp=0.1,
-              blocksize=128, mask=None, quantizer=None):
+              blocksize=128, mask=None, quantizer=None, factor=None):
     """One-shot OBS pruning with reconstruction (SparseGPT), optionally quantizing jointly (GPTQ).
 
     w: (out, in) float; calibration: (tokens, in) float. Either N:M (`n_keep`, `m_group`: the
@@ -159,12 +165,11 @@ def sparsegpt(w, calibration, *, n_keep=None, m_group=None, sparsity=None, damp=
     given, has `quantize(values, cols) -> codes` and `dequantize(codes, cols)`: each kept column
     is rounded to its grid before its error is spread over the later columns (joint prune +
     quantize). Columns with no calibration energy are zeroed (as the reference code).
+    `factor`: a precomputed `obs_factor(calibration, k_padded, damp)` to reuse.
     Returns (w_new float64 (out, k_padded), keep mask (out, k_padded), codes or None).
     """
     w = check_weights(w)
     x = check_calibration(calibration, w.shape[1])
-    require(isinstance(damp, numbers.Real) and np.isfinite(damp) and damp >= 0,
-            f"damp={damp!r}: use a finite relative damping >= 0 (default 0.1)")
     require(_is_int(blocksize) and blocksize >= 1, f"blocksize={blocksize!r}: use an integer >= 1")
     if mask is None and sparsity is None:
         check_nm(n_keep, m_group)
@@ -174,7 +179,8 @@ def sparsegpt(w, calibration, *, n_keep=None, m_group=None, sparsity=None, damp=
     kp = k_padded(k_in, m_group)
     W = pad_k(w, m_group)
     valid = np.arange(kp) < k_in
-    U, dead = _hinv_cholesky(hessian(x, kp), float(damp))
+    U, dead = obs_factor(x, kp, damp) if factor is None else factor
+    require(U.shape == (kp, kp), f"factor has shape {U.shape}: expected {(kp, kp)}")
     W[:, dead] = 0.0
     if mask is not None:
         keep = np.asarray(mask, dtype=bool)
