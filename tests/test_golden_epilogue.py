@@ -4,6 +4,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import intops
@@ -73,6 +75,26 @@ def test_round_shift_vs_fraction(mode, rng):
     got = intops.round_shift(x, ss, mode)
     want = [_ref_round(Fraction(int(a), 1 << int(b)), mode) for a, b in zip(x, ss)]
     np.testing.assert_array_equal(got, np.array(want, dtype=np.int64))
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(x=st.integers(-(1 << 100), 1 << 100), s=st.integers(0, 90), mode=st.sampled_from(intops.ROUND_MODES))
+def test_round_shift_property_any_width(x, s, mode):
+    assert int(intops.round_shift(np.array([x], dtype=object), s, mode)[0]) == _ref_round(Fraction(x, 1 << s), mode)
+    if abs(x) < (1 << 40) and s < 40:
+        assert int(intops.round_shift(x, s, mode)) == _ref_round(Fraction(x, 1 << s), mode)
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(x=st.integers(-(1 << 70), 1 << 70), bits=st.integers(1, 66), signed=st.booleans())
+def test_wrap_saturate_property(x, bits, signed):
+    lo, hi = intops.int_range(bits, signed)
+    w = int(intops.wrap(np.array([x], dtype=object), bits, signed)[0])
+    assert lo <= w <= hi and (w - x) % (1 << bits) == 0
+    s = int(intops.saturate(np.array([x], dtype=object), bits, signed)[0])
+    assert s == min(max(x, lo), hi)
+    if lo <= x <= hi:
+        assert w == x == s
 
 
 def test_round_shift_known_half_lsb():

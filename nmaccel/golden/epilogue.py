@@ -8,7 +8,8 @@ Hardware order and widths (acc_bits A, multiplier mantissa bits B, output bits O
   5. saturate:        y = clamp(r, -2^(O-1), 2^(O-1)-1)
 The real per-channel scale `real` is represented as mantissa * 2^-shift by `quantize_multiplier`
 (TFLite/gemmlowp style: mantissa in [2^(B-2), 2^(B-1)), i.e. a B-bit signed positive number).
-Float reference: `epilogue_float`; see its docstring for the tolerance.
+Float reference: `epilogue_float`; see its docstring for the tolerance. `quantized_linear` chains
+the group-scaled GEMM and this epilogue into a whole INT8 linear layer.
 """
 import numpy as np
 

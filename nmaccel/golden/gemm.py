@@ -189,7 +189,7 @@ def gemm_csr(packed, x_q):
     return np.asarray((w @ x.T).T, dtype=np.int64)
 
 
-def gemm_gather(packed, x_q, chunk=256):
+def gemm_gather(packed, x_q, chunk=64):
     """Same product computed like the hardware: for every stored value, its index selects the
     activation column (mux) that the value multiplies; int64 multiply-accumulate.
 

@@ -100,11 +100,13 @@ def round_shift(x, shift, mode="half_up"):
     require(s.size == 0 or int(s.min()) >= 0,
             "shift must be >= 0; use a left shift (multiply) for negative shifts")
     smax = int(s.max()) if s.size else 0
-    arr, s = _widen(arr, s, bound=max_abs(arr) + (1 << smax) + 1)
-    if arr.dtype == object and s.dtype != object:
+    shape = np.broadcast_shapes(arr.shape, s.shape)
+    arr, s = _widen(np.atleast_1d(arr), np.atleast_1d(s), bound=max_abs(arr) + (1 << smax) + 1)
+    if arr.dtype == object:
         s = s.astype(object)
-    one = np.ones_like(s)
-    half = np.where(s > 0, one << np.maximum(s - 1, 0), 0 * s)
+        half = np.frompyfunc(lambda v: (1 << (int(v) - 1)) if v > 0 else 0, 1, 1)(s).astype(object)
+    else:
+        half = np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
     if mode == "floor":
         out = arr >> s
     elif mode == "half_up":
@@ -118,7 +120,7 @@ def round_shift(x, shift, mode="half_up"):
         rem = arr - (fl << s)
         up = (rem > half) | ((rem == half) & (s > 0) & ((fl & 1) == 1))
         out = fl + up.astype(np.int64)
-    return out
+    return np.asarray(out).reshape(shape)
 
 
 def mul_exact(a, b):
