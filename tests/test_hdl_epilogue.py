@@ -43,7 +43,7 @@ def _golden(cfg, acc, mult, shift, bias, relu, raw):
     return out
 
 
-def _run(cfg, acc, mult, shift, bias, relu, raw, valid):
+def _run(cfg, acc, mult, shift, bias, relu, raw, valid, simulator="fast"):
     """Stream the samples through LANES epilogues; return (outputs, out_valids) per sample."""
     _build(cfg)
     n = len(acc)
@@ -57,7 +57,11 @@ def _run(cfg, acc, mult, shift, bias, relu, raw, valid):
                                          out_mode=raw, valid=valid).items()}
     widths = dict(acc=cfg.acc_bits, mult=cfg.mult_bits, shift=cfg.shift_bits, bias=cfg.bias_bits,
                   relu=1, out_mode=1, valid=1)
-    sim = pyrtl.FastSimulation()
+    if simulator == "compiled":   # what nmaccel.sim uses: optimized netlist, C kernel
+        pyrtl.optimize()
+        sim = pyrtl.CompiledSimulation()
+    else:
+        sim = pyrtl.FastSimulation()
     got = np.zeros((steps, LANES), dtype=np.int64)
     got_v = np.zeros((steps, LANES), dtype=np.int64)
     for i in range(steps + EPILOGUE_LATENCY):
@@ -86,11 +90,13 @@ def _random_samples(cfg, rng, n):
                 raw=rng.integers(0, 2, n), valid=rng.integers(0, 2, n))
 
 
-@pytest.mark.parametrize("cfg_name,seed", [("int32_acc", 0), ("int32_acc", 1), ("narrow", 2)])
-def test_random_sweep_bit_exact(cfg_name, seed):
+@pytest.mark.parametrize("cfg_name,seed,simulator", [("int32_acc", 0, "fast"),
+                                                     ("int32_acc", 1, "compiled"),
+                                                     ("narrow", 2, "fast")])
+def test_random_sweep_bit_exact(cfg_name, seed, simulator):
     cfg = CONFIGS[cfg_name]
     s = _random_samples(cfg, np.random.default_rng(seed), 600)
-    got, got_v = _run(cfg, **s)
+    got, got_v = _run(cfg, **s, simulator=simulator)
     np.testing.assert_array_equal(got, _golden(cfg, s["acc"], s["mult"], s["shift"], s["bias"],
                                                s["relu"].astype(bool), s["raw"]))
     np.testing.assert_array_equal(got_v, s["valid"])
