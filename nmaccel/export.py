@@ -21,6 +21,24 @@ from nmaccel.errors import NmaccelError, require
 from nmaccel import tools
 
 RESERVED_WIRE_NAMES = ("clk", "rst")
+# Verilog-2005 / SystemVerilog keywords that PyRTL would emit unchanged as a module name.
+VERILOG_KEYWORDS = frozenset("""
+always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign
+default defparam design disable edge else end endcase endconfig endfunction endgenerate endmodule
+endprimitive endspecify endtable endtask event for force forever fork function generate genvar
+highz0 highz1 if ifnone incdir include initial inout input instance integer join large liblist
+library localparam macromodule medium module nand negedge nmos nor noshowcancelled not notif0
+notif1 or output parameter pmos posedge primitive pull0 pull1 pulldown pullup
+pulsestyle_ondetect pulsestyle_onevent rcmos real realtime reg release repeat rnmos rpmos rtran
+rtranif0 rtranif1 scalared showcancelled signed small specify specparam strong0 strong1 supply0
+supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use
+uwire vectored wait wand weak0 weak1 while wire wor xnor xor logic bit byte int shortint longint
+class package interface program property sequence assert assume cover string void enum struct
+union typedef import export return break continue do final let type var static const new null
+this super virtual bind chandle clocking constraint context covergroup dist expect extends
+forkjoin iff inside intersect join_any join_none local modport packed priority protected pure
+rand randc randcase ref solve tagged timeprecision timeunit unique wildcard with within
+""".split())
 
 # Verilator lint waivers; each is justified in docs/LINT_WAIVERS.md.
 LINT_WAIVERS = (
@@ -121,8 +139,10 @@ def _check_block(block):
 def verilog_text(block=None, *, module_name="toplevel", add_reset=True,
                  initialize_registers=True):
     """The Verilog of a PyRTL block (default: the working block) as a string."""
-    require(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module_name or "") is not None,
-            f"module name {module_name!r} is not a Verilog identifier: use letters, digits, _")
+    require(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module_name or "") is not None
+            and module_name not in VERILOG_KEYWORDS,
+            f"module name {module_name!r} is not a Verilog identifier (or is a keyword): "
+            "use letters, digits, _")
     block = _check_block(block)
     buf = io.StringIO()
     try:
@@ -145,6 +165,8 @@ def write_files_atomically(files):
     """Write {path: text-or-bytes} all-or-nothing: temporaries first, then os.replace each."""
     temps = []
     try:
+        for path in files:
+            require(not Path(path).is_dir(), f"{path} is a directory: choose another output path")
         for path, data in files.items():
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
