@@ -113,6 +113,9 @@ def test_round_shift_per_channel_and_wide():
     big = np.array([(1 << 80) + (1 << 19), -(1 << 80)], dtype=object)
     got = intops.round_shift(big, 20)
     assert got[0] == (1 << 60) + 1 and got[1] == -(1 << 60)
+    # 0-d inputs past int64 stay exact through every stage
+    assert int(epilogue(np.array(1 << 40), np.array(1 << 30), np.array(70))) == 1
+    assert int(intops.saturate(np.array(1 << 70, dtype=object), 8)) == 127
 
 
 # ---- quantize_multiplier ----------------------------------------------------------------------

@@ -72,7 +72,7 @@ def wrap(x, bits, signed=True):
     arr = as_int(x, "wrap input")
     width = 1 << int(bits)
     arr, = _widen(arr, bound=max(max_abs(arr), width) * 2)
-    return ((arr - lo) % width) + lo
+    return np.asarray(((arr - lo) % width) + lo)
 
 
 def saturate(x, bits, signed=True):
@@ -80,7 +80,7 @@ def saturate(x, bits, signed=True):
     lo, hi = int_range(bits, signed)
     arr = as_int(x, "saturate input")
     if arr.dtype == object:
-        return np.minimum(np.maximum(arr, lo), hi)
+        return np.minimum(np.maximum(np.atleast_1d(arr), lo), hi).reshape(arr.shape)
     if bits >= 64:
         return arr.copy()
     return np.clip(arr, lo, hi)
@@ -127,14 +127,14 @@ def mul_exact(a, b):
     """Elementwise (broadcast) product of integer arrays, exact (object dtype past int64)."""
     a, b = as_int(a, "multiplicand"), as_int(b, "multiplier")
     a, b = _widen(a, b, bound=max_abs(a) * max_abs(b))
-    return a * b
+    return np.asarray(a * b)
 
 
 def add_exact(a, b):
     """Elementwise (broadcast) sum of integer arrays, exact (object dtype past int64)."""
     a, b = as_int(a, "addend"), as_int(b, "addend")
     a, b = _widen(a, b, bound=max_abs(a) + max_abs(b))
-    return a + b
+    return np.asarray(a + b)
 
 
 def check_fits(x, bits, signed=True, what="value"):
