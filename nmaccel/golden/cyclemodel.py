@@ -1,0 +1,116 @@
+"""Exact cycle model of the accelerator top (nmaccel.hdl.top), checked against RTL simulation.
+
+`cycles(shape, array_cfg, runtime_cfg, top_cfg)` counts cycles from the first header word
+accepted to the last output word accepted, with a host that always has the next word ready
+(in_valid = 1) and always accepts (out_ready = 1). Jobs of one GEMM (token tiles) follow each
+other with no gap, so a GEMM's count is the sum over its jobs.
+
+Per job (R x C array, H-bit host, n_steps array steps, n_kt K tiles, n_nt N tiles), it replays
+the controller's three processes tile by tile (j in N-tile-major order, bank j % 2):
+  input:   header (hw words) and activations (n_kt * n_steps * wa words) first; tile j's weight
+           words (R * ww, + we epilogue words after an N tile's last K tile) start when the
+           previous tile's words are in and bank j % 2 is free.
+  compute: fires at l_j = max(bank full, previous tile's cool-down, and for a last K tile the
+           output buffer free); stage read at l_j, weight shift l_j+1 .. l_j+R, activation reads
+           l_j+R .. l_j+R+n_steps-1; bank free from l_j+R+1; next fire >= l_j+R+n_steps+cool,
+           cool = max(0, R + C - 3 + pipeline_mux) (weights drain through the skewed array).
+  output:  last K tile's final output-buffer write at w = l_j + R + n_steps - 1 + out_latency
+           (out_latency = 1 + array latency + 1 + epilogue latency 4); words stream from w+3,
+           n_steps * wo words; the buffer is free again the cycle after the last word.
+No deliberate deviations: tests assert equality with the RTL on a sweep of shapes and modes.
+`p` (top_cfg) is duck-typed (nmaccel.hdl.top.TopConfig); this module never imports nmaccel.hdl.
+"""
+from dataclasses import dataclass
+
+from nmaccel.errors import require
+from nmaccel.golden.top import TopConfig
+
+INT4, CODEBOOK = "int4", "codebook"
+
+
+def window_groups(n_keep, m_group, n_max, m_max):
+    return min(n_max // n_keep, m_max // m_group)
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """One job as the hardware sees it."""
+    n_steps: int
+    n_kt: int
+    n_nt: int
+
+
+def job_shapes(shape, p, mode, n_keep, m_group):
+    """Split a (T, K, N_out) GEMM into jobs (token tiles of up to t_max array steps)."""
+    T, K, N = (int(v) for v in shape)
+    require(T >= 1 and K >= 1 and N >= 1, f"GEMM shape {shape} must be positive")
+    a = p.array
+    g = window_groups(n_keep, m_group, a.n_max, a.m_max)
+    require(g >= 1, f"N:M {n_keep}:{m_group} does not fit the array (n_max={a.n_max}, m_max={a.m_max})")
+    k_pad = -(-K // m_group) * m_group
+    n_kt = -(-k_pad // (a.rows * g * m_group))
+    require(n_kt <= p.k_tiles_max, f"K={K} needs {n_kt} K tiles at {n_keep}:{m_group} but the top "
+            f"holds k_tiles_max={p.k_tiles_max}: elaborate TopConfig(k_tiles_max>={n_kt})")
+    n_nt = -(-N // a.cols)
+    require(n_nt <= p.n_tiles_max, f"N_out={N} needs {n_nt} column tiles but the top allows "
+            f"n_tiles_max={p.n_tiles_max}: elaborate TopConfig(n_tiles_max>={n_nt})")
+    tps = 2 if mode == INT4 else 1
+    per_job = p.t_max * tps
+    jobs = []
+    for t0 in range(0, T, per_job):
+        tok = min(per_job, T - t0)
+        jobs.append(JobShape(-(-tok // tps), n_kt, n_nt))
+    return jobs
+
+
+def job_cycles(job, p, mode):
+    """Cycles of one job from its first header word to its last output word."""
+    a = p.array
+    R, cool, lat = a.rows, p.cool, p.out_latency
+    ns, nkt, nnt = job.n_steps, job.n_kt, job.n_nt
+    hw, wa, we, wo = p.words("header"), p.words("act"), p.words("epilogue"), p.words("out")
+    ww = p.words("weight", mode == CODEBOOK)
+    t_in = hw + nkt * ns * wa
+    free = [0, 0]
+    ready = 0
+    o_free = 0
+    end = None
+    j = 0
+    for _ in range(nnt):
+        for kt in range(nkt):
+            last = kt == nkt - 1
+            s = max(t_in, free[j % 2])
+            f = s + R * ww + (we if last else 0) - 1
+            t_in = f + 1
+            fire = max(f + 1, ready, o_free if last else 0)
+            free[j % 2] = fire + R + 1
+            ready = fire + R + ns + cool
+            if last:
+                w = fire + R + ns - 1 + lat
+                end = w + 2 + ns * wo
+                o_free = end + 1
+            j += 1
+    return end + 1
+
+
+def cycles(shape, array_cfg, runtime_cfg, top_cfg=None):
+    """Cycle count of a (T, K, N_out) GEMM on the accelerator top.
+
+    `array_cfg`: the ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
+    `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.hdl.config.RuntimeConfig).
+    """
+    p = top_cfg if top_cfg is not None else TopConfig(array=array_cfg)
+    require(array_cfg is None or p.array == array_cfg,
+            "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
+    mode, nk, mg = runtime_cfg.mode, runtime_cfg.n_keep, runtime_cfg.m_group
+    return sum(job_cycles(j, p, mode) for j in job_shapes(shape, p, mode, nk, mg))
+
+
+def utilization(shape, array_cfg, runtime_cfg, n_cycles):
+    """Useful MACs (T * N_out * K * n_keep / m_group) / (multiplier lanes x cycles x products
+    per lane per cycle (2 in INT4 token packing))."""
+    T, K, N = shape
+    a = array_cfg
+    per = 2 if runtime_cfg.mode == INT4 else 1
+    useful = T * N * K * runtime_cfg.n_keep / runtime_cfg.m_group
+    return useful / (a.rows * a.cols * a.n_max * per * n_cycles)

@@ -1,0 +1,344 @@
+"""Accelerator top: host word stream in, tiled N:M GEMM on the systolic array, fused epilogue,
+result word stream out. Golden twin: `nmaccel.golden.top`; cycle model: `nmaccel.golden.cyclemodel`.
+
+Ports (Verilog-facing): `in_data` (host_bits), `in_valid`, `in_ready`, `out_data` (host_bits),
+`out_valid`, `out_ready`, `busy`. A 64-bit host needs 2 * 64 + 5 pins plus the clock.
+
+Host stream (one job; every record is a bit string sent LSB-first in ceil(bits / host_bits)
+words, record i's word w = bits [w*H, w*H+H)):
+
+=========  ======================================================  ===========================
+record     fields (LSB first)                                      count, order
+=========  ======================================================  ===========================
+header     mode, n_keep, m_group, relu, raw, n_steps, n_kt, n_nt   1
+act        x_in_0 .. x_in_{rows-1} of one array step               n_kt * n_steps (kt-major)
+weight     w_in_0 .. w_in_{cols-1}, then cb_in_0 .. cb_in_{cols-1}  rows per (N tile, K tile),
+           (codebook mode only) of one array load cycle            array row rows-1 first
+epilogue   per column: mult, shift, bias                           after the weights of an N
+                                                                   tile's last K tile
+=========  ======================================================  ===========================
+
+Order: header, acts, then for nt in N tiles: for kt in K tiles: weights (+ epilogue if last kt).
+Output: per N tile, n_steps records of cols * tokens_per_step fields of raw_bits (token A's
+columns first), sent after the N tile's last K tile (raw: saturate_32(acc + bias), relu
+optional; scaled: the INT8 epilogue). A new header is accepted once the last word is out.
+
+Pipeline: the input side fills two weight staging banks (double buffering: bank b + 1 fills
+while bank b is shifted into the array and computed); a K tile fires when its bank is full,
+the array pipeline has drained the previous tile's weights (`cool` cycles) and, for the last K
+tile, the output buffer is free. A tile: 1 cycle stage read, `rows` weight-shift cycles (the
+last overlaps the first activation read), n_steps activation steps. Array outputs accumulate
+in the accumulator buffer (first K tile writes, later tiles add); the last K tile's sums go
+through `cols * tokens_per_step` epilogues into the output buffer, streamed out afterwards.
+Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7).
+"""
+import pyrtl
+
+from nmaccel.errors import require
+from nmaccel.hdl.array import Bundle, make_systolic_array
+from nmaccel.hdl.buffers import make_buffer
+from nmaccel.golden.top import TopConfig  # noqa: F401  (elaboration parameters, shared layout)
+from nmaccel.golden.top import EPILOGUE_LATENCY as _GOLDEN_EPI_LAT
+from nmaccel.hdl.config import MODE_CODE
+from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
+from nmaccel.hdl.signed import delay, fields, sadd, sext
+
+IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE = range(5)
+C_WAIT, C_BUSY, C_DONE = range(3)
+O_IDLE, O_PRIME, O_STREAM = range(3)
+
+
+assert _GOLDEN_EPI_LAT == EPILOGUE_LATENCY
+
+
+def _ubits(n):
+    return max(1, int(n).bit_length())
+
+
+def epilogue_config(cfg):
+    """EpilogueConfig of the top's fused epilogue lanes."""
+    return EpilogueConfig(acc_bits=cfg.acc_bits, mult_bits=cfg.mult_bits, bias_bits=cfg.bias_bits,
+                          max_shift=cfg.max_shift, out_bits=cfg.out_bits, raw_bits=cfg.raw_bits)
+
+
+def top_input_widths(cfg):
+    return {"in_data": cfg.host_bits, "in_valid": 1, "out_ready": 1}
+
+
+def top_output_widths(cfg):
+    return {"in_ready": 1, "out_data": cfg.host_bits, "out_valid": 1, "busy": 1}
+
+
+def _reg(bits, name):
+    return pyrtl.Register(bits, name=name)
+
+
+def _c(v, bits):
+    return pyrtl.Const(v, bitwidth=bits)
+
+
+def _mem2p(name, depth_bits, width, waddr, wdata, we, raddr):
+    """Block RAM with one write and one read port, read data registered (latency 1)."""
+    mem = pyrtl.MemBlock(bitwidth=width, addrwidth=depth_bits, name=f"{name}.mem",
+                         max_read_ports=1, max_write_ports=1, asynchronous=True)
+    mem[waddr] <<= pyrtl.MemBlock.EnabledWrite(wdata, we)
+    rdata = _reg(width, f"{name}.rdata")
+    rdata.next <<= mem[raddr]
+    return rdata
+
+
+def _nxt(reg, *cases, default=None):
+    """reg.next <<= first value whose condition holds (cases: (cond, value)), else default/reg."""
+    v = reg if default is None else default
+    for cond, val in reversed(cases):
+        v = pyrtl.select(cond, val, v)
+    reg.next <<= v
+
+
+def make_accelerator_top(name, cfg, inputs=None):
+    """The accelerator top (see the module docstring for the stream protocol).
+
+    Ports: `inputs` dict with in_data / in_valid / out_ready (created as `{name}.{port}` wires
+    when missing). Returns a bundle: `inputs`, `outputs` (in_ready, out_data, out_valid, busy),
+    `array` (the systolic array bundle). Cycle count of a job: nmaccel.golden.cyclemodel.
+    """
+    require(isinstance(cfg, TopConfig), f"cfg must be a TopConfig, got {type(cfg).__name__}")
+    A, H = cfg.array, cfg.host_bits
+    R, C, TPS = A.rows, A.cols, A.tokens_per_step
+    ins = dict(inputs or {})
+    for port, w in top_input_widths(cfg).items():
+        if port not in ins:
+            ins[port] = pyrtl.WireVector(w, name=f"{name}.{port}")
+    in_data, in_valid, out_ready = ins["in_data"], ins["in_valid"], ins["out_ready"]
+    sb = cfg.steps_bits
+    ktb, ntb = _ubits(cfg.k_tiles_max), _ubits(cfg.n_tiles_max)
+    qb = _ubits(R - 1)                    # stage row address bits
+    qcb = _ubits(R + cfg.t_max)           # compute phase counter
+    ab = _ubits(cfg.act_depth - 1)
+    ob = _ubits(cfg.t_max - 1)            # acc / out buffer address bits
+    wcb = _ubits(cfg.asm_words)
+
+    # ---- registers -------------------------------------------------------------------------
+    ist = _reg(3, f"{name}.in.state")
+    wcnt = _reg(wcb, f"{name}.in.wcnt")
+    a_s = _reg(sb, f"{name}.in.a_s")
+    a_kt = _reg(ktb, f"{name}.in.a_kt")
+    act_wa = _reg(ab, f"{name}.in.act_wa")
+    wrow = _reg(qb, f"{name}.in.wrow")
+    i_kt = _reg(ktb, f"{name}.in.kt")
+    i_nt = _reg(ntb, f"{name}.in.nt")
+    fb = _reg(1, f"{name}.in.fill_bank")
+    full = [_reg(1, f"{name}.bank{b}.full") for b in range(2)]
+    cst = _reg(2, f"{name}.c.state")
+    q = _reg(qcb, f"{name}.c.q")
+    cool = _reg(_ubits(cfg.cool), f"{name}.c.cool")
+    c_kt = _reg(ktb, f"{name}.c.kt")
+    c_nt = _reg(ntb, f"{name}.c.nt")
+    cb = _reg(1, f"{name}.c.bank")
+    act_ra = _reg(ab, f"{name}.c.act_ra")
+    ost = _reg(2, f"{name}.o.state")
+    o_busy = _reg(1, f"{name}.o.busy")
+    o_pend = _reg(1, f"{name}.o.pending")
+    o_nt = _reg(ntb, f"{name}.o.nt")
+    onx = _reg(sb, f"{name}.o.next")
+    ow = _reg(_ubits(cfg.words("out")), f"{name}.o.word")
+    orec = _reg(cfg.words("out") * H, f"{name}.o.rec")
+    active = _reg(1, f"{name}.job_active")
+
+    # ---- word assembly -----------------------------------------------------------------------
+    hdr_fields = dict(cfg.hdr_fields)
+    cfgregs = {k: _reg(w, f"{name}.cfg.{k}") for k, w in hdr_fields.items()}
+    codebook = cfgregs["mode"] == MODE_CODE["codebook"] if A.has_codebook else _c(0, 1)
+    ns_m1 = _reg(sb, f"{name}.cfg.ns_m1")
+    kt_m1 = _reg(ktb, f"{name}.cfg.kt_m1")
+    nt_m1 = _reg(ntb, f"{name}.cfg.nt_m1")
+    q_end = _reg(qcb, f"{name}.cfg.q_end")
+
+    full_fb = pyrtl.select(fb, full[1], full[0])
+    in_w = (ist == IN_W) | (ist == IN_EP)
+    in_ready = (ist == IN_HDR) | (ist == IN_ACT) | (in_w & ~full_fb)
+    accept = in_valid & in_ready
+    w_words = pyrtl.select(codebook, _c(cfg.words("weight", True) - 1, wcb),
+                           _c(cfg.words("weight") - 1, wcb))
+    need_m1 = pyrtl.mux(ist, _c(cfg.words("header") - 1, wcb), _c(cfg.words("act") - 1, wcb),
+                        w_words, _c(cfg.words("epilogue") - 1, wcb), default=_c(0, wcb))
+    rec_done = accept & (wcnt == need_m1)
+    slots, live = [], []
+    for i in range(cfg.asm_words):
+        s = _reg(H, f"{name}.in.slot{i}")
+        here = wcnt == i
+        s.next <<= pyrtl.select(accept & here, in_data, s)
+        live.append(pyrtl.select(here, in_data, s))
+    rec = pyrtl.concat_list(live)
+    _nxt(wcnt, (rec_done, _c(0, wcb)), (accept, wcnt + 1))
+
+    # header
+    hdr_done = rec_done & (ist == IN_HDR)
+    hv, pos = {}, 0
+    for k, w in cfg.hdr_fields:
+        hv[k] = rec[pos:pos + w]
+        pos += w
+    for k, r in cfgregs.items():
+        _nxt(r, (hdr_done, hv[k]))
+    _nxt(ns_m1, (hdr_done, (hv["n_steps"] - 1)[:sb]))
+    _nxt(kt_m1, (hdr_done, (hv["n_kt"] - 1)[:ktb]))
+    _nxt(nt_m1, (hdr_done, (hv["n_nt"] - 1)[:ntb]))
+    _nxt(q_end, (hdr_done, (hv["n_steps"] + (R - 1))[:qcb]))
+
+    # activations
+    act_wr = rec_done & (ist == IN_ACT)
+    s_last = a_s == ns_m1
+    act_last = s_last & (a_kt == kt_m1)
+    _nxt(a_s, (hdr_done, _c(0, sb)), (act_wr & s_last, _c(0, sb)), (act_wr, a_s + 1))
+    _nxt(a_kt, (hdr_done, _c(0, ktb)), (act_wr & s_last, a_kt + 1))
+    _nxt(act_wa, (hdr_done, _c(0, ab)), (act_wr, act_wa + 1))
+    act = make_buffer(f"{name}.act", cfg.act_depth, cfg.act_rec_bits,
+                      addr=pyrtl.select(act_wr, act_wa, act_ra),
+                      wdata=rec[:cfg.act_rec_bits], we=act_wr)
+
+    # weights and epilogue parameters
+    w_wr = rec_done & (ist == IN_W)
+    ep_wr = rec_done & (ist == IN_EP)
+    row_last = wrow == R - 1
+    in_last_kt = i_kt == kt_m1
+    tile_in = w_wr & row_last
+    bank_set = (tile_in & ~in_last_kt) | ep_wr
+    _nxt(wrow, (hdr_done, _c(0, qb)), (w_wr & row_last, _c(0, qb)), (w_wr, wrow + 1))
+    _nxt(i_kt, (hdr_done, _c(0, ktb)), (ep_wr, _c(0, ktb)), (bank_set, i_kt + 1))
+    _nxt(i_nt, (hdr_done, _c(0, ntb)), (ep_wr, i_nt + 1))
+    _nxt(fb, (hdr_done, _c(0, 1)), (bank_set, ~fb))
+    st_bits = cfg.w_rec_bits + cfg.cb_rec_bits
+    stage = _mem2p(f"{name}.stage", qb + 1, st_bits, pyrtl.concat(fb, wrow), rec[:st_bits], w_wr,
+                   pyrtl.concat(cb, pyrtl.select(cst == C_BUSY, q[:qb], _c(0, qb))))
+    ep_bank = []
+    for b in range(2):
+        r = _reg(cfg.ep_rec_bits, f"{name}.bank{b}.ep")
+        _nxt(r, (ep_wr & (fb == b), rec[:cfg.ep_rec_bits]))
+        ep_bank.append(r)
+
+    # ---- compute controller ----------------------------------------------------------------
+    c_full = pyrtl.select(cb, full[1], full[0])
+    c_last_kt = c_kt == kt_m1
+    c_last_nt = c_nt == nt_m1
+    busy = cst == C_BUSY
+    fire = (cst == C_WAIT) & (cool == 0) & c_full & (~c_last_kt | ~o_busy)
+    load_end = busy & (q == R)
+    issue = busy & (q >= R) & (q <= q_end)
+    busy_end = busy & (q == q_end)
+    for b in range(2):
+        _nxt(full[b], (hdr_done, _c(0, 1)), (bank_set & (fb == b), _c(1, 1)),
+             (load_end & (cb == b), _c(0, 1)))
+    _nxt(q, (fire, _c(1, qcb)), (busy, q + 1))
+    _nxt(cool, (busy_end, _c(cfg.cool, len(cool))), (cool != 0, cool - 1))
+    _nxt(cb, (hdr_done, _c(0, 1)), (load_end, ~cb))
+    _nxt(act_ra, (fire & (c_kt == 0), _c(0, ab)), (issue, act_ra + 1))
+    _nxt(c_kt, (hdr_done, _c(0, ktb)), (busy_end & c_last_kt, _c(0, ktb)), (busy_end, c_kt + 1))
+    _nxt(c_nt, (hdr_done, _c(0, ntb)), (busy_end & c_last_kt, c_nt + 1))
+
+    ep_act = _reg(cfg.ep_rec_bits, f"{name}.ep_active")
+    _nxt(ep_act, (load_end & c_last_kt, pyrtl.select(cb, ep_bank[1], ep_bank[0])))
+
+    # ---- array ---------------------------------------------------------------------------------
+    w_load = busy & (q <= R)
+    arr_in = {"cfg_load": hdr_done, "cfg_mode": hv["mode"], "cfg_n_keep": hv["n_keep"],
+              "cfg_m_group": hv["m_group"], "w_load": w_load,
+              "in_valid": delay(issue, 1, f"{name}.x_valid")}
+    wf = fields(stage[:cfg.w_rec_bits], A.w_bits, C)
+    for c in range(C):
+        arr_in[f"w_in_{c}"] = wf[c]
+    if A.has_codebook:
+        cbf = fields(stage[cfg.w_rec_bits:], A.cb_bits_total, C)
+        arr_in["cb_load"] = w_load & codebook
+        for c in range(C):
+            arr_in[f"cb_in_{c}"] = cbf[c]
+    xf = fields(act.rdata, A.x_bits, R)
+    for r in range(R):
+        arr_in[f"x_in_{r}"] = xf[r]
+    for k, v in list(arr_in.items()):
+        wv = pyrtl.WireVector(len(v), name=f"{name}.a_{k}")
+        wv <<= v
+        arr_in[k] = wv
+    arr = make_systolic_array(f"{name}.array", A, arr_in)
+
+    # ---- accumulate across K tiles, epilogue -------------------------------------------------
+    step = (q - R)[:sb]
+    tag = pyrtl.concat(step, c_kt == 0, c_last_kt, issue)          # valid in bit 0
+    tag_y = delay(tag, 1 + A.latency, f"{name}.tag")
+    tag_s = delay(tag_y, 1, f"{name}.tag_s")
+    v_s, last_s, first_s, step_s = tag_s[0], tag_s[1], tag_s[2], tag_s[3:]
+    AB = cfg.acc_bits
+    lanes_y = []
+    for t in range(TPS):
+        for c in range(C):
+            y = arr.outputs[f"y_out_{c}" if t == 0 else f"y_out_b_{c}"]
+            lanes_y.append(delay(sext(y, AB), 1, f"{name}.y_t{t}_c{c}"))
+    acc_wdata = pyrtl.WireVector(AB * len(lanes_y), name=f"{name}.acc_wdata")
+    acc_old = _mem2p(f"{name}.acc", ob, AB * len(lanes_y), step_s[:ob], acc_wdata,
+                     v_s & ~last_s, tag_y[3:][:ob])
+    olds = fields(acc_old, AB, len(lanes_y))
+    sums = []
+    for i, (y, old) in enumerate(zip(lanes_y, olds)):
+        s = pyrtl.WireVector(AB, name=f"{name}.sum{i}")
+        s <<= pyrtl.select(first_s, y, sadd(old, y, AB))
+        sums.append(s)
+    acc_wdata <<= pyrtl.concat_list(sums)
+
+    E = epilogue_config(cfg)
+    epf = fields(ep_act, cfg.ep_col_bits, C)
+    relu, raw = cfgregs["relu"], cfgregs["raw"]
+    eps = []
+    for t in range(TPS):
+        for c in range(C):
+            p = epf[c]
+            mult = p[:cfg.mult_bits]
+            shift = p[cfg.mult_bits:cfg.mult_bits + E.shift_bits]
+            bias = p[cfg.mult_bits + E.shift_bits:]
+            eps.append(make_epilogue(f"{name}.ep_t{t}_c{c}", E, sums[t * C + c], mult, shift,
+                                     bias, relu, raw, valid=v_s & last_s))
+    otag = delay(pyrtl.concat(step_s == ns_m1, step_s), EPILOGUE_LATENCY, f"{name}.otag")
+    o_we = eps[0].out_valid
+    final_write = o_we & otag[-1]
+
+    # ---- output stream ---------------------------------------------------------------------
+    streaming = ost == O_STREAM
+    prime = ost == O_PRIME
+    out_valid = streaming
+    o_acc = out_valid & out_ready
+    last_word = ow == cfg.words("out") - 1
+    adv = o_acc & last_word
+    stream_end = adv & (onx == cfgregs["n_steps"])
+    job_done = stream_end & (o_nt == nt_m1)
+    oraddr = pyrtl.select(streaming, pyrtl.select(adv, onx + 1, onx),
+                          pyrtl.select(prime, _c(1, sb), _c(0, sb)))[:ob]
+    orec_bits = cfg.words("out") * H
+    outmem = _mem2p(f"{name}.out", ob, cfg.out_rec_bits, otag[:ob],
+                    pyrtl.concat_list([e.out for e in eps]), o_we, oraddr)
+    newrec = outmem.zero_extended(orec_bits)
+    _nxt(orec, (prime | adv, newrec), (o_acc, orec[H:].zero_extended(orec_bits)))
+    _nxt(ow, (prime | adv, _c(0, len(ow))), (o_acc, ow + 1))
+    _nxt(onx, (prime, _c(1, sb)), (adv, onx + 1))
+    _nxt(ost, (stream_end, _c(O_IDLE, 2)), (prime, _c(O_STREAM, 2)),
+         ((ost == O_IDLE) & o_pend, _c(O_PRIME, 2)))
+    _nxt(o_pend, (final_write, _c(1, 1)), (prime, _c(0, 1)))
+    _nxt(o_busy, (fire & c_last_kt, _c(1, 1)), (stream_end, _c(0, 1)))
+    _nxt(o_nt, (hdr_done, _c(0, ntb)), (stream_end, o_nt + 1))
+    _nxt(active, (hdr_done, _c(1, 1)), (job_done, _c(0, 1)))
+    _nxt(cst, (hdr_done | job_done, _c(C_WAIT, 2)), (fire, _c(C_BUSY, 2)),
+         (busy_end & c_last_kt & c_last_nt, _c(C_DONE, 2)), (busy_end, _c(C_WAIT, 2)))
+    _nxt(ist, (hdr_done, _c(IN_ACT, 3)), (act_wr & act_last, _c(IN_W, 3)),
+         (tile_in & in_last_kt, _c(IN_EP, 3)),
+         (ep_wr & (i_nt == nt_m1), _c(IN_DONE, 3)), (ep_wr, _c(IN_W, 3)),
+         (job_done, _c(IN_HDR, 3)))
+    outputs = {"in_ready": in_ready, "out_data": orec[:H], "out_valid": out_valid, "busy": active}
+    return Bundle(inputs=ins, outputs=outputs, array=arr, job_done=job_done, fire=fire,
+                  accept=accept, _ist=ist, _rec_done=rec_done)
+
+
+def make_top_ports(cfg, name="top"):
+    """The accelerator as a top level: pyrtl.Input / pyrtl.Output ports, snake_case names."""
+    ins = {p: pyrtl.Input(w, name=p) for p, w in top_input_widths(cfg).items()}
+    top = make_accelerator_top(name, cfg, ins)
+    for p, w in top_output_widths(cfg).items():
+        o = pyrtl.Output(w, name=p)
+        o <<= top.outputs[p]
+    return top

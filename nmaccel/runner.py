@@ -1,0 +1,325 @@
+"""`run_gemm`: a whole GEMM on the accelerator top, driven through its host word stream.
+
+The encoder lays a PackedWeights matrix onto the array tile by tile (golden `load_plan` on the
+whole matrix, cut into rows x cols tiles; K and N_out are zero-padded to whole tiles), writes the
+header / activation / weight / epilogue records of nmaccel.hdl.top's protocol, one job per token
+tile (T > t_max steps: the next job re-streams the weights), and decodes the output words.
+
+Backends (same contract: `.outputs`, `.cycles`, `.utilization`):
+  "pyrtl"   the PyRTL top in pyrtl.CompiledSimulation; a simulation-only host model (a word ROM
+            and a read pointer that advances on in_valid & in_ready) keeps in_valid = 1 and
+            out_ready = 1; `.cycles` is measured: first header word accepted .. last output word.
+  "golden"  nmaccel.golden.top.run_stream (the protocol twin) + the cycle model.
+Elaborated simulators are cached per (TopConfig, ROM size).
+"""
+import ctypes
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pyrtl
+
+from nmaccel.errors import require
+from nmaccel.golden import blocks as gb
+from nmaccel.golden import cyclemodel as cm
+from nmaccel.golden.epilogue import epilogue as golden_epilogue
+from nmaccel.golden.gemm import check_activations, gemm as golden_gemm
+from nmaccel.golden.top import MODES, TopConfig, pack, run_stream, split_record, unpack
+from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
+from nmaccel.hdl.top import epilogue_config, make_accelerator_top
+
+BACKENDS = ("pyrtl", "golden")
+_CACHE = OrderedDict()
+_CACHE_SIZE = 4
+
+
+@dataclass(frozen=True)
+class EpilogueSpec:
+    """Per-output-channel epilogue: mult (mantissa) / shift from quantize_multiplier, bias, relu.
+
+    mult=None: raw output (acc + bias, saturated to raw_bits), else INT8 (out_bits)."""
+    mult: object = None
+    shift: object = None
+    bias: object = None
+    relu: bool = False
+
+
+@dataclass
+class GemmResult:
+    outputs: np.ndarray       # int64 (T, out)
+    cycles: int
+    utilization: float
+    backend: str
+    model_cycles: int
+    mode: str
+    out_words: list
+
+
+class _Proxy:
+    """ArrayConfig view with more rows / cols: lays a whole matrix out as one big plan."""
+
+    def __init__(self, a, rows, cols):
+        self._a, self.rows, self.cols = a, rows, cols
+
+    def __getattr__(self, k):
+        return getattr(self._a, k)
+
+
+def default_top(array_cfg):
+    return TopConfig(array=array_cfg)
+
+
+def _epilogue_params(spec, n_out, p):
+    """(mult, shift, bias, relu, raw) int64 arrays of length n_out, validated."""
+    if spec is None:
+        spec = EpilogueSpec()
+    if isinstance(spec, dict):
+        spec = EpilogueSpec(**spec)
+    ecfg = epilogue_config(p)
+    raw = spec.mult is None
+
+    def vec(v, what):
+        if v is None:
+            return np.zeros(n_out, dtype=np.int64)
+        arr = np.asarray(v)
+        require(arr.dtype.kind in "iu", f"epilogue {what} must be integers (use quantize_multiplier)")
+        require(arr.ndim <= 1 and arr.size in (1, n_out),
+                f"epilogue {what} has {arr.size} values for {n_out} output channels")
+        return np.broadcast_to(arr.astype(np.int64).ravel(), (n_out,)).copy()
+
+    mult, shift, bias = vec(spec.mult, "mult"), vec(spec.shift, "shift"), vec(spec.bias, "bias")
+    require(raw or spec.shift is not None, "epilogue mult given without shift")
+    ecfg.check_params(mult if not raw else None, shift if not raw else None, bias)
+    return mult, shift, bias, bool(spec.relu), raw
+
+
+def encode_gemm(packed, x_q, p, epilogue=None, mode=None):
+    """Host words of the whole GEMM and its job list: (words, jobs, mode)."""
+    a = p.array
+    x = check_activations(x_q, packed.in_features, a.act_bits)
+    require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
+    mode = mode or gb.tile_mode(packed)
+    RuntimeConfig(mode, packed.n_keep, packed.m_group).check(a)
+    T, N = x.shape[0], packed.out_features
+    jobs = cm.job_shapes((T, packed.in_features, N), p, mode, packed.n_keep, packed.m_group)
+    n_kt, n_nt = jobs[0].n_kt, jobs[0].n_nt
+    R, C = a.rows, a.cols
+    proxy = _Proxy(a, n_kt * R, n_nt * C)
+    plan = gb.load_plan(packed, proxy, mode)
+    mult, shift, bias, relu, raw = _epilogue_params(epilogue, N, p)
+    H = p.host_bits
+    cbk = mode == "codebook"
+
+    # weight records: wrec[nt][kt] = list of R ints (array row R-1 first)
+    wb, ib = a.weight_bits, a.idx_bits
+    lane = ((plan.codes & ((1 << wb) - 1)) | (plan.index << wb)
+            | (plan.keep.astype(np.int64) << (wb + ib)))
+    wrecs = [[None] * n_kt for _ in range(n_nt)]
+    for nt in range(n_nt):
+        for kt in range(n_kt):
+            recs = []
+            for i in range(R):
+                r = kt * R + R - 1 - i
+                v = 0
+                for c in range(C):
+                    v |= pack(lane[r, nt * C + c], a.lane_load_bits) << (c * a.w_bits)
+                if cbk:
+                    for c in range(C):
+                        v |= pack(plan.tables[r, nt * C + c], wb) << (C * a.w_bits + c * a.cb_bits_total)
+                recs.append(split_record(v, p.w_rec_bits + (p.cb_rec_bits if cbk else 0), H))
+            wrecs[nt][kt] = recs
+    eprecs = []
+    for nt in range(n_nt):
+        v = 0
+        for c in range(C):
+            o = nt * C + c
+            if o < N:
+                col = (int(mult[o]) | (int(shift[o]) << p.mult_bits)
+                       | ((int(bias[o]) & ((1 << p.bias_bits) - 1)) << (p.mult_bits + p.shift_bits)))
+                v |= col << (c * p.ep_col_bits)
+        eprecs.append(split_record(v, p.ep_rec_bits, H))
+
+    words = []
+    tps = 2 if mode == "int4" else 1
+    t0 = 0
+    for job in jobs:
+        tok = min(job.n_steps * tps, T - t0)
+        hdr = {"mode": MODES.index(mode), "n_keep": packed.n_keep, "m_group": packed.m_group,
+               "relu": int(relu), "raw": int(raw), "n_steps": job.n_steps, "n_kt": n_kt, "n_nt": n_nt}
+        hv, pos = 0, 0
+        for k, w in p.hdr_fields:
+            hv |= hdr[k] << pos
+            pos += w
+        words += split_record(hv, p.hdr_bits, H)
+        xs = gb.activation_steps(plan, x[t0:t0 + tok], proxy)          # (steps, n_kt*R, tps, m)
+        for kt in range(n_kt):
+            for s in range(job.n_steps):
+                # x_in_r element k: token A in bits [tps*8k, +8), token B above (INT4 builds)
+                rec = xs[s, kt * R:(kt + 1) * R].transpose(0, 2, 1)
+                words += split_record(pack(rec, a.act_bits), p.act_rec_bits, H)
+        for nt in range(n_nt):
+            for kt in range(n_kt):
+                for rec in wrecs[nt][kt]:
+                    words += rec
+            words += eprecs[nt]
+        t0 += tok
+    return words, jobs, mode
+
+
+def decode_outputs(out_words, jobs, p, mode, T, N):
+    """Output words -> int64 (T, N)."""
+    a = p.array
+    wo = p.words("out")
+    tps = 2 if mode == "int4" else 1
+    y = np.zeros((sum(j.n_steps for j in jobs) * tps, jobs[0].n_nt * a.cols), dtype=np.int64)
+    pos, t0 = 0, 0
+    for job in jobs:
+        for nt in range(job.n_nt):
+            for s in range(job.n_steps):
+                v = 0
+                for i in range(wo):
+                    v |= int(out_words[pos + i]) << (p.host_bits * i)
+                pos += wo
+                f = unpack(v, p.raw_bits, p.out_fields, signed=True).reshape(a.tokens_per_step, a.cols)
+                for t in range(tps):
+                    y[t0 + s * tps + t, nt * a.cols:(nt + 1) * a.cols] = f[t]
+        t0 += job.n_steps * tps
+    require(pos == len(out_words), f"{len(out_words) - pos} unexpected output words")
+    return y[:T, :N]
+
+
+def reference(packed, x_q, epilogue=None):
+    """What run_gemm must return: golden gemm, through the golden epilogue when given."""
+    acc = golden_gemm(packed, x_q)
+    if epilogue is None:
+        return acc
+    if isinstance(epilogue, dict):
+        epilogue = EpilogueSpec(**epilogue)
+    if epilogue.mult is None:
+        return golden_epilogue(acc, None, None, epilogue.bias, epilogue.relu, 32)
+    return golden_epilogue(acc, np.asarray(epilogue.mult), np.asarray(epilogue.shift),
+                           epilogue.bias, epilogue.relu, 8)
+
+
+# ---- PyRTL simulation -------------------------------------------------------------------------
+class TopSim:
+    """The top plus a simulation-only host model, in pyrtl.CompiledSimulation."""
+
+    def __init__(self, p, rom_bits):
+        self.p, self.rom_bits = p, rom_bits
+        t = time.perf_counter()
+        self.block = pyrtl.Block()
+        with pyrtl.set_working_block(self.block):
+            H = p.host_bits
+            h_rst = pyrtl.Input(1, "h_rst")
+            h_we = pyrtl.Input(1, "h_we")
+            h_addr = pyrtl.Input(rom_bits, "h_addr")
+            h_data = pyrtl.Input(H, "h_data")
+            h_go = pyrtl.Input(1, "h_go")
+            h_n = pyrtl.Input(rom_bits + 1, "h_n")
+            rom = pyrtl.MemBlock(bitwidth=H, addrwidth=rom_bits, name="host_rom", asynchronous=True)
+            rom[h_addr] <<= pyrtl.MemBlock.EnabledWrite(h_data, h_we)
+            ptr = pyrtl.Register(rom_bits + 1, name="host_ptr")
+            valid = h_go & (ptr < h_n)
+            top = make_accelerator_top("top", p, {"in_data": rom[ptr[:rom_bits]], "in_valid": valid,
+                                                  "out_ready": pyrtl.Const(1, bitwidth=1)})
+            accept = valid & top.outputs["in_ready"]
+            ptr.next <<= pyrtl.select(h_rst, pyrtl.Const(0, bitwidth=rom_bits + 1),
+                                      pyrtl.select(accept, ptr + 1, ptr))
+            outs = {"out_data": top.outputs["out_data"], "out_valid": top.outputs["out_valid"],
+                    "accept": accept, "busy": top.outputs["busy"]}
+            self.out_ports = []
+            for k, w in outs.items():
+                o = pyrtl.Output(len(w), name=k)
+                o <<= w
+                self.out_ports.append(o)
+            tracer = pyrtl.SimulationTrace(wires_to_track=self.out_ports, block=self.block)
+            self.sim = pyrtl.CompiledSimulation(tracer=tracer, block=self.block)
+        self.elaboration_s = time.perf_counter() - t
+
+    def _run(self, stream, n):
+        sim = self.sim
+        ins = np.zeros((n, sim._inputs_array_length), dtype=np.uint64)
+        for name, vals in stream.items():
+            md = sim._inputs_metadata[name]
+            ins[:, md.start] = np.asarray(vals, dtype=np.uint64)
+        outs = np.zeros((n, sim._outputs_array_length), dtype=np.uint64)
+        ptr = ctypes.POINTER(ctypes.c_uint64)
+        sim._sim_run_all.argtypes = [ctypes.c_uint64, ptr, ptr]
+        sim._sim_run_all(n, ins.ctypes.data_as(ptr), outs.ctypes.data_as(ptr))
+        return {k: outs[:, sim._outputs_metadata[k].start] for k in ("out_data", "out_valid", "accept", "busy")}
+
+    def run(self, words, n_out_words, budget):
+        """Feed `words`; returns (output words, measured cycles)."""
+        n = len(words)
+        require(n < (1 << self.rom_bits), "host stream longer than the simulation ROM")
+        require(self.p.host_bits <= 64, "the PyRTL harness drives host_bits <= 64")
+        z = np.zeros(n + 1, dtype=np.uint64)
+        load = {"h_rst": z.copy(), "h_we": z.copy(), "h_addr": z.copy(), "h_data": z.copy(),
+                "h_go": z.copy(), "h_n": z.copy()}
+        load["h_rst"][0] = 1
+        load["h_we"][1:] = 1
+        load["h_addr"][1:] = np.arange(n, dtype=np.uint64)
+        load["h_data"][1:] = np.asarray([int(w) for w in words], dtype=np.uint64)
+        self._run(load, n + 1)
+        got, first, last, total = [], None, None, 0
+        chunk = budget + 64
+        while len(got) < n_out_words:
+            require(total <= 4 * budget + 100000, "RTL simulation did not finish the job "
+                    f"({len(got)} of {n_out_words} output words): controller stalled")
+            go = {"h_go": np.ones(chunk, dtype=np.uint64),
+                  "h_n": np.full(chunk, n, dtype=np.uint64)}
+            o = self._run(go, chunk)
+            acc = np.nonzero(o["accept"])[0]
+            if first is None and acc.size:
+                first = total + int(acc[0])
+            v = np.nonzero(o["out_valid"])[0]
+            got += [int(w) for w in o["out_data"][v]]
+            if v.size:
+                last = total + int(v[-1])
+            total += chunk
+        require(len(got) == n_out_words, f"top sent {len(got)} output words, expected {n_out_words}")
+        return got, last - first + 1
+
+
+def get_topsim(p, n_words):
+    rom_bits = max(10, int(n_words).bit_length())
+    key = (p, rom_bits)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    ts = TopSim(p, rom_bits)
+    _CACHE[key] = ts
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return ts
+
+
+def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=None,
+             simulator="compiled"):
+    """Run y = x_q @ packed.int_weights().T (then the epilogue, if given) on the accelerator top.
+
+    `array_cfg`: ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
+    `epilogue`: None (raw int sums) or EpilogueSpec / dict(mult, shift, bias, relu).
+    Returns GemmResult: outputs int64 (T, out), cycles, utilization, backend, model_cycles.
+    Bad input (capacity, runtime config, epilogue ranges) raises NmaccelError before simulation.
+    """
+    require(backend in BACKENDS, f"unknown backend {backend!r}: use one of {BACKENDS}")
+    require(simulator == "compiled", f"simulator {simulator!r}: the top runs on 'compiled' only")
+    require(isinstance(array_cfg, ArrayConfig), f"array_cfg must be an ArrayConfig, got {type(array_cfg).__name__}")
+    p = top_cfg if top_cfg is not None else default_top(array_cfg)
+    require(p.array == array_cfg, "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
+    words, jobs, mode = encode_gemm(packed, x_q, p, epilogue)
+    T = np.asarray(x_q).shape[0]
+    shape = (T, packed.in_features, packed.out_features)
+    rt = RuntimeConfig(mode, packed.n_keep, packed.m_group)
+    model = cm.cycles(shape, array_cfg, rt, p)
+    n_out = sum(j.n_nt * j.n_steps for j in jobs) * p.words("out")
+    if backend == "golden":
+        out_words, ncyc = run_stream(p, words), model
+    else:
+        out_words, ncyc = get_topsim(p, len(words)).run(words, n_out, model)
+    y = decode_outputs(out_words, jobs, p, mode, T, packed.out_features)
+    return GemmResult(outputs=y, cycles=ncyc, utilization=cm.utilization(shape, array_cfg, rt, ncyc),
+                      backend=backend, model_cycles=model, mode=mode, out_words=out_words)
