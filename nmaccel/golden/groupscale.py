@@ -12,7 +12,7 @@ scales are rounded half-up to F fractional bits of the row base (relative error 
 
 Hardware (per output (t, o)), widths from `groupscale_widths`:
   1. P[t,o,g] = sum_{k in group g} x[t,k] * w_int[o,k]      exact, partial_bits (accum_bits of a group)
-  2. P * m[o,g]                                             exact, product_bits = partial_bits + mult_bits
+  2. P * m[o,g]                                             exact, product_bits (<= partial_bits + mult_bits)
   3. acc[t,o] = sum_g P * m                                 exact, acc_bits (+ceil(log2 G) growth)
   4. the epilogue scales acc by x_scale * 2^(E_o - F) / y_scale (per-channel quantize_multiplier).
 Float reference: acc * 2^(E_o - F) ~= x_q @ packed.dequantize().T (`group_scaled_float`), within
