@@ -50,6 +50,22 @@ def test_pack_sweep(rng, tmp_path, n_keep, m_group, bits, quantizer, symmetric):
     np.testing.assert_array_equal(back.dequantize(), deq)
 
 
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
+@pytest.mark.parametrize("quantizer,symmetric", QUANT)
+def test_in_features_smaller_than_m_group(rng, method, quantizer, symmetric):
+    w = rng.normal(size=(5, 3))                  # K=3 < M=4: one run, one padding slot kept
+    x = rng.normal(size=(20, 3))
+    pw = pack_weights(w, n_keep=2, m_group=4, bits=4, method=method, calibration=x,
+                      quantizer=quantizer, symmetric=symmetric)
+    assert (pw.in_features, pw.k_padded) == (3, 4)
+    keep = pw.mask(padded=True)
+    np.testing.assert_array_equal(keep.sum(axis=1), 2)
+    if method == "magnitude":
+        np.testing.assert_array_equal(keep[:, :3], np.abs(w) >= np.sort(np.abs(w), axis=1)[:, 1:2])
+    if quantizer == "uniform":   # a kept padding slot holds integer weight 0
+        np.testing.assert_array_equal(pw.int_weights(padded=True)[:, 3], 0)
+
+
 @pytest.mark.parametrize("kw,gran,gs,scale_shape", [
     ({}, "channel", None, (6, 1)),
     ({"group_size": 16}, "group", 16, (6, 3)),

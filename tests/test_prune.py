@@ -8,8 +8,8 @@ from scipy.special import erf
 
 from nmaccel import models
 from nmaccel.errors import NmaccelError
-from nmaccel.pack import (magnitude_scores, nm_mask, prune, prune_unstructured, sparsegpt,
-                          unstructured_mask, wanda_scores)
+from nmaccel.pack import (magnitude_scores, nm_mask, pack_weights, prune, prune_unstructured,
+                          sparsegpt, unstructured_mask, wanda_scores)
 
 NM = [(1, 2), (2, 4), (1, 4), (3, 8), (4, 8), (2, 8), (8, 16), (4, 4), (3, 5)]
 
@@ -245,6 +245,32 @@ def test_sparsegpt_beats_magnitude_on_minilm(minilm_layer0, name, rows):
     assert _out_err(x, w, ws) < 0.5 * _out_err(x, w, wm)       # calibration error
     assert _out_err(x, w, ww) < _out_err(x, w, wm)
     assert _out_err(xh, w, ws) < _out_err(xh, w, wm)           # held-out text too
+
+
+@pytest.mark.models
+def test_pack_2_4_int4_g128_on_minilm(minilm_layer0):
+    """pack_weights 2:4 INT4 g128 on real layer-0 weights and activations: output SQNR on the
+    calibration text orders sparsegpt > wanda > magnitude (measured 14.9 / 10.0 / 9.7 dB for
+    the query layer); on held-out text sparsegpt still beats magnitude."""
+    cal, held, weights = minilm_layer0
+    name = "attention.self.query"
+    w = weights[name].astype(np.float32)
+    x, xh = cal[name], held[name]
+    wd = w.astype(np.float64)
+
+    def out_sqnr(xx, pw):
+        return 10 * np.log10(np.sum((xx @ wd.T) ** 2) / _out_err(xx, wd, pw.dequantize().astype(np.float64)))
+
+    got = {}
+    for method in ("magnitude", "wanda", "sparsegpt"):
+        pw = pack_weights(w, n_keep=2, m_group=4, bits=4, group_size=128, method=method, calibration=x)
+        check_nm_structure(pw.mask(padded=True), 2, 4)
+        got[method] = out_sqnr(x, pw), out_sqnr(xh, pw)
+    assert got["sparsegpt"][0] > got["wanda"][0] + 2 > got["magnitude"][0] + 2
+    assert got["sparsegpt"][1] > got["magnitude"][1]
+    lm = pack_weights(w, n_keep=2, m_group=4, bits=4, group_size=128, method="sparsegpt",
+                      calibration=x, quantizer="lloyd-max")
+    assert out_sqnr(x, lm) > got["wanda"][0] + 2
 
 
 @pytest.mark.parametrize("kw,match", [
