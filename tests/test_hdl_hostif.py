@@ -8,7 +8,8 @@ import pytest
 from nmaccel.errors import NmaccelError
 from nmaccel.hdl.buffers import make_buffer
 from nmaccel.hdl.hostif import (HOSTIF_WRITE_LATENCY, HostIfConfig, encode_config,
-                                encode_header, encode_start, encode_write, make_host_stream_in,
+                                encode_header, encode_read, encode_start, encode_write,
+                                make_host_stream_in,
                                 make_host_stream_out, OP_NOP,
                                 write_stream_words)
 
@@ -155,13 +156,13 @@ def test_stream_into_bram_buffer():
 def test_long_write_splits_into_commands():
     cfg = HostIfConfig(width=16, mem_word_bits=16, mem_addr_bits=10, n_targets=2, n_cfg_regs=2,
                        cfg_bits=16)
-    assert (cfg.op_bits, cfg.sel_bits, cfg.count_bits, cfg.beats) == (2, 1, 13, 1)
+    assert (cfg.op_bits, cfg.sel_bits, cfg.count_bits, cfg.beats) == (3, 1, 12, 1)
     small = HostIfConfig(width=8, mem_word_bits=8, mem_addr_bits=6, n_targets=2, n_cfg_regs=2,
                          cfg_bits=8)
-    assert small.max_count == 31
+    assert small.max_count == 15
     data = list(range(50))
     words = encode_write(small, 1, 10, data)
-    assert len(words) == 2 * 2 + 50   # two commands (31 + 19 words) with header + address each
+    assert len(words) == 4 * 2 + 50   # 15 + 15 + 15 + 5 words, header + address each
     for n in (0, 1, 31, 32, 62, 63, 50):
         for c in (small, CONFIGS["w16_m40"]):
             assert write_stream_words(c, n) == len(encode_write(c, 0, 0, [0] * n))
@@ -239,3 +240,87 @@ def test_encoder_rejects_bad_input(call, match):
 def test_bad_config(kw):
     with pytest.raises(NmaccelError):
         HostIfConfig(**kw)
+
+
+def _build_with_memories(cfg):
+    """Host interface with one BRAM buffer per target, written and read back through it."""
+    d = pyrtl.Input(cfg.width, "in_data")
+    v = pyrtl.Input(1, "in_valid")
+    h = pyrtl.Input(1, "hold")
+    ordy = pyrtl.Input(1, "out_ready")
+    rd_data = pyrtl.WireVector(cfg.mem_word_bits, "rd_data_mux")
+    hi = make_host_stream_in("host", cfg, d, v, h, rd_data=rd_data, out_ready=ordy)
+    depth = 1 << cfg.mem_addr_bits
+    datas = []
+    for tgt in range(cfg.n_targets):
+        wr = hi.mem_we & (hi.mem_target == tgt)
+        buf = make_buffer(f"mem{tgt}", depth, cfg.mem_word_bits,
+                          addr=pyrtl.select(wr, hi.mem_addr, hi.rd_addr), wdata=hi.mem_data, we=wr)
+        datas.append(buf.rdata)
+    tgt_d = pyrtl.Register(cfg.sel_bits, "rd_target_d")
+    tgt_d.next <<= hi.rd_target
+    rd_data <<= pyrtl.mux(tgt_d, *datas, default=pyrtl.Const(0, bitwidth=cfg.mem_word_bits))
+    for k in ("in_ready", "out_data", "out_valid"):
+        o = pyrtl.Output(len(getattr(hi, k)), k)
+        o <<= getattr(hi, k)
+    return hi
+
+
+@pytest.mark.parametrize("cfg_name,seed,p_ready", [("w32_m64", 5, 0.5), ("w16_m40", 6, 1.0),
+                                                   ("w32_m24", 7, 0.3), ("w8_m32", 8, 0.8)])
+def test_read_back_through_output_stream(cfg_name, seed, p_ready):
+    """Random writes and reads (OP_READ) against a memory model, with input gaps, hold and
+    output back-pressure: the output stream carries exactly the words read, in order."""
+    cfg = CONFIGS[cfg_name]
+    rng = np.random.default_rng(seed)
+    depth = 1 << cfg.mem_addr_bits
+    mems = [[0] * depth for _ in range(cfg.n_targets)]
+    words, want = [], []
+    for _ in range(25):
+        tgt = int(rng.integers(0, cfg.n_targets))
+        n = int(rng.integers(0, min(5, depth) + 1))
+        a = int(rng.integers(0, depth - n + 1))
+        if rng.random() < 0.5:
+            data = [_rand_bits(rng, cfg.mem_word_bits) for _ in range(n)]
+            words += encode_write(cfg, tgt, a, data)
+            mems[tgt][a:a + n] = data
+        else:
+            words += encode_read(cfg, tgt, a, n)
+            want += mems[tgt][a:a + n]
+        if rng.random() < 0.2:
+            words += encode_config(cfg, 0, 1)
+    _build_with_memories(cfg)
+    sim = pyrtl.FastSimulation()
+    pos, beats = 0, []
+    for _ in range(20000):
+        if pos >= len(words) and len(beats) == len(want) * cfg.beats:
+            break
+        valid = int(pos < len(words) and rng.random() < 0.8)
+        ordy = int(rng.random() < p_ready)
+        sim.step({"in_data": words[pos] if pos < len(words) else 0, "in_valid": valid,
+                  "hold": int(rng.random() < 0.1), "out_ready": ordy})
+        if sim.inspect("out_valid") and ordy:
+            beats.append(sim.inspect("out_data"))
+        if valid and sim.inspect("in_ready"):
+            pos += 1
+    got = [sum(b << (cfg.width * i) for i, b in enumerate(beats[j:j + cfg.beats]))
+           for j in range(0, len(beats), cfg.beats)]
+    assert len(want) > 5 and got == want
+
+
+def test_read_full_rate():
+    """With the output always ready, a read streams one beat per cycle after a short start."""
+    cfg = CONFIGS["w32_m24"]       # one beat per memory word: the hardest rate
+    _build_with_memories(cfg)
+    words = encode_write(cfg, 1, 0, list(range(100, 140))) + encode_read(cfg, 1, 0, 40)
+    sim = pyrtl.FastSimulation()
+    out_cycles = []
+    for c in range(len(words) + 60):
+        sim.step({"in_data": words[c] if c < len(words) else 0, "in_valid": int(c < len(words)),
+                  "hold": 0, "out_ready": 1})
+        if sim.inspect("out_valid"):
+            out_cycles.append((c, sim.inspect("out_data")))
+    assert [d for _, d in out_cycles] == list(range(100, 140))
+    first = out_cycles[0][0]
+    assert [c for c, _ in out_cycles] == list(range(first, first + 40))
+    assert first - len(words) <= 3     # read latency: addr word -> issue -> BRAM -> FIFO -> out

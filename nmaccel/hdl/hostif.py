@@ -12,14 +12,18 @@ Input stream word format (all fields LSB-first inside a word, multi-word values 
                  lowest bits first, unused top bits zero. Written to addresses addr, addr+1, ...
                  of target memory `sel`. count = 0 sends the address word and no data.
   OP_START  (3): one-cycle `start` pulse (the job controller begins with the current config).
+  OP_READ   (4): next word = start address; the interface then reads `count` words of target
+                 `sel` (addr, addr+1, ...) and sends each on the output stream as `beats` words,
+                 lowest bits first. The input stream stalls (in_ready = 0) until all reads are
+                 issued. Results and status words are read this way (e.g. the output buffer).
 
 `op_bits` = bits for the opcode set, `sel_bits` = max(bits for n_targets, bits for n_cfg_regs),
 count takes the rest. A `PackedWeights` section goes in as OP_WRITE payload: its
 `memory_image(section, word_bits=mem_word_bits)` words are the memory words (`encode_write`
 splits images longer than the count field into several commands).
 
-Output stream: `make_host_stream_out` serializes out_word_bits-wide words into
-ceil(out_word_bits / width) beats, lowest bits first, no header.
+Output stream: `make_host_stream_out` serializes words into ceil(word bits / width) beats, lowest
+bits first, no header; `make_host_stream_in` uses it for OP_READ data.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import pyrtl
 
 from nmaccel.errors import require
 
-OPCODES = {"nop": 0, "config": 1, "write": 2, "start": 3}
-OP_NOP, OP_CONFIG, OP_WRITE, OP_START = (OPCODES[k] for k in ("nop", "config", "write", "start"))
+OPCODES = {"nop": 0, "config": 1, "write": 2, "start": 3, "read": 4}
+OP_NOP, OP_CONFIG, OP_WRITE, OP_START, OP_READ = (
+    OPCODES[k] for k in ("nop", "config", "write", "start", "read"))
 S_HEADER, S_CFG_VALUE, S_ADDR, S_DATA = range(4)
 HOSTIF_WRITE_LATENCY = 1   # last beat accepted -> mem_we / mem_data registered outputs
 
@@ -128,6 +133,22 @@ def encode_write(cfg: HostIfConfig, target, addr, words) -> list:
             return out
 
 
+def encode_read(cfg: HostIfConfig, target, addr, n_words) -> list:
+    """Stream words reading `n_words` memory words of `target` from `addr` on; the answer is
+    n_words * beats output-stream words."""
+    require(0 <= target < cfg.n_targets, f"target memory {target} out of range [0, {cfg.n_targets})")
+    depth = 1 << cfg.mem_addr_bits
+    require(int(n_words) >= 0 and 0 <= addr and addr + int(n_words) <= depth,
+            f"read of {n_words} words at address {addr} overruns the {depth}-word memory")
+    out, pos = [], 0
+    while True:
+        n = min(cfg.max_count, int(n_words) - pos)
+        out += [encode_header(cfg, OP_READ, target, n), addr + pos]
+        pos += n
+        if pos >= int(n_words):
+            return out
+
+
 def write_stream_words(cfg: HostIfConfig, n_words) -> int:
     """Stream words (= cycles at full rate) that `encode_write` needs for `n_words` memory
     words: a header and an address word per command of <= max_count words, plus the beats."""
@@ -141,7 +162,9 @@ def write_stream_words(cfg: HostIfConfig, n_words) -> int:
 @dataclass
 class HostStreamIn:
     """Bundle: `in_ready`, memory write port (`mem_we`, `mem_target`, `mem_addr`, `mem_data`,
-    registered), `cfg_regs` (list of cfg_bits registers), `start` (1-cycle registered pulse)."""
+    registered), `cfg_regs` (list of cfg_bits registers), `start` (1-cycle registered pulse);
+    with a read port: `rd_en`, `rd_target`, `rd_addr` (memory read request), `out_data`,
+    `out_valid` (output stream), else those are None."""
 
     cfg: HostIfConfig
     in_ready: pyrtl.WireVector
@@ -151,9 +174,15 @@ class HostStreamIn:
     mem_data: pyrtl.WireVector
     cfg_regs: list
     start: pyrtl.WireVector
+    rd_en: pyrtl.WireVector = None
+    rd_target: pyrtl.WireVector = None
+    rd_addr: pyrtl.WireVector = None
+    out_data: pyrtl.WireVector = None
+    out_valid: pyrtl.WireVector = None
 
 
-def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None) -> HostStreamIn:
+def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None, rd_data=None,
+                        out_ready=None) -> HostStreamIn:
     """Deserializer and command decoder for the input stream (format: module docstring).
 
     Ports: `in_data` (width), `in_valid` (1), `hold` (1, optional: 1 stalls the stream, e.g.
@@ -161,6 +190,10 @@ def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None) -
     in_valid & in_ready. Outputs are registered: a memory word is on `mem_*` with `mem_we` = 1
     the cycle after its last beat moved; config registers update the cycle after their value
     word; `start` pulses the cycle after the OP_START header.
+    Read port (optional, OP_READ): `rd_data` (mem_word_bits) must be the word at `rd_addr` of
+    `rd_target` one cycle after `rd_en` (a `make_buffer` read); `out_ready` (1) is the output
+    stream's ready. A 2-entry FIFO decouples reads from the serializer: one memory word per
+    max(beats, 1) cycles. Without `rd_data`, OP_READ consumes its address word and does nothing.
     """
     require(len(in_data) == cfg.width, f"{name}: in_data must be {cfg.width} bits")
     require(len(in_valid) == 1, f"{name}: in_valid must be 1 bit")
@@ -168,12 +201,21 @@ def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None) -
         hold = pyrtl.Const(0, bitwidth=1)
     W = cfg.width
     in_ready = pyrtl.WireVector(1, name=f"{name}.in_ready")
-    in_ready <<= ~hold
+    read_port = rd_data is not None
+    if read_port:
+        require(len(rd_data) == cfg.mem_word_bits, f"{name}: rd_data must be {cfg.mem_word_bits} bits")
+        require(out_ready is not None and len(out_ready) == 1, f"{name}: out_ready (1 bit) "
+                "is needed with rd_data")
+        rd_active = pyrtl.Register(1, name=f"{name}.rd_active")
+        in_ready <<= ~hold & ~rd_active
+    else:
+        in_ready <<= ~hold
     fire = in_valid & in_ready
 
     state = pyrtl.Register(_bits(4), name=f"{name}.state")
     sel = pyrtl.Register(cfg.sel_bits, name=f"{name}.sel")
     count = pyrtl.Register(cfg.count_bits, name=f"{name}.count")
+    is_read = pyrtl.Register(1, name=f"{name}.is_read")
     addr = pyrtl.Register(cfg.mem_addr_bits, name=f"{name}.addr")
     beat = pyrtl.Register(_bits(cfg.beats), name=f"{name}.beat")
     asm = pyrtl.Register((cfg.beats - 1) * W, name=f"{name}.asm") if cfg.beats > 1 else None
@@ -198,16 +240,17 @@ def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None) -
         with fire & in_header:
             sel.next |= h_sel
             count.next |= h_count
+            is_read.next |= op == OP_READ
             with op == OP_CONFIG:
                 state.next |= S_CFG_VALUE
-            with op == OP_WRITE:
+            with (op == OP_WRITE) | (op == OP_READ):
                 state.next |= S_ADDR
         with fire & in_cfg:
             state.next |= S_HEADER
         with fire & in_addr:
             addr.next |= in_data[:cfg.mem_addr_bits]
             beat.next |= 0
-            with count == 0:
+            with (count == 0) | is_read:
                 state.next |= S_HEADER
             with pyrtl.otherwise:
                 state.next |= S_DATA
@@ -235,8 +278,60 @@ def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None) -
     start.next <<= fire & in_header & (op == OP_START)
     for i, r in enumerate(cfg_regs):
         r.next <<= pyrtl.select(fire & in_cfg & (sel == i), in_data[:cfg.cfg_bits], r)
-    return HostStreamIn(cfg=cfg, in_ready=in_ready, mem_we=mem_we, mem_target=mem_target,
-                        mem_addr=mem_addr, mem_data=mem_data, cfg_regs=cfg_regs, start=start)
+    bundle = HostStreamIn(cfg=cfg, in_ready=in_ready, mem_we=mem_we, mem_target=mem_target,
+                          mem_addr=mem_addr, mem_data=mem_data, cfg_regs=cfg_regs, start=start)
+    if read_port:
+        _make_read_engine(name, cfg, bundle, rd_active, fire & in_addr & is_read & (count != 0),
+                          sel, in_data[:cfg.mem_addr_bits], count, rd_data, out_ready)
+    return bundle
+
+
+def _make_read_engine(name, cfg, bundle, rd_active, begin, sel, addr0, count0, rd_data, out_ready):
+    """OP_READ: issue reads while FIFO space allows; FIFO (2 words) -> serializer."""
+    rd_left = pyrtl.Register(cfg.count_bits, name=f"{name}.rd_left")
+    rd_addr = pyrtl.Register(cfg.mem_addr_bits, name=f"{name}.rd_addr")
+    rd_target = pyrtl.Register(cfg.sel_bits, name=f"{name}.rd_target")
+    inflight = pyrtl.Register(1, name=f"{name}.rd_inflight")
+    fifo = [pyrtl.Register(cfg.mem_word_bits, name=f"{name}.rd_fifo{i}") for i in range(2)]
+    fc = pyrtl.Register(2, name=f"{name}.rd_fifo_count")
+    head_valid = fc != 0
+    ser = make_host_stream_out(f"{name}.ser", cfg, fifo[0], head_valid, out_ready)
+    pop = head_valid & ser.word_ready
+    push = inflight
+    # space after this cycle's pop for the word in flight plus a new one
+    occupied = (fc + inflight)[:3]
+    issue = rd_active & ((occupied < 2) | (pop & (occupied < 3)))
+    rd_en = pyrtl.WireVector(1, name=f"{name}.rd_en")
+    rd_en <<= issue
+    inflight.next <<= issue
+    with pyrtl.conditional_assignment:
+        with begin:
+            rd_active.next |= 1
+            rd_left.next |= count0
+            rd_addr.next |= addr0
+            rd_target.next |= sel
+        with issue:
+            rd_addr.next |= (rd_addr + 1)[:cfg.mem_addr_bits]
+            rd_left.next |= (rd_left - 1)[:cfg.count_bits]
+            with rd_left == 1:
+                rd_active.next |= 0
+    with pyrtl.conditional_assignment:
+        with pop & push:
+            with fc == 1:
+                fifo[0].next |= rd_data
+            with pyrtl.otherwise:
+                fifo[0].next |= fifo[1]
+                fifo[1].next |= rd_data
+        with pop:
+            fifo[0].next |= fifo[1]
+        with push:
+            with fc == 0:
+                fifo[0].next |= rd_data
+            with pyrtl.otherwise:
+                fifo[1].next |= rd_data
+    fc.next <<= (fc + push - pop)[:2]
+    bundle.rd_en, bundle.rd_target, bundle.rd_addr = rd_en, rd_target, rd_addr
+    bundle.out_data, bundle.out_valid = ser.out_data, ser.out_valid
 
 
 @dataclass
