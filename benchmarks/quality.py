@@ -1,11 +1,11 @@
 """Quality of pruning + quantization on real weights, measured in one run.
 
-MiniLM (all-MiniLM-L6-v2): mean weight SQNR (dB) over the 36 encoder linears, for the
-configurations that need no calibration activations. SmolLM2-135M: perplexity on held-out
+MiniLM (all-MiniLM-L6-v2): mean over the 36 encoder linears of the weight SQNR and of the output
+SQNR (dB) on held-out activations (numpy BERT forward, nmaccel.bert). SmolLM2-135M: perplexity on held-out
 English prose (nmaccel/data/heldout_en.txt; calibration = pydoc_data.topics, never the eval
 text), its ratio to dense PPL of the same run, and the mean per-layer output SQNR on held-out
-activations of the dense model. Calibrated methods (wanda, sparsegpt) compress SmolLM2 layer by
-layer (sequential calibration, as SparseGPT) unless --one-shot.
+activations of the dense model. Calibrated methods (wanda, sparsegpt) compress both models layer
+by layer (sequential calibration, as SparseGPT) unless --one-shot. SQNR = 10 log10(|ref|^2 / |err|^2).
 
     python benchmarks/quality.py [--quick] [--json PATH] [--configs a,b] [--damp 0.1]
 
@@ -24,6 +24,7 @@ import numpy as np
 from tabulate import tabulate
 
 from nmaccel import models
+from nmaccel.bert import MiniLM
 from nmaccel.errors import NmaccelError
 from nmaccel.llama import Llama
 from nmaccel.pack import pack_weights, prune
@@ -45,6 +46,8 @@ CONFIGS = {
     "4:8+int4-wanda": (dict(n_keep=4, m_group=8, bits=4, group_size=G, method="wanda"), True, ""),
     "4:8+int4-sparsegpt": (dict(n_keep=4, m_group=8, bits=4, group_size=G, method="sparsegpt"), True, ""),
 }
+SMOL_FIELDS = ("smollm2_ppl", "smollm2_out_sqnr_db", "seconds")
+MINI_FIELDS = ("minilm_w_sqnr_db", "minilm_out_sqnr_db", "minilm_seconds")
 TARGETS = {"2:4+int4-sparsegpt": 2.5, "4:8+int4-sparsegpt": 1.8}
 QUICK_CONFIGS = ["dense", "int8-channel", "int4-g128", "2:4+int4-magnitude", "2:4+int4-wanda",
                  "2:4+int4-sparsegpt"]
@@ -70,11 +73,19 @@ def sqnr_db(ref, err):
     return float(10 * np.log10(np.sum(np.square(ref, dtype=np.float64)) / max(np.sum(np.square(err, dtype=np.float64)), 1e-300)))
 
 
-def minilm_sqnr(weights, names, cfg, damp):
+def minilm_eval(mini, cfg, names, calib_seqs, heldout_x, damp, sequential):
+    """(mean weight SQNR, mean output SQNR on held-out activations) over the MiniLM linears."""
+    if cfg == "dense":
+        return float("inf"), float("inf")
     if CONFIGS[cfg][1]:
-        return None  # needs activations: no MiniLM forward pass here
-    vals = [sqnr_db(weights[n], weights[n] - compress_weight(n, weights[n], None, cfg, damp)) for n in names]
-    return float(np.mean(vals)) if cfg != "dense" else float("inf")
+        model = mini.compress(calib_seqs, lambda n, w, x: compress_weight(n, w, x, cfg, damp),
+                              sequential=sequential, names=names)
+        new = {n: model.weights[n] for n in names}
+    else:
+        new = {n: compress_weight(n, mini.weights[n], None, cfg, damp) for n in names}
+    wsq = [sqnr_db(mini.weights[n], mini.weights[n] - new[n]) for n in names]
+    osq = [sqnr_db(heldout_x[n] @ mini.weights[n].T, heldout_x[n] @ (mini.weights[n] - new[n]).T) for n in names]
+    return float(np.mean(wsq)), float(np.mean(osq))
 
 
 def smollm2_eval(base, cfg, names, calib, evals, heldout_x, damp, sequential):
@@ -146,10 +157,14 @@ def main(argv=None):
     ctx = 256
 
     t0 = time.time()
-    mini = models.load_weights("minilm")
-    mini_names = [n for n in models.linear_layers(mini) if n.startswith("encoder.")]
+    mini, wp = MiniLM.builtin()
+    mini_names = [n for n in models.linear_layers(mini.weights) if n.startswith("encoder.")]
     if args.quick:
         mini_names = [n for n in mini_names if n.startswith("encoder.layer.0.")]
+    mini_cal_ids = np.array(wp.encode(models.calibration_text(), max_len=10 ** 9)[1:-1])
+    mini_calib = list(windows(mini_cal_ids, calib_tokens, 128))
+    mini_heldout_x = mini.collect_inputs(
+        [wp.encode(para) for para in models.heldout_text().split("\n\n") if para.strip()], mini_names)
     base = Llama.from_gguf("smollm2")
     tok = models.gguf_tokenizer("smollm2")
     names = base.linear_names()
@@ -167,24 +182,34 @@ def main(argv=None):
     settings = dict(quick=args.quick, damp=args.damp, calib_tokens=int(calib.size), eval_tokens=int(eval_ids.size),
                     smollm2_linears=len(names), minilm_linears=len(mini_names),
                     sequential=not args.one_shot, ctx=ctx)
-    result = {"settings": settings, "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
+    mini_settings = dict(damp=args.damp, calib_tokens=int(sum(map(len, mini_calib))),
+                         heldout_tokens=int(next(iter(mini_heldout_x.values())).shape[0]),
+                         linears=len(mini_names), sequential=not args.one_shot)
+    result = {"settings": settings, "minilm_settings": mini_settings, "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
               f"python {platform.python_version()}, numpy {np.__version__}", "rows": {}}
     sources = ([args.json] if args.resume and args.json else []) + list(args.merge)
     for src in sources:
         if os.path.exists(src):
             with open(src) as fh:
                 old = json.load(fh)
-            if old.get("settings") == settings:
-                result["rows"].update({k: v for k, v in old.get("rows", {}).items() if k in cfgs})
+            for key, fields in (("settings", SMOL_FIELDS), ("minilm_settings", MINI_FIELDS)):
+                if old.get(key) == (settings if key == "settings" else mini_settings):
+                    for k, v in old.get("rows", {}).items():
+                        if k in cfgs and all(f in v for f in fields):
+                            result["rows"].setdefault(k, {}).update({f: v[f] for f in fields})
     for cfg in cfgs:
-        if cfg in result["rows"]:
-            continue
-        t1 = time.time()
-        sq = minilm_sqnr(mini, mini_names, cfg, args.damp)
-        ppl, osq = smollm2_eval(base, cfg, names, calib, eval_ids, heldout_x, args.damp, not args.one_shot)
-        result["rows"][cfg] = dict(minilm_sqnr_db=sq, smollm2_ppl=ppl, smollm2_out_sqnr_db=osq,
-                                   seconds=round(time.time() - t1, 1), description=CONFIGS[cfg][2])
-        print(f"{cfg}: ppl {ppl:.2f} ({time.time() - t1:.0f} s)", file=sys.stderr)
+        row = result["rows"].setdefault(cfg, {"description": CONFIGS[cfg][2]})
+        if not all(f in row for f in MINI_FIELDS):
+            t1 = time.time()
+            wsq, osq = minilm_eval(mini, cfg, mini_names, mini_calib, mini_heldout_x, args.damp, not args.one_shot)
+            row.update(minilm_w_sqnr_db=wsq, minilm_out_sqnr_db=osq, minilm_seconds=round(time.time() - t1, 1))
+            print(f"{cfg}: MiniLM weight SQNR {wsq:.2f} dB, output SQNR {osq:.2f} dB "
+                  f"({time.time() - t1:.0f} s)", file=sys.stderr)
+        if not all(f in row for f in SMOL_FIELDS):
+            t1 = time.time()
+            ppl, osq = smollm2_eval(base, cfg, names, calib, eval_ids, heldout_x, args.damp, not args.one_shot)
+            row.update(smollm2_ppl=ppl, smollm2_out_sqnr_db=osq, seconds=round(time.time() - t1, 1))
+            print(f"{cfg}: ppl {ppl:.2f} ({time.time() - t1:.0f} s)", file=sys.stderr)
         if args.json:
             atomic_json(args.json, result)
 
@@ -196,13 +221,14 @@ def main(argv=None):
         tgt = TARGETS.get(cfg) if len(names) == len(base.linear_names()) else None  # whole model only
         r["target_ratio"] = tgt
         r["target_met"] = None if tgt is None else bool(r["ppl_ratio"] <= tgt)
-        table.append([cfg, fmt(r["minilm_sqnr_db"], ".2f"), fmt(r["smollm2_out_sqnr_db"], ".2f"),
+        table.append([cfg, fmt(r["minilm_w_sqnr_db"], ".2f"), fmt(r["minilm_out_sqnr_db"], ".2f"),
+                      fmt(r["smollm2_out_sqnr_db"], ".2f"),
                       f"{r['smollm2_ppl']:.2f}", f"{r['ppl_ratio']:.2f}x",
                       "" if tgt is None else f"<= {tgt}x: {'met' if r['target_met'] else 'NOT met'}",
                       f"{r['seconds']:.0f}"])
-    print(tabulate(table, headers=["config", "MiniLM W-SQNR dB", "SmolLM2 out-SQNR dB", "PPL",
+    print(tabulate(table, headers=["config", "MiniLM W-SQNR dB", "MiniLM out-SQNR dB", "SmolLM2 out-SQNR dB", "PPL",
                                    "PPL / dense", "target", "s"]))
-    print(f"settings: {json.dumps(settings)}")
+    print(f"SmolLM2 settings: {json.dumps(settings)}\nMiniLM settings: {json.dumps(mini_settings)}")
     if args.json:
         atomic_json(args.json, result)
     return 0
