@@ -5,18 +5,20 @@ symmetric codes q in [-2^(b-1), 2^(b-1)-1], scale = max|w| / (2^(b-1) - 0.5), w 
 (INT4: scale = 2 max|w| / 15). Asymmetric: codes in [0, 2^b-1], range [min(w,0), max(w,0)],
 scale = range / (2^b - 1), zero_point = round(-min / scale), w ~ (q - zero_point) * scale.
 Scales are stored as FP16: they are rounded UP to the next float16 before codes are computed,
-so |w - dequant| <= scale / 2 holds for every w inside the grid. A unit (tensor, channel or
-group) whose kept weights are all 0 gets scale 1.
+so |w - dequant| <= scale / 2 holds for every w inside the grid (so max|w| / scale <=
+2^(b-1) - 0.5, and code -2^(b-1) appears only when that is exact: the gain over the -7..7 grid
+is the finer step). A unit (tensor, channel or group) whose kept weights are all 0 gets scale 1.
 
 Statistics use kept weights only (`mask`): pruned positions never move a scale or a codebook.
 Units: "tensor" -> scales (1, 1); "channel" -> (out, 1); "group" -> (out, ceil(k_padded /
 group_size)), scale group of column k is k // group_size.
 
-Lloyd-Max: per unit, 2^b levels minimizing the MSE over kept weights (Lloyd iterations from the
-uniform grid and from data quantiles, the better kept), then stored as INT8 codebook entries on a shared FP16 scale (same symmetric INT8
-grid rule). The reported MSE is that of the INT8-rounded codebook; per unit, if the uniform grid
-(written as an exact INT8 codebook, codes * 2^(8-b)) has lower MSE it is used instead, so
-Lloyd-Max is never worse than uniform at the same bits.
+Lloyd-Max: per unit, 2^b levels minimizing the MSE over kept weights (Lloyd iterations from
+the uniform grid and from data quantiles, the better kept), stored as INT8 codebook entries on
+a shared FP16 scale (same symmetric INT8 grid rule) so hardware decodes index -> INT8 with a
+LUT. The reported MSE is that of the INT8-rounded codebook; per unit, if the uniform grid
+(written exactly as an INT8 codebook: codes * 2^(8-b)) has lower MSE it is used instead, so
+Lloyd-Max is never worse than uniform at the same bits (at 8 bits they mostly coincide).
 """
 import numbers
 from dataclasses import dataclass, field
