@@ -98,9 +98,11 @@ def smollm2_eval(base, cfg, names, calib, evals, heldout_x, damp, sequential):
     else:
         model = base.with_linears({n: compress_weight(n, base.weights[n], None, cfg, damp) for n in names})
     ppl = model.perplexity(evals, ctx=256)
+    if cfg == "dense":
+        return ppl, float("inf")
     osq = [sqnr_db(x @ base.weights[n].T, x @ (base.weights[n] - model.weights[n]).T)
            for n, x in heldout_x.items()]
-    return ppl, (float(np.mean(osq)) if cfg != "dense" else float("inf"))
+    return ppl, float(np.mean(osq))
 
 
 def windows(ids, n_tokens, ctx):

@@ -305,3 +305,45 @@ def test_smollm2_perplexity_and_greedy(llama, tok):
     assert llama.perplexity(shuffled, ctx=129) > 10 * ppl
     prompt = tok.encode("The capital of France is")
     assert tok.decode(llama.greedy(prompt, 1)) == " Paris"
+
+
+# ------------------------------------------------------------------ MiniLM (numpy BERT)
+
+@pytest.fixture(scope="module")
+def minilm():
+    from nmaccel.bert import MiniLM
+    return MiniLM.builtin()
+
+
+@models_mark
+def test_minilm_wordpiece_and_embeddings(minilm):
+    model, wp = minilm
+    assert wp.encode("Hello, World!") == [101, 7592, 1010, 2088, 999, 102]
+    assert [wp.tokens[i] for i in wp.encode("Unaffable naïve")[1:-1]] == ["una", "##ffa", "##ble", "naive"]
+    e = np.array([model.embed(wp.encode(s)) for s in (
+        "A man is playing a guitar.", "Someone plays a musical instrument.",
+        "The stock market fell sharply today.", "Share prices dropped on Wall Street.")])
+    sim = e @ e.T
+    assert sim[0, 1] > 0.5 and sim[2, 3] > 0.5
+    assert max(abs(sim[0, 2]), abs(sim[0, 3]), abs(sim[1, 2]), abs(sim[1, 3])) < 0.3
+
+
+@models_mark
+def test_minilm_collect_and_compress(minilm):
+    model, wp = minilm
+    seqs = [wp.encode("The river slowed down in the valley."), wp.encode("def f(x): return x")]
+    names = model.linear_names()
+    assert len(names) == 36
+    xs = model.collect_inputs(seqs, names[:7])
+    assert xs[names[0]].shape == (sum(map(len, seqs)), 384) and xs[names[5]].shape[1] == 1536
+    seen = {}
+
+    def zero_first(name, w, x):
+        seen[name] = x
+        return w * (name != names[0])
+    one = model.compress(seqs, zero_first, sequential=False, names=names[:7])
+    np.testing.assert_array_equal(seen[names[6]], xs[names[6]])  # dense inputs
+    assert not one.weights[names[0]].any()
+    model.compress(seqs, zero_first, sequential=True, names=names[:7])
+    assert not np.allclose(seen[names[6]], xs[names[6]])  # layer 1 sees the zeroed query
+    np.testing.assert_array_equal(seen[names[1]], xs[names[1]])  # same block input, before attention
