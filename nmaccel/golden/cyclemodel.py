@@ -46,7 +46,8 @@ def job_shapes(shape, p, mode, n_keep, m_group):
     require(T >= 1 and K >= 1 and N >= 1, f"GEMM shape {shape} must be positive")
     a = p.array
     g = window_groups(n_keep, m_group, a.n_max, a.m_max)
-    require(g >= 1, f"N:M {n_keep}:{m_group} does not fit the array (n_max={a.n_max}, m_max={a.m_max})")
+    require(g >= 1, f"N:M {n_keep}:{m_group} does not fit the array (n_max={a.n_max}, m_max={a.m_max}): "
+            "elaborate with n_max >= n_keep and m_max >= m_group")
     k_pad = -(-K // m_group) * m_group
     n_kt = -(-k_pad // (a.rows * g * m_group))
     require(n_kt <= p.k_tiles_max, f"K={K} needs {n_kt} K tiles at {n_keep}:{m_group} but the top "

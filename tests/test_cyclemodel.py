@@ -1,0 +1,77 @@
+"""Cycle model of the accelerator top: equals RTL cycle counts; structure and speed ratios."""
+import numpy as np
+import pytest
+
+from nmaccel.errors import NmaccelError
+from nmaccel.golden import cyclemodel as cm
+from nmaccel.golden.top import TopConfig
+from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
+from nmaccel.pack import pack_weights
+from nmaccel.runner import reference, run_gemm
+
+P23 = TopConfig(array=ArrayConfig(rows=2, cols=3, n_max=4, m_max=4, modes=("int8", "int4")),
+                t_max=6, k_tiles_max=6, n_tiles_max=6)
+
+
+@pytest.mark.parametrize("mode,bits", [("int8", 8), ("int4", 4)])
+def test_model_equals_rtl_sweep(rng, mode, bits):
+    a = P23.array
+    for nk, mg in ((4, 4), (2, 4), (1, 4), (2, 2), (1, 2)):
+        for _ in range(2):
+            win = min(a.n_max // nk, a.m_max // mg) * mg
+            K = int(rng.integers(1, P23.k_tiles_max * a.rows * win + 1))
+            N = int(rng.integers(1, P23.n_tiles_max * a.cols + 1))
+            T = int(rng.integers(1, 3 * P23.t_max + 1))
+            packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk,
+                                  m_group=mg, bits=bits)
+            x = rng.integers(-128, 128, size=(T, K))
+            res = run_gemm(packed, x, a, top_cfg=P23)
+            np.testing.assert_array_equal(res.outputs, reference(packed, x))
+            assert res.cycles == cm.cycles((T, K, N), a, RuntimeConfig(mode, nk, mg), P23)
+
+
+def test_jobs_add_up_and_split():
+    a = P23.array
+    rt = RuntimeConfig("int8", 4, 4)
+    one = cm.cycles((P23.t_max, 20, 9), a, rt, P23)
+    assert cm.cycles((3 * P23.t_max, 20, 9), a, rt, P23) == 3 * one
+    jobs = cm.job_shapes((2 * P23.t_max * 2 + 1, 20, 9), P23, "int4", 2, 4)
+    assert [j.n_steps for j in jobs] == [P23.t_max, P23.t_max, 1]
+    assert jobs[0].n_kt == 3 and jobs[0].n_nt == 3      # window 4 (n_max = m_max = 4)
+
+
+def test_compute_bound_steady_state():
+    """With long jobs the host keeps up and every K tile costs rows + n_steps + cool cycles."""
+    a = ArrayConfig(rows=4, cols=4)
+    p = TopConfig(array=a, t_max=256, k_tiles_max=64)
+    rt = RuntimeConfig("int8", 4, 4)
+    K = 64 * 16
+    c1 = cm.cycles((256, K, 40), a, rt, p)
+    c2 = cm.cycles((256, K, 44), a, rt, p)
+    assert c2 - c1 == 64 * (a.rows + 256 + p.cool)
+
+
+def test_speed_ratios_4096():
+    """Model ratios on a 4096 x 4096 weight, T = 256 (RTL-validated model)."""
+    a = ArrayConfig(rows=4, cols=4)
+    p = TopConfig(array=a, t_max=256, k_tiles_max=256)
+    shape = (256, 4096, 4096)
+    d8 = cm.cycles(shape, a, RuntimeConfig("int8", 4, 4), p)
+    s8 = cm.cycles(shape, a, RuntimeConfig("int8", 2, 4), p)
+    s4 = cm.cycles(shape, a, RuntimeConfig("int4", 2, 4), p)
+    assert d8 / s4 >= 3.8 and d8 / s8 >= 1.9
+    assert cm.utilization(shape, a, RuntimeConfig("int8", 4, 4), d8) >= 0.95
+
+
+def test_model_errors():
+    a = P23.array
+    with pytest.raises(NmaccelError, match="positive"):
+        cm.cycles((0, 4, 4), a, RuntimeConfig("int8", 4, 4), P23)
+    with pytest.raises(NmaccelError, match="k_tiles_max"):
+        cm.cycles((4, 10_000, 4), a, RuntimeConfig("int8", 4, 4), P23)
+    with pytest.raises(NmaccelError, match="n_tiles_max"):
+        cm.cycles((4, 4, 10_000), a, RuntimeConfig("int8", 4, 4), P23)
+    with pytest.raises(NmaccelError, match="array_cfg"):
+        cm.cycles((4, 4, 4), ArrayConfig(rows=2, cols=2), RuntimeConfig("int8", 4, 4), P23)
+    with pytest.raises(NmaccelError, match="does not fit"):
+        cm.cycles((4, 4, 4), a, RuntimeConfig("int8", 2, 8), P23)
