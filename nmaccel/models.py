@@ -132,7 +132,9 @@ def _read_gguf_cached(path_str: str, mtime: float) -> GGUFModel:
         expected = tuple(int(d) for d in reversed(t.shape))  # ggml ne is (in, out)
         require(arr.shape == expected, f"GGUF tensor {t.name!r} dequantized to {arr.shape}, "
                 f"expected {expected}: the file is corrupt, re-download it")
-        weights[t.name] = _as_float32(t.name, arr, path_str)
+        arr = _as_float32(t.name, arr, path_str)
+        arr.setflags(write=False)  # shared by every caller through the cache
+        weights[t.name] = arr
     metadata, arrays = {}, {}
     for key, field in reader.fields.items():
         value = _field_value(field)
@@ -148,8 +150,8 @@ def read_gguf(path) -> GGUFModel:
 
 def load_gguf(path) -> dict:
     """Tensors of a GGUF file dequantized to float32 (Q4_0/Q4_1/Q8_0/F16/F32, via gguf.quants),
-    in numpy order, so Linear weights are (out, in). Returns a fresh dict (arrays shared with
-    the process cache: copy before modifying in place)."""
+    in numpy order, so Linear weights are (out, in). Returns a fresh dict of read-only arrays
+    shared with the process cache (copy one to modify it)."""
     return dict(read_gguf(path).weights)
 
 
@@ -198,7 +200,10 @@ def linear_layers(weights: dict) -> list:
 
 def default_layer() -> np.ndarray:
     """A small real layer for demos: MiniLM ``encoder.layer.0.attention.self.query.weight`` (384, 384)."""
-    return load_weights("minilm")[DEFAULT_LAYER]
+    from safetensors import safe_open
+    path = builtin_path("minilm")
+    with safe_open(str(path), "np") as f:
+        return _as_float32(DEFAULT_LAYER, f.get_tensor(DEFAULT_LAYER), path)
 
 
 # ---------------------------------------------------------------- text data

@@ -56,6 +56,7 @@ def test_smollm2_loader_shapes(smol):
     assert smol.metadata["llama.block_count"] == 30
     assert smol.tensor_types["blk.0.attn_q.weight"] == "Q4_1"
     assert smol.tensor_types["token_embd.weight"] == "Q8_0"
+    assert not w["blk.0.attn_q.weight"].flags.writeable  # shared cache is read-only
     # load_gguf / load_weights return the same arrays
     assert models.load_weights("smollm2")["blk.0.attn_v.weight"] is w["blk.0.attn_v.weight"]
 
