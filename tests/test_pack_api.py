@@ -73,9 +73,18 @@ def test_in_features_smaller_than_m_group(rng, method, quantizer, symmetric):
     ({"granularity": "tensor"}, "tensor", None, (1, 1)),
     ({"granularity": "channel"}, "channel", None, (6, 1)),
 ])
-def test_granularity_defaults(rng, kw, gran, gs, scale_shape):
-    pw = pack_weights(rng.normal(size=(6, 40)), n_keep=2, m_group=4, bits=4, **kw)
+@pytest.mark.parametrize("quantizer,symmetric", QUANT)
+def test_granularity_defaults(rng, tmp_path, kw, gran, gs, scale_shape, quantizer, symmetric):
+    w = rng.normal(size=(6, 40))
+    pw = pack_weights(w, n_keep=2, m_group=4, bits=4, quantizer=quantizer, symmetric=symmetric, **kw)
     assert (pw.granularity, pw.group_size, pw.scales.shape) == (gran, gs, scale_shape)
+    if quantizer == "lloyd-max":
+        assert pw.codebook.shape == scale_shape + (16,)
+        assert pw.meta["lloyd_mse"] < pw.meta["uniform_mse"]
+    elif not symmetric:
+        assert pw.zero_points.shape == scale_shape
+    back = PackedWeights.load(pw.save(tmp_path / "g.nmpack"))
+    np.testing.assert_array_equal(back.dequantize(), pw.dequantize())
 
 
 @pytest.mark.models
