@@ -1,6 +1,6 @@
 """Simulation driver of the systolic array: `run_tile` and the `nmaccel sim` command.
 
-`run_tile(packed, x_q, cfg)` lays a weight tile onto the array (golden `load_plan`), builds the
+`run_tile(packed, x_q, cfg)` (and `run_tiles` for back-to-back tiles) lays a weight tile onto the array (golden `load_plan`), builds the
 cycle-by-cycle input stream (config load, weight load, activation steps, drain), simulates the
 PyRTL array and returns the int64 outputs (T, out), which must equal `nmaccel.golden.gemm`.
 
@@ -71,48 +71,53 @@ def _limbs(values, nlimbs):
     return out
 
 
-def input_stream(cfg, plan, x_q):
-    """Per-port values for every cycle of a tile job, as uint64 limbs (cycles, limbs).
+def input_stream(cfg, plans, x_list):
+    """Per-port values for every cycle of a job of one or more tiles, as uint64 limbs.
 
-    Cycle 0: config load. Cycles 1..rows: weight rows rows-1 .. 0 (codebooks loaded on the
-    first, and again whenever a column's table changes). Then one activation step per cycle,
-    then `latency` drain cycles. Returns (dict port -> limbs, first output cycle, steps).
+    Cycle 0: config load. Tile j (schedule: golden `tile_schedule`): weight rows rows-1 .. 0 on
+    cycles load_start[j] .. + rows - 1 (codebooks loaded on the first, and again whenever a
+    column's table changes), w_swap (double-buffered arrays) on stream_start[j] - 1, steps from
+    stream_start[j]. Returns (dict port -> limbs (cycles, n), output start cycle per tile, steps
+    per tile).
     """
-    xs = gb.activation_steps(plan, x_q, cfg)
-    steps = xs.shape[0]
-    ncyc = gb.tile_cycles(cfg, np.asarray(x_q).shape[0], plan.int4)
+    xs_list = [gb.activation_steps(p, x, cfg) for p, x in zip(plans, x_list)]
+    steps = [xs.shape[0] for xs in xs_list]
+    ls, ss, ncyc = gb.tile_schedule(cfg, steps)
     widths = input_widths(cfg)
     s = {port: np.zeros((ncyc, -(-w // 64)), dtype=np.uint64) for port, w in widths.items()}
-    mode = MODE_CODE[plan.mode]
-    s["cfg_load"][0], s["cfg_mode"][0] = 1, mode
-    s["cfg_n_keep"][0], s["cfg_m_group"][0] = plan.n_keep, plan.m_group
+    plan0 = plans[0]
+    s["cfg_load"][0], s["cfg_mode"][0] = 1, MODE_CODE[plan0.mode]
+    s["cfg_n_keep"][0], s["cfg_m_group"][0] = plan0.n_keep, plan0.m_group
     wb, ib = cfg.weight_bits, cfg.idx_bits
-    lane = ((plan.codes & ((1 << wb) - 1)) | (plan.index << wb) | (plan.keep.astype(np.int64) << (wb + ib)))
-    words = _pack_lanes(lane, cfg.lane_load_bits)                        # (rows, cols)
-    prev = None
-    for i in range(cfg.rows):
-        r = cfg.rows - 1 - i
-        s["w_load"][1 + i] = 1
-        for c in range(cfg.cols):
-            s[f"w_in_{c}"][1 + i] = _limbs([words[r, c]], s[f"w_in_{c}"].shape[1])[0]
-        if plan.tables is not None:
-            tab = _pack_lanes(plan.tables[r] & ((1 << wb) - 1), wb)      # (cols,)
-            if prev is None or any(tab[c] != prev[c] for c in range(cfg.cols)):
-                s["cb_load"][1 + i] = 1
-                for c in range(cfg.cols):
-                    s[f"cb_in_{c}"][1 + i] = _limbs([tab[c]], s[f"cb_in_{c}"].shape[1])[0]
-                prev = tab
-    t0 = 1 + cfg.rows
-    s["in_valid"][t0:t0 + steps] = 1
-    # element k of row r = activation k of every token (token A lowest): little-endian bytes
     nbytes = s["x_in_0"].shape[1] * 8
-    raw = np.zeros((steps, cfg.rows, nbytes), dtype=np.uint8)
-    raw[:, :, :cfg.m_max * cfg.tokens_per_step] = \
-        (xs.transpose(0, 1, 3, 2) & 0xFF).astype(np.uint8).reshape(steps, cfg.rows, -1)
-    limbs = raw.view("<u8")
-    for r in range(cfg.rows):
-        s[f"x_in_{r}"][t0:t0 + steps] = limbs[:, r]
-    return s, t0 + cfg.latency, steps
+    for plan, xs, l0, t0, n in zip(plans, xs_list, ls, ss, steps):
+        lane = ((plan.codes & ((1 << wb) - 1)) | (plan.index << wb)
+                | (plan.keep.astype(np.int64) << (wb + ib)))
+        words = _pack_lanes(lane, cfg.lane_load_bits)                    # (rows, cols)
+        prev = None
+        for i in range(cfg.rows):
+            r, t = cfg.rows - 1 - i, l0 + i
+            s["w_load"][t] = 1
+            for c in range(cfg.cols):
+                s[f"w_in_{c}"][t] = _limbs([words[r, c]], s[f"w_in_{c}"].shape[1])[0]
+            if plan.tables is not None:
+                tab = _pack_lanes(plan.tables[r] & ((1 << wb) - 1), wb)  # (cols,)
+                if prev is None or any(tab[c] != prev[c] for c in range(cfg.cols)):
+                    s["cb_load"][t] = 1
+                    for c in range(cfg.cols):
+                        s[f"cb_in_{c}"][t] = _limbs([tab[c]], s[f"cb_in_{c}"].shape[1])[0]
+                    prev = tab
+        if cfg.double_buffer:
+            s["w_swap"][t0 - 1] = 1
+        s["in_valid"][t0:t0 + n] = 1
+        # element k of row r = activation k of every token (token A lowest): little-endian bytes
+        raw = np.zeros((n, cfg.rows, nbytes), dtype=np.uint8)
+        raw[:, :, :cfg.m_max * cfg.tokens_per_step] = \
+            (xs.transpose(0, 1, 3, 2) & 0xFF).astype(np.uint8).reshape(n, cfg.rows, -1)
+        limbs = raw.view("<u8")
+        for r in range(cfg.rows):
+            s[f"x_in_{r}"][t0:t0 + n] = limbs[:, r]
+    return s, [t0 + cfg.latency for t0 in ss], steps
 
 
 class _gcc_o0:
@@ -222,33 +227,60 @@ def run_tile(packed, x_q, cfg, *, simulator="compiled", trace=None, mode=None):
     `trace`: a path or text file to write a VCD of the run (every wire with "fast"/"python",
     ports only with "compiled"). Bad input raises NmaccelError before simulation starts.
     """
+    res = run_tiles([(packed, x_q)], cfg, simulator=simulator, trace=trace, mode=mode)
+    return TileResult(outputs=res.outputs[0], cycles=res.cycles, simulator=res.simulator,
+                      cycles_per_second=res.cycles_per_second, mode=res.mode, n_keep=res.n_keep,
+                      m_group=res.m_group, elaboration_s=res.elaboration_s)
+
+
+def run_tiles(tiles, cfg, *, simulator="compiled", trace=None, mode=None):
+    """Simulate tiles [(packed, x_q), ...] back to back (schedule: golden `tile_schedule`).
+
+    More than one tile needs a double-buffered array (ArrayConfig(double_buffer=True)): the next
+    tile's weights load while the current one streams. All tiles share one mode and N:M (the
+    runtime registers). Returns a TileResult whose `.outputs` is the list of per-tile outputs.
+    """
     require(isinstance(cfg, ArrayConfig), f"cfg must be an ArrayConfig, got {type(cfg).__name__}")
     require(simulator in SIMULATORS, f"unknown simulator {simulator!r}: use one of {', '.join(SIMULATORS)}")
-    x = check_activations(x_q, packed.in_features, cfg.act_bits)
-    require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
-    plan = gb.load_plan(packed, cfg, mode)
-    stream, first, steps = input_stream(cfg, plan, x)
-    ncyc = gb.tile_cycles(cfg, x.shape[0], plan.int4)
+    require(len(tiles) >= 1, "no tiles to run")
+    require(len(tiles) == 1 or cfg.double_buffer,
+            f"{len(tiles)} back-to-back tiles need a double-buffered array: "
+            "use ArrayConfig(double_buffer=True) or run them one by one")
+    plans, xs = [], []
+    for packed, x_q in tiles:
+        x = check_activations(x_q, packed.in_features, cfg.act_bits)
+        require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
+        plans.append(gb.load_plan(packed, cfg, mode))
+        xs.append(x)
+    key = (plans[0].mode, plans[0].n_keep, plans[0].m_group)
+    require(all((p.mode, p.n_keep, p.m_group) == key for p in plans),
+            "back-to-back tiles must share one mode and N:M (the runtime registers): "
+            "split the job where the configuration changes")
+    stream, firsts, steps = input_stream(cfg, plans, xs)
+    ncyc = len(stream["cfg_load"])
     runner = _Runner(cfg, simulator, trace=True) if trace is not None else get_runner(cfg, simulator)
     t = time.perf_counter()
     outs = runner.run(stream, ncyc)
     dt = time.perf_counter() - t
     valid = np.nonzero(np.asarray(outs["out_valid"], dtype=np.int64))[0]
-    if not np.array_equal(valid, np.arange(first, first + steps)):
-        raise RuntimeError(f"out_valid at cycles {valid.tolist()[:8]}..., expected {first}..{first + steps - 1}")
-    cols = [_signed(np.asarray(outs[f"y_out_{c}"][first:first + steps], dtype=object), cfg.acc_bits)
-            for c in range(cfg.cols)]
-    y = np.stack(cols, axis=1)
-    if plan.int4:
-        yb = np.stack([_signed(np.asarray(outs[f"y_out_b_{c}"][first:first + steps], dtype=object),
-                               cfg.acc_bits) for c in range(cfg.cols)], axis=1)
-        y = np.stack([y, yb], axis=1).reshape(steps * 2, cfg.cols)
-    y = y[:x.shape[0], :packed.out_features].astype(np.int64)
+    want = np.concatenate([np.arange(f, f + n) for f, n in zip(firsts, steps)])
+    if not np.array_equal(valid, want):
+        raise RuntimeError(f"out_valid at cycles {valid.tolist()[:8]}..., expected {want.tolist()[:8]}...")
+    results = []
+    for plan, x, first, n, (packed, _) in zip(plans, xs, firsts, steps, tiles):
+        cols = [_signed(np.asarray(outs[f"y_out_{c}"][first:first + n], dtype=object), cfg.acc_bits)
+                for c in range(cfg.cols)]
+        y = np.stack(cols, axis=1)
+        if plan.int4:
+            yb = np.stack([_signed(np.asarray(outs[f"y_out_b_{c}"][first:first + n], dtype=object),
+                                   cfg.acc_bits) for c in range(cfg.cols)], axis=1)
+            y = np.stack([y, yb], axis=1).reshape(n * 2, cfg.cols)
+        results.append(y[:x.shape[0], :packed.out_features].astype(np.int64))
     if trace is not None:
         _write_vcd(runner.sim.tracer, trace)
-    return TileResult(outputs=y, cycles=ncyc, simulator=simulator,
+    return TileResult(outputs=results, cycles=ncyc, simulator=simulator,
                       cycles_per_second=ncyc / dt if dt > 0 else float("inf"),
-                      mode=plan.mode, n_keep=plan.n_keep, m_group=plan.m_group,
+                      mode=plans[0].mode, n_keep=plans[0].n_keep, m_group=plans[0].m_group,
                       elaboration_s=runner.elaboration_s)
 
 

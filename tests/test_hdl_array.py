@@ -114,3 +114,36 @@ def test_array_real_minilm_tiles(rng, nm, bits, quantizer):
         pw = pack_weights(w[r0:r0 + 4, k0:k0 + k], n_keep=n, m_group=m, bits=bits, quantizer=quantizer)
         x = rng.integers(-128, 128, size=(9, k))
         check_tile(pw, x, cfg, simulator="compiled" if t == 0 and nm == (2, 4) and bits == 4 else "fast")
+
+
+@pytest.mark.parametrize("shape,pipe", [((1, 1), (False, False)), ((2, 3), (True, False)),
+                                        ((3, 2), (True, True)), ((4, 4), (False, True))])
+def test_double_buffered_back_to_back_tiles(rng, shape, pipe):
+    """Next tile's weights load while the current one streams; swaps travel with the data."""
+    from nmaccel.sim import run_tiles
+    cfg = ArrayConfig(rows=shape[0], cols=shape[1], double_buffer=True,
+                      pipeline_mux=pipe[0], pipeline_product=pipe[1])
+    for (n, m), (mode, bits) in [((2, 4), ("int4", 4)), ((4, 4), ("int8", 8)), ((1, 2), ("codebook", 4)),
+                                 ((3, 8), ("int8", 8))]:
+        k = cfg.rows * cfg.window(n, m)
+        tiles = []
+        for j in range(4):
+            T = int(rng.integers(1, 3)) if j == 1 else int(rng.integers(8, 30))   # tile 1 stalls
+            tiles.append((make_packed(rng, cfg.cols, k, n, m, mode, bits), rng.integers(-128, 128, (T, k))))
+        res = run_tiles(tiles, cfg, simulator="fast")
+        for (pw, x), y in zip(tiles, res.outputs):
+            np.testing.assert_array_equal(y, gemm(pw, x))
+        steps = [-(-x.shape[0] // 2) if mode == "int4" else x.shape[0] for _, x in tiles]
+        assert res.cycles == gb.tile_schedule(cfg, steps)[2]
+        single = run_tile(*tiles[0], cfg, simulator="fast")
+        assert single.cycles == gb.tile_cycles(cfg, tiles[0][1].shape[0], mode == "int4")
+
+
+def test_tile_schedule_streams_without_bubbles():
+    cfg = ArrayConfig(rows=8, cols=8, double_buffer=True)
+    s = 2 * cfg.rows + cfg.cols - 2
+    ls, ss, total = gb.tile_schedule(cfg, [s] * 5)
+    assert total == 1 + cfg.rows + 5 * s + cfg.latency
+    assert np.all(np.diff(ss) == s)
+    _, _, slow = gb.tile_schedule(cfg, [s - 1] * 5)
+    assert slow > 1 + cfg.rows + 5 * (s - 1) + cfg.latency

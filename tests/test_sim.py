@@ -48,7 +48,7 @@ def test_compiled_batch_equals_stepping(rng):
     pw = _packed(rng, 2, 16, 2, 4, 4)
     x = rng.integers(-128, 128, size=(6, 16))
     plan = sim.gb.load_plan(pw, CFG)
-    stream, _, _ = sim.input_stream(CFG, plan, x)
+    stream, _, _ = sim.input_stream(CFG, [plan], [x])
     ncyc = len(stream["cfg_load"])
     batched = sim._Runner(CFG, "compiled").run(stream, ncyc)
     stepped = sim._Runner(CFG, "compiled", trace=True).run(stream, ncyc)

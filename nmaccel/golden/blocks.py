@@ -42,6 +42,26 @@ def tile_cycles(p, tokens, int4):
     return 1 + p.rows + tile_steps(tokens, int4) + array_latency(p.rows, p.cols, p.pipeline_stages)
 
 
+def tile_schedule(p, steps_list):
+    """Cycle schedule of back-to-back tiles on a double-buffered array (one tile: any array).
+
+    Returns (load_start, stream_start, total): tile j's weights shift in on cycles
+    load_start[j] .. + rows - 1, its steps stream from stream_start[j], w_swap is high on
+    stream_start[j] - 1, and the last sums leave at total - 1. Rules (cycle 0 loads the config):
+      load_start[0] = 1, stream_start[0] = 1 + rows
+      load_start[j] = max(load_start[j-1] + rows, stream_start[j-1] - 1 + rows + cols - 1)
+      stream_start[j] = max(stream_start[j-1] + steps[j-1], load_start[j] + rows)
+      total = stream_start[-1] + steps[-1] + latency
+    With steps >= 2 * rows + cols - 2 per tile the array streams without a bubble.
+    """
+    ls, ss = [1], [1 + p.rows]
+    for j in range(1, len(steps_list)):
+        ls.append(max(ls[-1] + p.rows, ss[-1] - 1 + p.rows + p.cols - 1))
+        ss.append(max(ss[-1] + steps_list[j - 1], ls[-1] + p.rows))
+    total = ss[-1] + steps_list[-1] + array_latency(p.rows, p.cols, p.pipeline_stages)
+    return ls, ss, total
+
+
 def nm_decode(x, idx, dense, m_max):
     """Decoder twin: x (..., m_max), idx (n_max,) -> (..., n_max): x[l] if dense else x[idx[l]]."""
     idx = np.asarray(idx, dtype=np.int64)

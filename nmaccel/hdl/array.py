@@ -18,6 +18,8 @@ def input_widths(cfg):
     """Name -> width of every array input (Verilog-facing snake_case names)."""
     w = {"cfg_load": 1, "cfg_mode": cfg.mode_bits, "cfg_n_keep": cfg.nk_bits,
          "cfg_m_group": cfg.mg_bits, "w_load": 1, "in_valid": 1}
+    if cfg.double_buffer:
+        w["w_swap"] = 1
     for c in range(cfg.cols):
         w[f"w_in_{c}"] = cfg.w_bits
     if cfg.has_codebook:
@@ -71,9 +73,16 @@ def make_systolic_array(name, cfg, inputs=None):
       word on `w_in_c` enters row 0 of column c after decode (lane fields: weight code in bits
       [0, 8), index, keep bit on top; keep=0 stores weight 0; codebook mode maps the code through
       column c's LUT, loaded from `cb_in_c` when `cb_load` is high, usable in that same cycle).
-      Loading rows R-1 .. 0 takes `rows` cycles, and must not overlap compute.
-    - Compute: step i on x_in_0 .. x_in_{rows-1} at cycle i (row r: K window r; element k = activation k of
-      token A in bits [16k, 16k+8), token B in [16k+8, 16k+16) in INT4 builds). Skew: row r is delayed r cycles inside, so PE(r, c) sees
+      Loading rows R-1 .. 0 takes `rows` cycles, and must not overlap compute unless
+      cfg.double_buffer: then loading fills shadow registers, and `w_swap` high on cycle s
+      (normally with the last step of the previous tile, or the last load cycle) makes PE(r, c)
+      use the new weights from cycle s + r + c + 1 on, i.e. from the step after the one issued
+      with w_swap. The next load may start at cycle s + rows + cols - 1 (when the swap has
+      reached PE(rows-1, cols-1)). Runtime config registers are shared: back-to-back tiles use
+      one mode and N:M.
+    - Compute: step i on x_in_0 .. x_in_{rows-1} at cycle i (row r: K window r; element k =
+      activation k of token A in bits [16k, 16k+8), token B in [16k+8, 16k+16) in INT4 builds).
+      Skew: row r is delayed r cycles inside, so PE(r, c) sees
       step i at cycle i + r + c, its psum register holds it at i + r + c + 1 + pipeline_stages,
       and output de-skew (column c delayed cols - 1 - c) puts all y_out_* of step i at cycle
       i + latency, latency = rows + cols - 1 + pipeline_stages, with out_valid = in_valid
@@ -113,13 +122,15 @@ def make_systolic_array(name, cfg, inputs=None):
     pes = [[None] * cfg.cols for _ in range(cfg.rows)]
     for r in range(cfg.rows):
         x = delay(ins[f"x_in_{r}"], r, f"{name}.skew{r}")
+        swap = delay(ins["w_swap"], r, f"{name}.swapskew{r}") if cfg.double_buffer else None
         for c in range(cfg.cols):
             up = pes[r - 1][c] if r else None
             pe = make_pe(f"{name}.pe_{r}_{c}", cfg, rt,
                          x_in=x if c == 0 else pes[r][c - 1].x_out,
                          psum_in=up.psum_out if up else [zero] * cfg.tokens_per_step,
                          w_in=up.w_out if up else top_words[c],
-                         w_load=ins["w_load"])
+                         w_load=ins["w_load"],
+                         swap_in=swap if c == 0 else pes[r][c - 1].swap_out)
             pes[r][c] = pe
 
     outputs = {"out_valid": delay(ins["in_valid"], cfg.latency, f"{name}.valid")}

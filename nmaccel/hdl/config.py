@@ -31,7 +31,8 @@ class ArrayConfig:
     `k_max` is the largest K one column sum accumulates (default: what one tile can hold,
     rows * m_max); `acc_bits` is derived from it, or given and checked.
     `pipeline_mux` / `pipeline_product` add a register after the index muxes / multipliers
-    (+1 cycle latency each).
+    (+1 cycle latency each). `double_buffer` adds shadow weight registers and a `w_swap` input so
+    the next tile's weights load while the current tile streams (see make_systolic_array).
     """
     rows: int = 4
     cols: int = 4
@@ -46,6 +47,7 @@ class ArrayConfig:
     acc_bits: int = None
     pipeline_mux: bool = False
     pipeline_product: bool = False
+    double_buffer: bool = False
 
     def __post_init__(self):
         for f in ("rows", "cols", "n_max", "m_max"):

@@ -25,14 +25,19 @@ def lane_store_bits(cfg):
     return cfg.idx_bits + cfg.weight_bits
 
 
-def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load):
+def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None):
     """One PE of the weight-stationary array.
 
     Ports: `x_in` (cfg.x_bits: m_max elements of tokens_per_step INT8 activations; element k in
-    bits [k * E, (k + 1) * E), E = tokens_per_step * act_bits, token A in its low byte), `psum_in` (list, one acc_bits partial sum per token), `w_in` (n_max stored lane words:
+    bits [k * E, (k + 1) * E), E = tokens_per_step * act_bits, token A in its low byte),
+    `psum_in` (list, one acc_bits partial sum per token), `w_in` (n_max stored lane words:
     weight in bits [0, 8), index above it, lane 0 in the LSBs), `w_load` (1 bit).
     Registers: weights (`w_out`, shifts from `w_in` when `w_load`), activation (`x_out`, one cycle
     after `x_in`), partial sums (`psum_out`).
+    With cfg.double_buffer the shifting chain (`w_out`) is a shadow copy and the PE computes with
+    active weights, which take the shadow's next value at the clock edge ending a cycle where
+    `swap_in` is high; `swap_in` travels with x (`swap_out`, one cycle later), so a swap
+    issued with a step's activations takes effect from the next step on, PE by PE.
     Computes psum_out[t] <= psum_in[t] + sum_l product_l[t] where product_l is lane l's weight
     times the activation its index selects (INT8: token A only; INT4: tokens A and B packed).
     Latency x_in -> psum_out: 1 + cfg.pipeline_stages cycles; x_in -> x_out: 1 cycle.
@@ -40,11 +45,20 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load):
     """
     sb = lane_store_bits(cfg)
     w_reg = pyrtl.Register(cfg.n_max * sb, name=f"{name}.w")
-    w_reg.next <<= pyrtl.select(w_load, w_in, w_reg)
+    w_next = pyrtl.select(w_load, w_in, w_reg)
+    w_reg.next <<= w_next
     x_reg = pyrtl.Register(cfg.x_bits, name=f"{name}.x")
     x_reg.next <<= x_in
+    swap_out = None
+    if cfg.double_buffer:
+        assert swap_in is not None, "double_buffer PE needs swap_in"
+        w_act = pyrtl.Register(cfg.n_max * sb, name=f"{name}.w_act")
+        w_act.next <<= pyrtl.select(swap_in, w_next, w_act)
+        swap_out = delay(swap_in, 1, f"{name}.swap")
+    else:
+        w_act = w_reg
 
-    lanes = fields(w_reg, sb, cfg.n_max)
+    lanes = fields(w_act, sb, cfg.n_max)
     weights = [ln[:cfg.weight_bits] for ln in lanes]
     indices = [ln[cfg.weight_bits:] for ln in lanes]
     elements = fields(x_in, cfg.tokens_per_step * cfg.act_bits, cfg.m_max)
@@ -52,6 +66,8 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load):
     acts = dec.lanes
     if cfg.pipeline_mux:
         acts = [delay(a, 1, f"{name}.mux{lane}") for lane, a in enumerate(acts)]
+        if cfg.double_buffer:   # keep weights aligned with their step across a swap
+            weights = [delay(w, 1, f"{name}.wq{lane}") for lane, w in enumerate(weights)]
 
     S = cfg.pack_shift
     los, his = [], []
@@ -82,7 +98,8 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load):
         r = pyrtl.Register(cfg.acc_bits, name=f"{name}.psum{t}")
         r.next <<= sadd(psum_in[t], ssum(terms, cfg.acc_bits), cfg.acc_bits)
         psum_out.append(r)
-    return _Bundle(x_out=x_reg, psum_out=psum_out, w_out=w_reg, weights=weights, indices=indices)
+    return _Bundle(x_out=x_reg, psum_out=psum_out, w_out=w_reg, weights=weights, indices=indices,
+                   swap_out=swap_out)
 
 
 class _Bundle:
