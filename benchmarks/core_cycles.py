@@ -1,17 +1,19 @@
 """Compute-core cycles: dense INT8 vs dense INT4 vs 2:4 INT8 vs 2:4 INT4 on one array, and the
 speed of each PyRTL simulator.
 
-    python benchmarks/core_cycles.py [--array 8x8] [--tokens 64 256] [--json PATH]
+    python benchmarks/core_cycles.py [--array 8x8] [--tokens 64 256] [--out-tiles 2] [--json PATH]
 
-One real MiniLM weight slice (cols outputs x rows * 8 K) is packed four ways and cut into the
-K-tiles the array holds (dense 4:4 covers 4 K per PE row, 2:4 covers 8: half the tiles). Every
-tile runs through `nmaccel.sim.run_tile` (compiled simulator) and must equal the golden GEMM.
-Reported per configuration, summed over its tiles and all from this one run:
-  steps   activation steps streamed (T per tile, T/2 in INT4 token-packed mode)
-  cycles  simulated cycles including config + weight load (1 + rows) and drain (latency)
-and their ratios to dense INT8 (ideal 1 : 2 : 2 : 4). `steps` is the array's throughput once the
-tiling FSM overlaps weight load and drain with streaming; `cycles` is one isolated tile job.
-Then cycles/s of "compiled", "fast" and "python" on the dense INT8 tile (elaboration excluded).
+A real MiniLM weight slice (out-tiles * cols outputs x 2 * rows * 8 K) is packed four ways and
+cut into the tiles the array holds (dense 4:4 covers 4 K per PE row, 2:4 covers 8: half the
+tiles; INT4 streams two tokens per step). Every tile's outputs must equal the golden GEMM.
+Reported per configuration, all from this one run (compiled simulator, double-buffered array):
+  steps      activation steps streamed (T per tile, T/2 in INT4 token-packed mode)
+  isolated   simulated cycles running the tiles one by one (run_tile: config + weight load +
+             steps + drain per tile)
+  b2b        simulated cycles running them back to back (run_tiles: next tile's weights load
+             while the current one streams; one drain at the end)
+and their ratios to dense INT8 (ideal 1 : 2 : 2 : 4).
+Then cycles/s of "compiled", "fast" and "python" on one dense INT8 tile (elaboration excluded).
 """
 import argparse
 import json
@@ -24,7 +26,7 @@ from nmaccel.golden import gemm
 from nmaccel.golden.blocks import window_groups
 from nmaccel.hdl import ArrayConfig
 from nmaccel.pack import pack_weights
-from nmaccel.sim import get_runner, run_tile
+from nmaccel.sim import get_runner, run_tile, run_tiles
 
 CONFIGS = [("dense INT8", 4, 4, 8, 1), ("dense INT4", 4, 4, 4, 2), ("2:4 INT8", 2, 4, 8, 2),
            ("2:4 INT4", 2, 4, 4, 4)]
@@ -41,11 +43,11 @@ def _layer():
         return load_file(str(path))["encoder.layer.0.attention.self.query.weight"]
 
 
-def run(rows, cols, token_list, sim_tokens):
-    cfg = ArrayConfig(rows=rows, cols=cols)
+def run(rows, cols, token_list, out_tiles, sim_tokens):
+    cfg = ArrayConfig(rows=rows, cols=cols, double_buffer=True)
     w = _layer()
-    k_layer = rows * cfg.window(2, 4)
-    w = w[:cols, :k_layer]
+    k_layer = 2 * rows * cfg.window(2, 4)
+    w = w[:out_tiles * cols, :k_layer]
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     get_runner(cfg, "compiled")
@@ -56,30 +58,33 @@ def run(rows, cols, token_list, sim_tokens):
         base = None
         for name, n, m, bits, ideal in CONFIGS:
             k_tile = rows * window_groups(n, m, cfg.n_max, cfg.m_max) * m
-            steps = cycles = 0
-            y = np.zeros((T, cols), dtype=np.int64)
-            ref = np.zeros_like(y)
-            for k0 in range(0, k_layer, k_tile):
-                pw = pack_weights(w[:, k0:k0 + k_tile], n_keep=n, m_group=m, bits=bits)
-                res = run_tile(pw, x[:, k0:k0 + k_tile], cfg, simulator="compiled")
-                y += res.outputs
-                ref += gemm(pw, x[:, k0:k0 + k_tile])
-                cycles += res.cycles
-                steps += -(-T // 2) if res.mode == "int4" else T
-            exact = bool(np.array_equal(y, ref))
+            tiles = []
+            for o0 in range(0, w.shape[0], cols):
+                for k0 in range(0, k_layer, k_tile):
+                    pw = pack_weights(w[o0:o0 + cols, k0:k0 + k_tile], n_keep=n, m_group=m, bits=bits)
+                    tiles.append((pw, x[:, k0:k0 + k_tile]))
+            isolated, exact = 0, True
+            for pw, xt in tiles:
+                res = run_tile(pw, xt, cfg, simulator="compiled")
+                exact &= bool(np.array_equal(res.outputs, gemm(pw, xt)))
+                isolated += res.cycles
+            b2b = run_tiles(tiles, cfg, simulator="compiled")
+            exact &= all(np.array_equal(y, gemm(pw, xt)) for y, (pw, xt) in zip(b2b.outputs, tiles))
+            steps = len(tiles) * (-(-T // 2) if b2b.mode == "int4" else T)
             if base is None:
-                base = (steps, cycles)
-            r_steps, r_cycles = base[0] / steps, base[1] / cycles
-            rows_out.append([T, name, k_layer // k_tile, steps, cycles, f"{r_steps:.3f}", f"{r_cycles:.3f}",
-                             ideal, f"{abs(r_steps / ideal - 1) * 100:.1f}%", exact])
-            results.append(dict(tokens=T, config=name, tiles=k_layer // k_tile, steps=steps, cycles=cycles,
-                                ratio_steps=r_steps, ratio_cycles=r_cycles, ideal=ideal, exact=exact))
-    print(f"array {rows}x{cols} (n_max={cfg.n_max}, m_max={cfg.m_max}), weights: MiniLM layer 0 query "
-          f"[:{cols}, :{k_layer}], compiled simulator built in {build_s:.1f} s")
-    print(tabulate(rows_out, headers=["T", "config", "tiles", "steps", "cycles", "x steps", "x cycles",
-                                      "ideal", "steps off", "exact"]))
+                base = (steps, isolated, b2b.cycles)
+            r = (base[0] / steps, base[1] / isolated, base[2] / b2b.cycles)
+            rows_out.append([T, name, len(tiles), steps, isolated, b2b.cycles, f"{r[0]:.3f}", f"{r[1]:.3f}",
+                             f"{r[2]:.3f}", ideal, f"{abs(r[2] / ideal - 1) * 100:.1f}%", exact])
+            results.append(dict(tokens=T, config=name, tiles=len(tiles), steps=steps, isolated=isolated,
+                                b2b=b2b.cycles, ratio_steps=r[0], ratio_isolated=r[1], ratio_b2b=r[2],
+                                ideal=ideal, exact=exact))
+    print(f"array {rows}x{cols} (n_max={cfg.n_max}, m_max={cfg.m_max}, double-buffered), weights: MiniLM "
+          f"layer 0 query [:{w.shape[0]}, :{k_layer}], compiled simulator built in {build_s:.1f} s")
+    print(tabulate(rows_out, headers=["T", "config", "tiles", "steps", "isolated", "b2b", "x steps",
+                                      "x isolated", "x b2b", "ideal", "b2b off", "exact"]))
     speed = []
-    pw = pack_weights(w[:, :rows * 4], n_keep=4, m_group=4, bits=8)
+    pw = pack_weights(w[:cols, :rows * 4], n_keep=4, m_group=4, bits=8)
     for sim, T in sim_tokens:
         x = rng.integers(-128, 128, size=(T, rows * 4))
         t0 = time.perf_counter()
@@ -99,12 +104,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--array", default="8x8")
     ap.add_argument("--tokens", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--out-tiles", type=int, default=2, help="output tiles of cols columns (default 2)")
     ap.add_argument("--sim-tokens", type=int, nargs=3, default=[4096, 64, 8],
                     metavar=("COMPILED", "FAST", "PYTHON"))
     ap.add_argument("--json", help="also write the results as JSON")
     args = ap.parse_args()
     rows, cols = (int(v) for v in args.array.lower().split("x"))
-    out = run(rows, cols, args.tokens, list(zip(("compiled", "fast", "python"), args.sim_tokens)))
+    out = run(rows, cols, args.tokens, args.out_tiles, list(zip(("compiled", "fast", "python"), args.sim_tokens)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
