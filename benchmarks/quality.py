@@ -112,13 +112,25 @@ def windows(ids, n_tokens, ctx):
     return np.stack([ids[s:s + ctx] for s in starts])
 
 
+def _finite(obj):
+    """JSON-safe copy: +-inf / NaN floats (e.g. SQNR of the unchanged dense model) -> None."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def atomic_json(path, obj):
+    obj = _finite(obj)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, default=lambda v: None)
+            json.dump(obj, fh, indent=1, allow_nan=False)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -126,10 +138,8 @@ def atomic_json(path, obj):
 
 
 def fmt(v, spec):
-    if v is None:
-        return "n/a"
-    if v == float("inf"):
-        return "inf"
+    if v is None or v == float("inf"):
+        return "-"
     return format(v, spec)
 
 
@@ -190,6 +200,7 @@ def main(argv=None):
     result = {"settings": settings, "minilm_settings": mini_settings, "machine": f"{platform.machine()} {os.cpu_count()} cpus, "
               f"python {platform.python_version()}, numpy {np.__version__}", "rows": {}}
     sources = ([args.json] if args.resume and args.json else []) + list(args.merge)
+    result["merged_from"] = [os.path.basename(p) for p in args.merge]
     for src in sources:
         if os.path.exists(src):
             with open(src) as fh:
@@ -229,7 +240,7 @@ def main(argv=None):
                       "" if tgt is None else f"<= {tgt}x: {'met' if r['target_met'] else 'NOT met'}",
                       f"{r['seconds']:.0f}"])
     print(tabulate(table, headers=["config", "MiniLM W-SQNR dB", "MiniLM out-SQNR dB", "SmolLM2 out-SQNR dB", "PPL",
-                                   "PPL / dense", "target", "s"]))
+                                   "PPL / dense", "target", "SmolLM2 s"]))
     print(f"SmolLM2 settings: {json.dumps(settings)}\nMiniLM settings: {json.dumps(mini_settings)}")
     if args.json:
         atomic_json(args.json, result)

@@ -228,6 +228,43 @@ _GPT2_RE = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(
 
 
 @functools.lru_cache(maxsize=1)
+def _unicode_classes() -> dict:
+    """{"L": ..., "N": ...} character-class bodies for the stdlib ``re`` (which lacks \\p{..}),
+    from unicodedata categories; used only when the ``regex`` package is not installed."""
+    import re
+    import sys
+    import unicodedata
+    spans = {"L": [], "N": []}
+    start = {"L": None, "N": None}
+    for cp in range(sys.maxunicode + 2):
+        major = unicodedata.category(chr(cp))[0] if cp <= sys.maxunicode else ""
+        for key in spans:
+            if major == key and start[key] is None:
+                start[key] = cp
+            elif major != key and start[key] is not None:
+                spans[key].append((start[key], cp - 1))
+                start[key] = None
+
+    def body(r):
+        return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in r)
+    return {k: body(v) for k, v in spans.items()}
+
+
+def _compile_pretokenizer():
+    """(digit regex, GPT-2 split regex): the ``regex`` package if present, else stdlib ``re``
+    with explicit Unicode letter/number classes (same splits, slower start)."""
+    try:
+        import regex
+        return regex.compile(_DIGIT_RE), regex.compile(_GPT2_RE)
+    except ImportError:
+        import re
+        c = _unicode_classes()
+        split = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+| ?[{N}]+| ?[^\s{L}{N}]+|\s+(?!\S)|\s+"""
+                 .replace("{L}", c["L"]).replace("{N}", c["N"]))
+        return re.compile(f"[{c['N']}]"), re.compile(split)
+
+
+@functools.lru_cache(maxsize=1)
 def _byte_to_unicode() -> dict:
     """GPT-2's reversible byte -> printable unicode character map."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
@@ -250,7 +287,6 @@ class BPETokenizer:
     """
 
     def __init__(self, tokens, merges):
-        import regex
         require(len(tokens) > 0 and len(merges) > 0, "tokenizer needs a vocabulary and merges")
         self.tokens = list(tokens)
         self.vocab = {t: i for i, t in enumerate(self.tokens)}
@@ -265,8 +301,7 @@ class BPETokenizer:
         # SmolLM2 lacks a few byte tokens (some control bytes, 0xF1+): encode() rejects those
         missing = [b for b in range(0x20, 0x7F) if self.byte_encoder[b] not in self.vocab]
         require(not missing, f"vocabulary lacks byte tokens {missing[:4]}: not a byte-level BPE")
-        self._digit = regex.compile(_DIGIT_RE)
-        self._split = regex.compile(_GPT2_RE)
+        self._digit, self._split = _compile_pretokenizer()
         self._cache = {}
 
     @property

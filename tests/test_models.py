@@ -348,3 +348,25 @@ def test_minilm_collect_and_compress(minilm):
     model.compress(seqs, zero_first, sequential=True, names=names[:7])
     assert not np.allclose(seen[names[6]], xs[names[6]])  # layer 1 sees the zeroed query
     np.testing.assert_array_equal(seen[names[1]], xs[names[1]])  # same block input, before attention
+
+
+def test_pretokenizer_stdlib_fallback(monkeypatch):
+    """Without the `regex` package, stdlib-re classes built from unicodedata give the same pieces."""
+    import re
+    import sys
+    import unicodedata
+    classes = models._unicode_classes()
+    rng = np.random.default_rng(7)
+    cps = list(rng.integers(0, sys.maxunicode + 1, size=3000)) + [0x41, 0x30, 0xB2, 0x216B, 0x661, 0x301, 0x4E00]
+    for cp in cps:
+        ch = chr(int(cp))
+        for key in ("L", "N"):
+            assert bool(re.fullmatch(f"[{classes[key]}]", ch)) == (unicodedata.category(ch)[0] == key), hex(cp)
+    text = models.heldout_text()[:3000] + " naïve café 日本語 🙂 ²³ Ⅻ ١٢٣ x\u0301y it's 42nd\n\n  x "
+    fast = models._compile_pretokenizer()
+    monkeypatch.setitem(sys.modules, "regex", None)  # import regex -> ImportError
+    slow = models._compile_pretokenizer()
+    assert isinstance(slow[1], re.Pattern) and "\\p{" not in slow[1].pattern
+    for a, b in zip(fast, slow):
+        assert a.findall(text) == b.findall(text)
+    assert "".join(slow[1].findall(text)) == text
