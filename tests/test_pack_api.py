@@ -112,12 +112,14 @@ def _correlated(rng, tokens, k):
 
 
 @pytest.mark.parametrize("n_keep,m_group", [(2, 4), (4, 4), (3, 8)])
-@pytest.mark.parametrize("quantizer", ["uniform", "lloyd-max"])
-def test_sparsegpt_joint_quantization(rng, n_keep, m_group, quantizer):
+@pytest.mark.parametrize("quantizer,symmetric", QUANT)
+@pytest.mark.parametrize("granularity", ["channel", "group"])
+def test_sparsegpt_joint_quantization(rng, n_keep, m_group, quantizer, symmetric, granularity):
     k = 96
     x = _correlated(rng, 500, k)
     w = rng.normal(size=(16, k))
-    kw = dict(n_keep=n_keep, m_group=m_group, bits=2, group_size=32, quantizer=quantizer)
+    kw = dict(n_keep=n_keep, m_group=m_group, bits=2, granularity=granularity, quantizer=quantizer,
+              symmetric=symmetric, group_size=32 if granularity == "group" else None)
     joint = pack_weights(w, method="sparsegpt", calibration=x, damp=0.01, **kw)
     plain = pack_weights(w, method="sparsegpt", calibration=x, damp=0.01, error_compensation=False, **kw)
     rtn = pack_weights(w, **kw)
@@ -134,6 +136,7 @@ def test_sparsegpt_joint_quantization(rng, n_keep, m_group, quantizer):
     else:   # dense: SparseGPT without quantization changes nothing, so no compensation = RTN
         np.testing.assert_array_equal(plain.int_weights(), rtn.int_weights())
     assert joint.meta["method"] == "sparsegpt" and joint.meta["error_compensation"]
+    assert joint.meta["compensated_rows"] >= (12 if quantizer == "uniform" else 4)   # of 16
     assert joint.meta["calibration_tokens"] == 500
 
 

@@ -24,7 +24,8 @@ def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="unifor
     first rows. sparsegpt: `damp` (relative to mean diag H, default 0.1: 1% overfits small
     off-domain calibration sets), `blocksize`; with `error_compensation` the kept weights are
     quantized inside the OBS loop (GPTQ-style) on the grid fitted to the SparseGPT-pruned
-    weights, with that pass's mask fixed. Scales / codebooks use kept weights only; pruned
+    weights, with that pass's mask fixed; per output row, the joint codes are kept unless
+    plain rounding of the pruned weights gives a lower calibration output error. Scales / codebooks use kept weights only; pruned
     positions are not stored. `symmetric=False` gives zero-point uniform codes. A kept padding
     slot (K not a multiple of m_group, last run shorter than n_keep) holds code 0, or with
     lloyd-max the level nearest 0: its activation is 0, so it contributes nothing.
@@ -64,11 +65,17 @@ def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="unifor
         wp, keep, _ = sparsegpt(w, calibration, n_keep=n_keep, m_group=m_group, damp=damp,
                                 blocksize=blocksize, factor=factor)
         grid = fit(wp, keep)
+        codes = grid.quantize(wp)
         if error_compensation:
-            _, _, codes = sparsegpt(w, calibration, m_group=m_group, damp=damp,
+            _, _, joint = sparsegpt(w, calibration, m_group=m_group, damp=damp,
                                     blocksize=blocksize, mask=keep, quantizer=grid, factor=factor)
-        else:
-            codes = grid.quantize(wp)
+            # per output row keep whichever codes give the lower calibration output error
+            # (OBS is greedy: rarely, e.g. a codebook fitted to other values, joint loses)
+            row_err = [np.sum((calibration @ (pad_k(w, m_group)
+                                              - np.where(keep, grid.dequantize(c), 0.0))[:, :w.shape[1]].T) ** 2,
+                              axis=0) for c in (joint, codes)]
+            use_joint = row_err[0] <= row_err[1]
+            codes = np.where(use_joint[:, None], joint, codes)
     else:
         scores = magnitude_scores(w) if method == "magnitude" else wanda_scores(w, calibration)
         keep = nm_mask(scores, n_keep, m_group)
@@ -80,6 +87,7 @@ def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="unifor
     if method == "sparsegpt":
         meta.update(damp=float(damp), blocksize=int(blocksize),
                     error_compensation=bool(error_compensation),
+                    compensated_rows=int(use_joint.sum()) if error_compensation else 0,
                     calibration_tokens=int(calibration.shape[0]))
     elif method == "wanda":
         meta["calibration_tokens"] = int(calibration.shape[0])
