@@ -25,6 +25,7 @@ from nmaccel.golden import blocks as gb
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.epilogue import epilogue as golden_epilogue
 from nmaccel.golden.gemm import check_activations, gemm as golden_gemm
+from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
 from nmaccel.golden.top import MODES, TopConfig, pack, run_stream, split_record, unpack
 from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
 from nmaccel.hdl.top import epilogue_config, make_accelerator_top
@@ -94,7 +95,34 @@ def _epilogue_params(spec, n_out, p):
     return mult, shift, bias, bool(spec.relu), raw
 
 
-def encode_gemm(packed, x_q, p, epilogue=None, mode=None):
+def group_layout(packed, p, mode, group_scales=None):
+    """(kt_per_group, mult (out, n_groups) unsigned) for a group-scale top, (None, None) otherwise.
+
+    group_scales None: on when the top has them and the weights have granularity "group";
+    off on a group-scale top: one group per N tile with multiplier 1 (plain sums)."""
+    if group_scales is None:
+        group_scales = p.group_scales and packed.granularity == "group"
+    require(not group_scales or p.group_scales,
+            "group scales need a top elaborated with TopConfig(group_scales=True)")
+    require(not group_scales or packed.granularity == "group",
+            f"group scales need weights packed with granularity 'group', got {packed.granularity!r}")
+    if not p.group_scales:
+        return None, None
+    a = p.array
+    tile_k = a.rows * cm.window_groups(packed.n_keep, packed.m_group, a.n_max, a.m_max) * packed.m_group
+    n_kt = -(-packed.k_padded // tile_k)
+    if not group_scales:
+        return n_kt, np.ones((packed.out_features, 1), dtype=np.int64)
+    params = groupscale_params(packed)
+    require(params.group_cols % tile_k == 0,
+            f"scale groups of {params.group_cols} columns split a K tile of {tile_k}: use group_size "
+            f"a multiple of {tile_k} (rows x window)")
+    require(params.mult_bits <= p.gs_mult_bits,
+            f"group multipliers need {params.mult_bits} bits, the top has gs_mult_bits={p.gs_mult_bits}")
+    return params.group_cols // tile_k, params.mult
+
+
+def encode_gemm(packed, x_q, p, epilogue=None, mode=None, group_scales=None):
     """Host words of the whole GEMM and its job list: (words, jobs, mode)."""
     a = p.array
     x = check_activations(x_q, packed.in_features, a.act_bits)
@@ -110,6 +138,18 @@ def encode_gemm(packed, x_q, p, epilogue=None, mode=None):
     mult, shift, bias, relu, raw = _epilogue_params(epilogue, N, p)
     H = p.host_bits
     cbk = mode == "codebook"
+    gk, gmult = group_layout(packed, p, mode, group_scales)
+    gsrecs = {}
+    if gk is not None:
+        gsb = p.gs_mult_bits
+        for nt in range(n_nt):
+            for g in range(gmult.shape[1]):
+                v = 0
+                for c in range(C):
+                    o = nt * C + c
+                    if o < N:
+                        v |= int(gmult[o, g]) << (c * gsb)
+                gsrecs[nt, g] = split_record(v, C * gsb, H)
 
     # weight records: wrec[nt][kt] = list of R ints (array row R-1 first)
     wb, ib = a.weight_bits, a.idx_bits
@@ -146,7 +186,8 @@ def encode_gemm(packed, x_q, p, epilogue=None, mode=None):
     for job in jobs:
         tok = min(job.n_steps * tps, T - t0)
         hdr = {"mode": MODES.index(mode), "n_keep": packed.n_keep, "m_group": packed.m_group,
-               "relu": int(relu), "raw": int(raw), "n_steps": job.n_steps, "n_kt": n_kt, "n_nt": n_nt}
+               "relu": int(relu), "raw": int(raw), "n_steps": job.n_steps, "n_kt": n_kt, "n_nt": n_nt,
+               "kt_per_group": gk or 0}
         hv, pos = 0, 0
         for k, w in p.hdr_fields:
             hv |= hdr[k] << pos
@@ -162,6 +203,8 @@ def encode_gemm(packed, x_q, p, epilogue=None, mode=None):
             for kt in range(n_kt):
                 for rec in wrecs[nt][kt]:
                     words += rec
+                if gk is not None and ((kt + 1) % gk == 0 or kt == n_kt - 1):
+                    words += gsrecs[nt, min(kt // gk, gmult.shape[1] - 1)]
             words += eprecs[nt]
         t0 += tok
     return words, jobs, mode
@@ -189,9 +232,13 @@ def decode_outputs(out_words, jobs, p, mode, T, N):
     return y[:T, :N]
 
 
-def reference(packed, x_q, epilogue=None):
-    """What run_gemm must return: golden gemm, through the golden epilogue when given."""
-    acc = golden_gemm(packed, x_q)
+def reference(packed, x_q, epilogue=None, group_scales=False):
+    """What run_gemm must return: golden gemm (group_scaled_gemm with group scales), through the
+    golden epilogue when given."""
+    if group_scales:
+        acc = group_scaled_gemm(packed, x_q, groupscale_params(packed))
+    else:
+        acc = golden_gemm(packed, x_q)
     if epilogue is None:
         return acc
     if isinstance(epilogue, dict):
@@ -297,11 +344,13 @@ def get_topsim(p, n_words):
 
 
 def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=None,
-             simulator="compiled"):
+             simulator="compiled", group_scales=None):
     """Run y = x_q @ packed.int_weights().T (then the epilogue, if given) on the accelerator top.
 
     `array_cfg`: ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
     `epilogue`: None (raw int sums) or EpilogueSpec / dict(mult, shift, bias, relu).
+    `group_scales`: apply FP16 group scales in fixed point (golden group_scaled_gemm); default
+    on when the top is elaborated with them and the weights have granularity "group".
     Returns GemmResult: outputs int64 (T, out), cycles, utilization, backend, model_cycles.
     Bad input (capacity, runtime config, epilogue ranges) raises NmaccelError before simulation.
     """
@@ -310,11 +359,12 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
     require(isinstance(array_cfg, ArrayConfig), f"array_cfg must be an ArrayConfig, got {type(array_cfg).__name__}")
     p = top_cfg if top_cfg is not None else default_top(array_cfg)
     require(p.array == array_cfg, "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
-    words, jobs, mode = encode_gemm(packed, x_q, p, epilogue)
+    words, jobs, mode = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)
+    gk, _ = group_layout(packed, p, mode, group_scales)
     T = np.asarray(x_q).shape[0]
     shape = (T, packed.in_features, packed.out_features)
     rt = RuntimeConfig(mode, packed.n_keep, packed.m_group)
-    model = cm.cycles(shape, array_cfg, rt, p)
+    model = cm.cycles(shape, array_cfg, rt, p, kt_per_group=gk)
     n_out = sum(j.n_nt * j.n_steps for j in jobs) * p.words("out")
     if backend == "golden":
         out_words, ncyc = run_stream(p, words), model

@@ -64,13 +64,18 @@ def job_shapes(shape, p, mode, n_keep, m_group):
     return jobs
 
 
-def job_cycles(job, p, mode):
-    """Cycles of one job from its first header word to its last output word."""
+def job_cycles(job, p, mode, kt_per_group=None):
+    """Cycles of one job from its first header word to its last output word.
+
+    Group-scale tops (p.group_scales) send a 'gs' record after the weights of every K tile that
+    ends a scale group (every kt_per_group tiles, and the last)."""
     a = p.array
     R, cool, lat = a.rows, p.cool, p.out_latency
     ns, nkt, nnt = job.n_steps, job.n_kt, job.n_nt
     hw, wa, we, wo = p.words("header"), p.words("act"), p.words("epilogue"), p.words("out")
     ww = p.words("weight", mode == CODEBOOK)
+    gk = (kt_per_group or nkt) if p.group_scales else None
+    wg = p.words("gs") if p.group_scales else 0
     t_in = hw + nkt * ns * wa
     free = [0, 0]
     ready = 0
@@ -81,7 +86,8 @@ def job_cycles(job, p, mode):
         for kt in range(nkt):
             last = kt == nkt - 1
             s = max(t_in, free[j % 2])
-            f = s + R * ww + (we if last else 0) - 1
+            gend = gk is not None and ((kt + 1) % gk == 0 or last)
+            f = s + R * ww + (we if last else 0) + (wg if gend else 0) - 1
             t_in = f + 1
             fire = max(f + 1, ready, o_free if last else 0)
             free[j % 2] = fire + R + 1
@@ -94,17 +100,18 @@ def job_cycles(job, p, mode):
     return end + 1
 
 
-def cycles(shape, array_cfg, runtime_cfg, top_cfg=None):
+def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None):
     """Cycle count of a (T, K, N_out) GEMM on the accelerator top.
 
     `array_cfg`: the ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
     `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.hdl.config.RuntimeConfig).
+    `kt_per_group`: K tiles per weight-scale group (group-scale tops; default: one group).
     """
     p = top_cfg if top_cfg is not None else TopConfig(array=array_cfg)
     require(array_cfg is None or p.array == array_cfg,
             "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
     mode, nk, mg = runtime_cfg.mode, runtime_cfg.n_keep, runtime_cfg.m_group
-    return sum(job_cycles(j, p, mode) for j in job_shapes(shape, p, mode, nk, mg))
+    return sum(job_cycles(j, p, mode, kt_per_group) for j in job_shapes(shape, p, mode, nk, mg))
 
 
 def utilization(shape, array_cfg, runtime_cfg, n_cycles):

@@ -46,6 +46,8 @@ class TopConfig:
     max_shift: int = 62
     out_bits: int = 8
     raw_bits: int = 32
+    group_scales: bool = False
+    gs_mult_bits: int = 16
 
     def __post_init__(self):
         require(all(hasattr(self.array, k) for k in ("rows", "cols", "x_bits", "w_bits", "latency")),
@@ -56,9 +58,12 @@ class TopConfig:
                     f"TopConfig.{f} must be a positive int, got {v!r}")
         require(self.host_bits >= 16, f"TopConfig.host_bits={self.host_bits}: use >= 16")
         require(self.t_max >= 2, f"TopConfig.t_max={self.t_max}: use >= 2")
-        require(self.acc_bits <= self.raw_bits,
-                f"TopConfig: K up to {self.k_max} needs {self.acc_bits}-bit sums, more than "
-                f"raw_bits={self.raw_bits}: lower k_tiles_max")
+        require(isinstance(self.group_scales, bool), "TopConfig.group_scales must be a bool")
+        require(isinstance(self.gs_mult_bits, int) and 2 <= self.gs_mult_bits <= 32,
+                f"TopConfig.gs_mult_bits={self.gs_mult_bits!r}: use 2..32")
+        require(self.sum_bits <= self.raw_bits,
+                f"TopConfig: K up to {self.k_max} needs {self.sum_bits}-bit sums, more than "
+                f"raw_bits={self.raw_bits}: lower k_tiles_max or raise raw_bits")
         for f in ("mult_bits", "bias_bits", "max_shift", "out_bits", "raw_bits"):
             v = getattr(self, f)
             require(isinstance(v, int) and not isinstance(v, bool) and v >= 2,
@@ -72,7 +77,13 @@ class TopConfig:
 
     @property
     def acc_bits(self):
+        """Signed bits of a (group) partial sum over up to k_max columns."""
         return self.array.required_acc_bits(self.k_max)
+
+    @property
+    def sum_bits(self):
+        """Signed bits of the final sum: sum_g P_g * m_g (|sum| < 2^(acc_bits-1) * 2^gs_mult_bits)."""
+        return self.acc_bits + (self.gs_mult_bits if self.group_scales else 0)
 
     @property
     def shift_bits(self):
@@ -85,9 +96,10 @@ class TopConfig:
     @property
     def hdr_fields(self):
         a = self.array
-        return (("mode", a.mode_bits), ("n_keep", a.nk_bits), ("m_group", a.mg_bits), ("relu", 1),
-                ("raw", 1), ("n_steps", self.steps_bits), ("n_kt", _ubits(self.k_tiles_max)),
-                ("n_nt", _ubits(self.n_tiles_max)))
+        f = (("mode", a.mode_bits), ("n_keep", a.nk_bits), ("m_group", a.mg_bits), ("relu", 1),
+             ("raw", 1), ("n_steps", self.steps_bits), ("n_kt", _ubits(self.k_tiles_max)),
+             ("n_nt", _ubits(self.n_tiles_max)))
+        return f + ((("kt_per_group", _ubits(self.k_tiles_max)),) if self.group_scales else ())
 
     @property
     def hdr_bits(self):
@@ -122,8 +134,9 @@ class TopConfig:
         return self.out_fields * self.raw_bits
 
     def words(self, record, codebook=False):
-        """Host words of one record: 'header', 'act', 'weight', 'epilogue' or 'out'."""
+        """Host words of one record: 'header', 'act', 'weight', 'gs', 'epilogue' or 'out'."""
         bits = {"header": self.hdr_bits, "act": self.act_rec_bits, "epilogue": self.ep_rec_bits,
+                "gs": self.array.cols * self.gs_mult_bits,
                 "out": self.out_rec_bits,
                 "weight": self.w_rec_bits + (self.cb_rec_bits if codebook else 0)}[record]
         return _words(bits, self.host_bits)
@@ -131,7 +144,7 @@ class TopConfig:
     @property
     def asm_words(self):
         return max(self.words("header"), self.words("act"), self.words("weight", True),
-                   self.words("epilogue"))
+                   self.words("epilogue"), self.words("gs"))
 
     @property
     def cool(self):
@@ -146,7 +159,7 @@ class TopConfig:
     @property
     def out_latency(self):
         """Cycles from a step's activation read to its output-buffer write."""
-        return 1 + self.array.latency + 1 + EPILOGUE_LATENCY
+        return 1 + self.array.latency + 1 + int(self.group_scales) + EPILOGUE_LATENCY
 
 
 
@@ -259,12 +272,21 @@ def run_stream(p, words):
                                   signed=True).reshape(a.rows, a.m_max, a.tokens_per_step
                                                        ).transpose(0, 2, 1)
         ww = p.words("weight", mode == "codebook")
+        gk = hdr.get("kt_per_group", 0)
+        require(not p.group_scales or 1 <= gk <= nkt, f"header kt_per_group={gk} outside 1..{nkt}")
         for nt in range(nnt):
-            acc = None
+            acc, total = None, None
             for kt in range(nkt):
                 wrecs = [rd.record(ww) for _ in range(a.rows)]
                 y = tile_outputs(p, hdr, x[kt], wrecs)
-                acc = wrap(y, p.acc_bits) if acc is None else wrap(acc + y, p.acc_bits)
+                first_in_group = kt % gk == 0 if p.group_scales else kt == 0
+                acc = wrap(y, p.acc_bits) if first_in_group else wrap(acc + y, p.acc_bits)
+                if p.group_scales and ((kt + 1) % gk == 0 or kt == nkt - 1):
+                    m = unpack(rd.record(p.words("gs")), p.gs_mult_bits, a.cols)   # unsigned
+                    prod = acc * m[None, :, None]                                 # exact
+                    total = wrap(prod, p.sum_bits) if total is None else wrap(total + prod, p.sum_bits)
+            if p.group_scales:
+                acc = total
             ep = rd.record(p.words("epilogue"))
             cols = unpack(ep, p.ep_col_bits, a.cols)
             mult = np.array([int(v) & ((1 << p.mult_bits) - 1) for v in cols], dtype=np.int64)

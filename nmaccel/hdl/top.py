@@ -43,7 +43,7 @@ from nmaccel.hdl.config import MODE_CODE
 from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
 from nmaccel.hdl.signed import delay, fields, sadd, sext
 
-IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE = range(5)
+IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE, IN_GS = range(6)
 C_WAIT, C_BUSY, C_DONE = range(3)
 O_IDLE, O_PRIME, O_STREAM = range(3)
 
@@ -57,7 +57,7 @@ def _ubits(n):
 
 def epilogue_config(cfg):
     """EpilogueConfig of the top's fused epilogue lanes."""
-    return EpilogueConfig(acc_bits=cfg.acc_bits, mult_bits=cfg.mult_bits, bias_bits=cfg.bias_bits,
+    return EpilogueConfig(acc_bits=cfg.sum_bits, mult_bits=cfg.mult_bits, bias_bits=cfg.bias_bits,
                           max_shift=cfg.max_shift, out_bits=cfg.out_bits, raw_bits=cfg.raw_bits)
 
 
@@ -153,15 +153,22 @@ def make_accelerator_top(name, cfg, inputs=None):
     kt_m1 = _reg(ktb, f"{name}.cfg.kt_m1")
     nt_m1 = _reg(ntb, f"{name}.cfg.nt_m1")
     q_end = _reg(qcb, f"{name}.cfg.q_end")
+    GS = cfg.group_scales
+    if GS:
+        gk_m1 = _reg(ktb, f"{name}.cfg.gk_m1")
+        i_g = _reg(ktb, f"{name}.in.g")
+        c_g = _reg(ktb, f"{name}.c.g")
+        c_fg = _reg(1, f"{name}.c.first_group")
 
     full_fb = pyrtl.select(fb, full[1], full[0])
-    in_w = (ist == IN_W) | (ist == IN_EP)
+    in_w = (ist == IN_W) | (ist == IN_EP) | (ist == IN_GS)
     in_ready = (ist == IN_HDR) | (ist == IN_ACT) | (in_w & ~full_fb)
     accept = in_valid & in_ready
     w_words = pyrtl.select(codebook, _c(cfg.words("weight", True) - 1, wcb),
                            _c(cfg.words("weight") - 1, wcb))
     need_m1 = pyrtl.mux(ist, _c(cfg.words("header") - 1, wcb), _c(cfg.words("act") - 1, wcb),
-                        w_words, _c(cfg.words("epilogue") - 1, wcb), default=_c(0, wcb))
+                        w_words, _c(cfg.words("epilogue") - 1, wcb), _c(0, wcb),
+                        _c(cfg.words("gs") - 1, wcb), default=_c(0, wcb))
     rec_done = accept & (wcnt == need_m1)
     slots, live = [], []
     for i in range(cfg.asm_words):
@@ -184,6 +191,8 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(kt_m1, (hdr_done, (hv["n_kt"] - 1)[:ktb]))
     _nxt(nt_m1, (hdr_done, (hv["n_nt"] - 1)[:ntb]))
     _nxt(q_end, (hdr_done, (hv["n_steps"] + (R - 1))[:qcb]))
+    if GS:
+        _nxt(gk_m1, (hdr_done, (hv["kt_per_group"] - 1)[:ktb]))
 
     # activations
     act_wr = rec_done & (ist == IN_ACT)
@@ -202,7 +211,12 @@ def make_accelerator_top(name, cfg, inputs=None):
     row_last = wrow == R - 1
     in_last_kt = i_kt == kt_m1
     tile_in = w_wr & row_last
-    bank_set = (tile_in & ~in_last_kt) | ep_wr
+    gs_wr = rec_done & (ist == IN_GS)
+    group_end_in = ((i_g == gk_m1) | in_last_kt) if GS else _c(0, 1)
+    bank_set = (tile_in & ~in_last_kt & ~group_end_in) | (gs_wr & ~in_last_kt) | ep_wr
+    if GS:
+        _nxt(i_g, (hdr_done | ep_wr, _c(0, ktb)), (bank_set & group_end_in, _c(0, ktb)),
+             (bank_set, i_g + 1))
     _nxt(wrow, (hdr_done, _c(0, qb)), (w_wr & row_last, _c(0, qb)), (w_wr, wrow + 1))
     _nxt(i_kt, (hdr_done, _c(0, ktb)), (ep_wr, _c(0, ktb)), (bank_set, i_kt + 1))
     _nxt(i_nt, (hdr_done, _c(0, ntb)), (ep_wr, i_nt + 1))
@@ -215,6 +229,12 @@ def make_accelerator_top(name, cfg, inputs=None):
         r = _reg(cfg.ep_rec_bits, f"{name}.bank{b}.ep")
         _nxt(r, (ep_wr & (fb == b), rec[:cfg.ep_rec_bits]))
         ep_bank.append(r)
+    gs_bits = C * cfg.gs_mult_bits
+    gs_bank = []
+    for b in range(2 if GS else 0):
+        r = _reg(gs_bits, f"{name}.bank{b}.gs")
+        _nxt(r, (gs_wr & (fb == b), rec[:gs_bits]))
+        gs_bank.append(r)
 
     # ---- compute controller ----------------------------------------------------------------
     c_full = pyrtl.select(cb, full[1], full[0])
@@ -234,6 +254,18 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(act_ra, (fire & (c_kt == 0), _c(0, ab)), (issue, act_ra + 1))
     _nxt(c_kt, (hdr_done, _c(0, ktb)), (busy_end & c_last_kt, _c(0, ktb)), (busy_end, c_kt + 1))
     _nxt(c_nt, (hdr_done, _c(0, ntb)), (busy_end & c_last_kt, c_nt + 1))
+    if GS:
+        c_gend = (c_g == gk_m1) | c_last_kt
+        _nxt(c_g, (hdr_done, _c(0, ktb)), (busy_end & c_gend, _c(0, ktb)), (busy_end, c_g + 1))
+        _nxt(c_fg, (hdr_done, _c(1, 1)), (busy_end & c_last_kt, _c(1, 1)),
+             (busy_end & c_gend, _c(0, 1)))
+        gs_cur = pyrtl.select(cb, gs_bank[1], gs_bank[0])
+        gs_act = _reg(gs_bits, f"{name}.gs_active")
+        _nxt(gs_act, (load_end, gs_cur))
+        gs_issue = pyrtl.select(load_end, gs_cur, gs_act)     # this tile's group multipliers
+        first_t, gend_t, fg_t = c_g == 0, c_gend, c_fg
+    else:
+        first_t, gend_t, fg_t = c_kt == 0, c_last_kt, _c(1, 1)
 
     ep_act = _reg(cfg.ep_rec_bits, f"{name}.ep_active")
     _nxt(ep_act, (load_end & c_last_kt, pyrtl.select(cb, ep_bank[1], ep_bank[0])))
@@ -262,10 +294,11 @@ def make_accelerator_top(name, cfg, inputs=None):
 
     # ---- accumulate across K tiles, epilogue -------------------------------------------------
     step = (q - R)[:sb]
-    tag = pyrtl.concat(step, c_kt == 0, c_last_kt, issue)          # valid in bit 0
+    # tag bits: valid, last K tile, first tile of its group, group end, first group, step
+    tag = pyrtl.concat(step, fg_t, gend_t, first_t, c_last_kt, issue)
     tag_y = delay(tag, 1 + A.latency, f"{name}.tag")
     tag_s = delay(tag_y, 1, f"{name}.tag_s")
-    v_s, last_s, first_s, step_s = tag_s[0], tag_s[1], tag_s[2], tag_s[3:]
+    v_s, last_s, first_s, gend_s, step_s = tag_s[0], tag_s[1], tag_s[2], tag_s[3], tag_s[5:]
     AB = cfg.acc_bits
     lanes_y = []
     for t in range(TPS):
@@ -274,7 +307,7 @@ def make_accelerator_top(name, cfg, inputs=None):
             lanes_y.append(delay(sext(y, AB), 1, f"{name}.y_t{t}_c{c}"))
     acc_wdata = pyrtl.WireVector(AB * len(lanes_y), name=f"{name}.acc_wdata")
     acc_old = _mem2p(f"{name}.acc", ob, AB * len(lanes_y), step_s[:ob], acc_wdata,
-                     v_s & ~last_s, tag_y[3:][:ob])
+                     v_s & ~gend_s, tag_y[5:][:ob])
     olds = fields(acc_old, AB, len(lanes_y))
     sums = []
     for i, (y, old) in enumerate(zip(lanes_y, olds)):
@@ -282,6 +315,24 @@ def make_accelerator_top(name, cfg, inputs=None):
         s <<= pyrtl.select(first_s, y, sadd(old, y, AB))
         sums.append(s)
     acc_wdata <<= pyrtl.concat_list(sums)
+    tag_e, fin = tag_s, sums
+    if GS:
+        # group end: total = (first group ? 0 : total) + P * m[c]  (m unsigned, exact product)
+        SB = cfg.sum_bits
+        m_s = fields(delay(gs_issue, 2 + A.latency, f"{name}.gsm"), cfg.gs_mult_bits, C)
+        prods = [delay(pyrtl.signed_mult(P, m_s[i % C].zero_extended(cfg.gs_mult_bits + 1)), 1,
+                       f"{name}.gprod{i}") for i, P in enumerate(sums)]
+        tag_e = delay(tag_s, 1, f"{name}.tag_g")
+        tot_wdata = pyrtl.WireVector(SB * len(sums), name=f"{name}.tot_wdata")
+        tot_old = _mem2p(f"{name}.tot", ob, SB * len(sums), tag_e[5:][:ob], tot_wdata,
+                         tag_e[0] & tag_e[3] & ~tag_e[1], step_s[:ob])
+        fin = []
+        for i, (pr, old) in enumerate(zip(prods, fields(tot_old, SB, len(sums)))):
+            t_ = pyrtl.WireVector(SB, name=f"{name}.total{i}")
+            t_ <<= pyrtl.select(tag_e[4], sext(pr, SB), sadd(old, pr, SB))
+            fin.append(t_)
+        tot_wdata <<= pyrtl.concat_list(fin)
+    v_e, last_e, step_e = tag_e[0], tag_e[1], tag_e[5:]
 
     E = epilogue_config(cfg)
     epf = fields(ep_act, cfg.ep_col_bits, C)
@@ -293,9 +344,9 @@ def make_accelerator_top(name, cfg, inputs=None):
             mult = p[:cfg.mult_bits]
             shift = p[cfg.mult_bits:cfg.mult_bits + E.shift_bits]
             bias = p[cfg.mult_bits + E.shift_bits:]
-            eps.append(make_epilogue(f"{name}.ep_t{t}_c{c}", E, sums[t * C + c], mult, shift,
-                                     bias, relu, raw, valid=v_s & last_s))
-    otag = delay(pyrtl.concat(step_s == ns_m1, step_s), EPILOGUE_LATENCY, f"{name}.otag")
+            eps.append(make_epilogue(f"{name}.ep_t{t}_c{c}", E, fin[t * C + c], mult, shift,
+                                     bias, relu, raw, valid=v_e & last_e))
+    otag = delay(pyrtl.concat(step_e == ns_m1, step_e), EPILOGUE_LATENCY, f"{name}.otag")
     o_we = eps[0].out_valid
     final_write = o_we & otag[-1]
 
@@ -326,7 +377,8 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(cst, (hdr_done | job_done, _c(C_WAIT, 2)), (fire, _c(C_BUSY, 2)),
          (busy_end & c_last_kt & c_last_nt, _c(C_DONE, 2)), (busy_end, _c(C_WAIT, 2)))
     _nxt(ist, (hdr_done, _c(IN_ACT, 3)), (act_wr & act_last, _c(IN_W, 3)),
-         (tile_in & in_last_kt, _c(IN_EP, 3)),
+         (tile_in & group_end_in, _c(IN_GS, 3)), (tile_in & in_last_kt, _c(IN_EP, 3)),
+         (gs_wr & in_last_kt, _c(IN_EP, 3)), (gs_wr, _c(IN_W, 3)),
          (ep_wr & (i_nt == nt_m1), _c(IN_DONE, 3)), (ep_wr, _c(IN_W, 3)),
          (job_done, _c(IN_HDR, 3)))
     outputs = {"in_ready": in_ready, "out_data": orec[:H], "out_valid": out_valid, "busy": active}
