@@ -324,3 +324,13 @@ def test_read_full_rate():
     first = out_cycles[0][0]
     assert [c for c, _ in out_cycles] == list(range(first, first + 40))
     assert first - len(words) <= 3     # read latency: addr word -> issue -> BRAM -> FIFO -> out
+
+
+def test_host_shell_fits_fpga_pins():
+    """Host interface + buffers expose only the two streams: 2 * width + 5 pins (a naive 8x8
+    array with every port exposed needed 387 IOs; the ECP5-85k CABGA381 has 365)."""
+    cfg = CONFIGS["w32_m64"]
+    _build_with_memories(cfg)
+    block = pyrtl.working_block()
+    pins = sum(len(w) for w in block.wirevector_subset((pyrtl.Input, pyrtl.Output)))
+    assert pins == 2 * cfg.width + 5 < 365

@@ -149,7 +149,7 @@ def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_m
     pb = cfg.product_bits
     sm1 = (sh2 - 1)[:cfg.shift_bits]
     t = pyrtl.shift_right_arithmetic(p2, sm1)
-    t1 = pyrtl.signed_add(t, pyrtl.Const(1, bitwidth=2, signed=True))   # pb + 1 bits
+    t1 = pyrtl.signed_add(t, pyrtl.Const(1, signed=True))   # pb + 1 bits
     rounded = pyrtl.shift_right_arithmetic(t1, 1)[:pb]
     r3 = _reg(pyrtl.select(sh2 == 0, p2, rounded), f"{name}.s3_shifted")
     ctl3 = _reg(ctl2, f"{name}.s3_ctl")

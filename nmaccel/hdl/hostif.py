@@ -37,7 +37,9 @@ from nmaccel.errors import require
 OPCODES = {"nop": 0, "config": 1, "write": 2, "start": 3, "read": 4}
 OP_NOP, OP_CONFIG, OP_WRITE, OP_START, OP_READ = (
     OPCODES[k] for k in ("nop", "config", "write", "start", "read"))
-S_HEADER, S_CFG_VALUE, S_ADDR, S_DATA = range(4)
+STATES = ("header", "cfg_value", "addr", "data")
+S_HEADER, S_CFG_VALUE, S_ADDR, S_DATA = range(len(STATES))
+READ_FIFO_DEPTH = 2
 HOSTIF_WRITE_LATENCY = 1   # last beat accepted -> mem_we / mem_data registered outputs
 
 
@@ -212,7 +214,7 @@ def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None, r
         in_ready <<= ~hold
     fire = in_valid & in_ready
 
-    state = pyrtl.Register(_bits(4), name=f"{name}.state")
+    state = pyrtl.Register(_bits(len(STATES)), name=f"{name}.state")
     sel = pyrtl.Register(cfg.sel_bits, name=f"{name}.sel")
     count = pyrtl.Register(cfg.count_bits, name=f"{name}.count")
     is_read = pyrtl.Register(1, name=f"{name}.is_read")
@@ -287,20 +289,22 @@ def make_host_stream_in(name, cfg: HostIfConfig, in_data, in_valid, hold=None, r
 
 
 def _make_read_engine(name, cfg, bundle, rd_active, begin, sel, addr0, count0, rd_data, out_ready):
-    """OP_READ: issue reads while FIFO space allows; FIFO (2 words) -> serializer."""
+    """OP_READ: issue reads while FIFO space allows; FIFO (READ_FIFO_DEPTH = 2 words, the
+    explicit cases below) -> serializer."""
     rd_left = pyrtl.Register(cfg.count_bits, name=f"{name}.rd_left")
     rd_addr = pyrtl.Register(cfg.mem_addr_bits, name=f"{name}.rd_addr")
     rd_target = pyrtl.Register(cfg.sel_bits, name=f"{name}.rd_target")
     inflight = pyrtl.Register(1, name=f"{name}.rd_inflight")
-    fifo = [pyrtl.Register(cfg.mem_word_bits, name=f"{name}.rd_fifo{i}") for i in range(2)]
-    fc = pyrtl.Register(2, name=f"{name}.rd_fifo_count")
+    fifo = [pyrtl.Register(cfg.mem_word_bits, name=f"{name}.rd_fifo{i}")
+            for i in range(READ_FIFO_DEPTH)]
+    fc = pyrtl.Register(_bits(READ_FIFO_DEPTH + 1), name=f"{name}.rd_fifo_count")
     head_valid = fc != 0
     ser = make_host_stream_out(f"{name}.ser", cfg, fifo[0], head_valid, out_ready)
     pop = head_valid & ser.word_ready
     push = inflight
     # space after this cycle's pop for the word in flight plus a new one
-    occupied = (fc + inflight)[:3]
-    issue = rd_active & ((occupied < 2) | (pop & (occupied < 3)))
+    occupied = fc + inflight
+    issue = rd_active & ((occupied < READ_FIFO_DEPTH) | (pop & (occupied < READ_FIFO_DEPTH + 1)))
     rd_en = pyrtl.WireVector(1, name=f"{name}.rd_en")
     rd_en <<= issue
     inflight.next <<= issue
@@ -329,7 +333,7 @@ def _make_read_engine(name, cfg, bundle, rd_active, begin, sel, addr0, count0, r
                 fifo[0].next |= rd_data
             with pyrtl.otherwise:
                 fifo[1].next |= rd_data
-    fc.next <<= (fc + push - pop)[:2]
+    fc.next <<= (fc + push - pop)[:len(fc)]
     bundle.rd_en, bundle.rd_target, bundle.rd_addr = rd_en, rd_target, rd_addr
     bundle.out_data, bundle.out_valid = ser.out_data, ser.out_valid
 
