@@ -334,3 +334,28 @@ def test_host_shell_fits_fpga_pins():
     block = pyrtl.working_block()
     pins = sum(len(w) for w in block.wirevector_subset((pyrtl.Input, pyrtl.Output)))
     assert pins == 2 * cfg.width + 5 < 365
+
+
+@pytest.mark.parametrize("section", ["values", "indices", "scales"])
+def test_packed_weights_memory_image_round_trip(section):
+    """A PackedWeights section image (memory_image at mem_word_bits) written with OP_WRITE
+    lands word for word in the buffer and comes back unchanged through OP_READ."""
+    from nmaccel.pack import pack_weights
+    cfg = CONFIGS["w16_m40"]
+    rng = np.random.default_rng(13)
+    pw = pack_weights(rng.standard_normal((6, 40)).astype(np.float32), n_keep=2, m_group=4,
+                      bits=4, group_size=8)
+    image = [int(v) for v in pw.memory_image(section, word_bits=cfg.mem_word_bits)]
+    assert 0 < len(image) <= 1 << cfg.mem_addr_bits
+    words = encode_write(cfg, 0, 0, image) + encode_read(cfg, 0, 0, len(image))
+    _build_with_memories(cfg)
+    sim = pyrtl.FastSimulation()
+    beats = []
+    for c in range(len(words) + cfg.beats * len(image) + 10):
+        sim.step({"in_data": words[c] if c < len(words) else 0, "in_valid": int(c < len(words)),
+                  "hold": 0, "out_ready": 1})
+        if sim.inspect("out_valid"):
+            beats.append(sim.inspect("out_data"))
+    got = [sum(b << (cfg.width * i) for i, b in enumerate(beats[j:j + cfg.beats]))
+           for j in range(0, len(beats), cfg.beats)]
+    assert got == image
