@@ -25,8 +25,8 @@ def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="unifor
     off-domain calibration sets), `blocksize`; with `error_compensation` the kept weights are
     quantized inside the OBS loop (GPTQ-style) on the grid fitted to the SparseGPT-pruned
     weights, with that pass's mask fixed; per output row, the joint codes are kept unless
-    plain rounding of the pruned weights gives a lower calibration output error. Scales / codebooks use kept weights only; pruned
-    positions are not stored. `symmetric=False` gives zero-point uniform codes. A kept padding
+    plain rounding of the pruned weights gives a lower calibration output error. Scales /
+    codebooks use kept weights only; pruned positions are not stored. `symmetric=False` gives zero-point uniform codes. A kept padding
     slot (K not a multiple of m_group, last run shorter than n_keep) holds code 0, or with
     lloyd-max the level nearest 0: its activation is 0, so it contributes nothing.
     Returns PackedWeights; `meta` records method, damp and the quantization MSE.
@@ -71,8 +71,8 @@ def pack_weights(w, *, n_keep, m_group, bits, group_size=None, quantizer="unifor
                                     blocksize=blocksize, mask=keep, quantizer=grid, factor=factor)
             # per output row keep whichever codes give the lower calibration output error
             # (OBS is greedy: rarely, e.g. a codebook fitted to other values, joint loses)
-            row_err = [np.sum((calibration @ (pad_k(w, m_group)
-                                              - np.where(keep, grid.dequantize(c), 0.0))[:, :w.shape[1]].T) ** 2,
+            k_in = w.shape[1]
+            row_err = [np.sum((calibration @ (w - np.where(keep, grid.dequantize(c), 0.0)[:, :k_in]).T) ** 2,
                               axis=0) for c in (joint, codes)]
             use_joint = row_err[0] <= row_err[1]
             codes = np.where(use_joint[:, None], joint, codes)
