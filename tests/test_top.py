@@ -173,3 +173,57 @@ def test_narrow_ports_fit_ecp5_pins():
     ports = {w.name: w.bitwidth for w in blk.wirevector_subset((pyrtl.Input, pyrtl.Output))}
     assert ports == {**top_input_widths(P13), **top_output_widths(P13)}
     assert "clk" not in ports and "rst" not in ports
+
+
+PGS = TopConfig(array=ArrayConfig(rows=2, cols=2), t_max=8, k_tiles_max=8, n_tiles_max=8,
+                group_scales=True, raw_bits=48)
+
+
+def _spread_epilogue(rng, acc):
+    """Multipliers that map the accumulator range onto about +-150 (some saturate)."""
+    top = max(1, int(np.abs(acc).max()))
+    mult, shift = quantize_multiplier(np.full(acc.shape[1], 150.0 / top))
+    return EpilogueSpec(mult, shift, rng.integers(-20, 20, acc.shape[1]), bool(rng.integers(2)))
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "codebook"])
+def test_group_scales_exact(rng, mode):
+    bits, q = MODE_PACK[mode]
+    for nk, mg, gsize in ((4, 4, 8), (2, 4, 16), (1, 4, 32), (2, 4, 48)):
+        K = int(rng.integers(17, PGS.k_tiles_max * 8 + 1)) if nk == 4 else int(rng.integers(33, 120))
+        N = int(rng.integers(1, 7))
+        # column magnitudes spread over several binades: group multipliers differ a lot
+        w = (rng.standard_normal((N, K)) * np.exp2(rng.integers(-6, 2, (1, K)))).astype(np.float32)
+        packed = pack_weights(w, n_keep=nk, m_group=mg, bits=bits, quantizer=q, group_size=gsize)
+        x = rng.integers(-128, 128, size=(int(rng.integers(1, 20)), K))
+        raw = _check_gs(packed, x, None)
+        _check_gs(packed, x, _spread_epilogue(rng, raw))
+
+
+def _check_gs(packed, x, ep):
+    res = run_gemm(packed, x, PGS.array, top_cfg=PGS, epilogue=ep)
+    ref = reference(packed, x, ep, group_scales=True)
+    np.testing.assert_array_equal(res.outputs, ref)
+    words, _, _ = encode_gemm(packed, x, PGS, ep)
+    assert res.out_words == run_stream(PGS, words)
+    assert res.cycles == res.model_cycles
+    return ref
+
+
+def test_group_scale_top_runs_plain_weights_and_errors(rng):
+    packed = pack_weights(rng.standard_normal((3, 30)).astype(np.float32), n_keep=2, m_group=4, bits=4)
+    x = rng.integers(-128, 128, size=(5, 30))
+    res = run_gemm(packed, x, PGS.array, top_cfg=PGS)             # per-channel: multiplier 1
+    np.testing.assert_array_equal(res.outputs, reference(packed, x))
+    assert res.cycles == res.model_cycles
+    grouped = pack_weights(rng.standard_normal((3, 40)).astype(np.float32), n_keep=2, m_group=4,
+                           bits=4, group_size=8)
+    with pytest.raises(NmaccelError, match="split a K tile"):     # 2:4 tile K = 2 rows x 8
+        run_gemm(grouped, rng.integers(-128, 128, (2, 40)), PGS.array, top_cfg=PGS)
+    with pytest.raises(NmaccelError, match="group_scales=True"):
+        run_gemm(grouped, rng.integers(-128, 128, (2, 40)), P22.array, top_cfg=P22,
+                 group_scales=True)
+    with pytest.raises(NmaccelError, match="granularity"):
+        run_gemm(packed, x, PGS.array, top_cfg=PGS, group_scales=True)
+    with pytest.raises(NmaccelError, match="raw_bits"):
+        TopConfig(array=PGS.array, group_scales=True)             # 32-bit raw cannot hold sums
