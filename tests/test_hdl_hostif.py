@@ -9,7 +9,7 @@ from nmaccel.errors import NmaccelError
 from nmaccel.hdl.buffers import make_buffer
 from nmaccel.hdl.hostif import (HOSTIF_WRITE_LATENCY, HostIfConfig, encode_config,
                                 encode_header, encode_read, encode_start, encode_write,
-                                make_host_stream_in,
+                                make_host_stream_in, read_stream_cycles,
                                 make_host_stream_out, OP_NOP,
                                 write_stream_words)
 
@@ -359,3 +359,29 @@ def test_packed_weights_memory_image_round_trip(section):
     got = [sum(b << (cfg.width * i) for i, b in enumerate(beats[j:j + cfg.beats]))
            for j in range(0, len(beats), cfg.beats)]
     assert got == image
+
+
+@pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
+def test_read_cycles_match_model(cfg_name):
+    """read_stream_cycles (what the cycle model uses for host read-back) == RTL cycles."""
+    cfg = CONFIGS[cfg_name]
+    _build_with_memories(cfg)
+    sim = pyrtl.FastSimulation()
+    for n in (1, 2, 7):
+        pre = encode_write(cfg, 1, 0, list(range(n)))
+        words = pre + encode_read(cfg, 1, 0, n)
+        pos, c, t_hdr, last, beats = 0, 0, None, None, 0
+        while pos < len(words) or beats < n * cfg.beats:
+            v = int(pos < len(words))
+            sim.step({"in_data": words[pos] if v else 0, "in_valid": v, "hold": 0,
+                      "out_ready": 1})
+            if v and sim.inspect("in_ready"):
+                t_hdr = c if pos == len(pre) else t_hdr
+                pos += 1
+            if sim.inspect("out_valid"):
+                beats, last = beats + 1, c
+            c += 1
+            assert c < 1000
+        assert last - t_hdr + 1 == read_stream_cycles(cfg, n)
+    with pytest.raises(NmaccelError, match="OP_READ"):
+        read_stream_cycles(cfg, cfg.max_count + 1)

@@ -41,6 +41,7 @@ STATES = ("header", "cfg_value", "addr", "data")
 S_HEADER, S_CFG_VALUE, S_ADDR, S_DATA = range(len(STATES))
 READ_FIFO_DEPTH = 2
 HOSTIF_WRITE_LATENCY = 1   # last beat accepted -> mem_we / mem_data registered outputs
+READ_OVERHEAD = 5          # OP_READ header .. first output beat (see read_stream_cycles)
 
 
 def _bits(n):
@@ -158,6 +159,15 @@ def write_stream_words(cfg: HostIfConfig, n_words) -> int:
     n = int(n_words)
     commands = max(1, -(-n // cfg.max_count))
     return 2 * commands + n * cfg.beats
+
+
+def read_stream_cycles(cfg: HostIfConfig, n_words) -> int:
+    """Cycles of one OP_READ command of n_words (<= max_count) at full rate, from the cycle
+    its header is accepted to the cycle of its last output beat, inclusive: header, address,
+    read issue, BRAM read, FIFO (READ_OVERHEAD = 5), then one beat per cycle."""
+    n = int(n_words)
+    require(1 <= n <= cfg.max_count, f"one OP_READ moves 1..{cfg.max_count} words, got {n}")
+    return READ_OVERHEAD + n * cfg.beats
 
 
 # ---- hardware --------------------------------------------------------------------------------
