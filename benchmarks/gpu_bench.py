@@ -5,7 +5,8 @@ y (T, out) = x (T, in) @ W.T for W (out, in) in {4096x4096, 11008x4096, 4096x110
   dense_fp16   F.linear FP16 (cuBLAS), the baseline every ratio divides
   dense_int8   torch._int_mm INT8 x INT8 -> INT32 (T padded to 17 below 17 rows)
   int4_wo      torch._weight_int4pack_mm (BF16 x, INT4 weights, group 128; dense 2:4 zeros kept)
-  sp24_fp16    cuSPARSELt 2:4 FP16, algorithm searched once per T
+  sp24_fp16    cuSPARSELt 2:4 FP16, default algorithm (the search crashes on the H100, see gpu.py)
+  sp24_fp16_nt same, output left transposed (out, T): no result transpose inside cuSPARSELt
   sp24_int8    cuSPARSELt 2:4 INT8 -> INT32
   sp24_fp8     cuSPARSELt 2:4 FP8 e4m3 -> FP16
   packed_nm24  our Triton kernel on the packed 2:4 INT4 streams (T <= 16), config tuned per T
@@ -34,7 +35,8 @@ from nmaccel.pack.format import PackedWeights
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]   # (out, in) of LLaMA-7B q/o, gate/up, down
 TOKENS = [1, 16, 128, 1024, 4096]
 GROUP = 128
-METHODS = ["dense_fp16", "dense_int8", "int4_wo", "sp24_fp16", "sp24_int8", "sp24_fp8", "packed_nm24",
+METHODS = ["dense_fp16", "dense_int8", "int4_wo", "sp24_fp16", "sp24_fp16_nt", "sp24_int8", "sp24_fp8",
+           "packed_nm24",
            "cpu_golden"]
 
 
@@ -76,6 +78,7 @@ def bench_shape(torch, rng, out, k, tokens, rows, log, search):
     w8 = gpu.int8_weight(p)
     i4 = gpu.Int4PackWeight(p)
     s16 = gpu.CusparseLtWeight(p, "fp16", search=search)
+    s16t = gpu.CusparseLtWeight(p, "fp16", search=search, transposed_out=True)
     si8 = gpu.CusparseLtWeight(p, "int8", search=search)
     sf8 = gpu.CusparseLtWeight(p, "e4m3", out_dtype="fp16", search=search)
     tri = gpu.PackedNM24Int4(p)
@@ -96,6 +99,7 @@ def bench_shape(torch, rng, out, k, tokens, rows, log, search):
             "dense_int8": (lambda: gpu.int8_linear(x_q, w8), ref_i, "exact"),
             "int4_wo": (lambda: i4(xbf), ref_f, "rel"),
             "sp24_fp16": (lambda: s16(xs16), ref_f, "rel"),
+            "sp24_fp16_nt": (lambda: s16t(xs16), ref_f.t(), "rel"),
             "sp24_int8": (lambda: si8(xs8), ref_i, "exact"),
             "sp24_fp8": (lambda: sf8(xf8), ref_f8, "rel"),
         }
@@ -116,6 +120,7 @@ def bench_shape(torch, rng, out, k, tokens, rows, log, search):
                    **check}
             if name == "packed_nm24":
                 row["config"] = list(tri.config[t])
+                row["tune_us"] = {"/".join(map(str, c)): v * 1e3 for c, v in tri.timings[t].items()}
             if name == "dense_int8" and t < gpu.INT_MM_MIN_T:
                 row["note"] = f"rows padded to {gpu.INT_MM_MIN_T}"
             rows.append(row)
@@ -143,18 +148,18 @@ def markdown(meta, rows, tokens):
            "Cells: microseconds per call (speed-up vs dense FP16 in the same run). "
            "GPU: median of one-call CUDA graph replays with L2 flushed before each call. "
            "CPU: nmaccel.golden.gemm (numpy).", ""]
-    shapes = sorted({(r["out"], r["in"]) for r in rows}, key=lambda s: [tuple(x) for x in SHAPES].index(s))
-    for out, k in shapes:
+    shapes = sorted({(r["out"], r["in"]) for r in rows})
+    for n_out, k in shapes:
         out_rows = []
         methods = [m for m in METHODS[:-1] + ["sp24_fp16_eager", "cpu_golden"]
-                   if any(r["method"] == m and (r["out"], r["in"]) == (out, k) for r in rows)]
+                   if any(r["method"] == m and (r["out"], r["in"]) == (n_out, k) for r in rows)]
         for m in methods:
             cells = []
             for t in tokens:
-                r = [r for r in rows if (r["out"], r["in"], r["T"], r["method"]) == (out, k, t, m)]
+                r = [r for r in rows if (r["out"], r["in"], r["T"], r["method"]) == (n_out, k, t, m)]
                 cells.append(f"{r[0]['ms'] * 1e3:.1f} ({r[0]['ratio_vs_dense_fp16']:.2f}x)" if r else "-")
             out_rows.append([m] + cells)
-        out += [f"## W {out} x {k} (out x in)", "",
+        out += [f"## W {n_out} x {k} (out x in)", "",
                 tabulate(out_rows, headers=["method"] + [f"T={t}" for t in tokens], tablefmt="github"), ""]
     return "\n".join(out)
 

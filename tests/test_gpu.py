@@ -111,7 +111,7 @@ def test_triton_kernel_exact_vs_golden(torch, rng, out, k, t):
     p = random_packed(rng, out, k, unit_scales=True)
     x_q = rng.integers(-128, 128, size=(t, k)).astype(np.int8)
     mod = gpu.PackedNM24Int4(p)
-    for cfg in (gpu.TRITON_CONFIGS[1], gpu.TRITON_CONFIGS[-2]):   # split_k 1 (store) and 4 (atomics)
+    for cfg in (gpu.TRITON_CONFIGS[0], gpu.TRITON_CONFIGS[7], gpu.TRITON_CONFIGS[8], gpu.TRITON_CONFIGS[9]):
         y = mod.run(torch.from_numpy(x_q).cuda().half(), cfg).cpu().numpy()
         np.testing.assert_array_equal(y.astype(np.int64), gemm(p, x_q), err_msg=str(cfg))
 
@@ -120,8 +120,10 @@ def test_triton_kernel_exact_vs_golden(torch, rng, out, k, t):
 def test_triton_kernel_with_scales_matches_reference(torch, rng, granularity):
     p = random_packed(rng, 96, 640, granularity=granularity)
     x = rng.standard_normal((4, 640)).astype(np.float16)
-    y = gpu.PackedNM24Int4(p)(torch.from_numpy(x).cuda()).cpu().numpy()
-    np.testing.assert_allclose(y, gpu.nm24_int4_reference(gpu.nm24_int4_streams(p), x), rtol=1e-5, atol=1e-4)
+    mod = gpu.PackedNM24Int4(p)
+    for cfg in (gpu.TRITON_CONFIGS[0], gpu.TRITON_CONFIGS[9]):    # gather, dot
+        y = mod.run(torch.from_numpy(x).cuda(), cfg).cpu().numpy()
+        np.testing.assert_allclose(y, gpu.nm24_int4_reference(gpu.nm24_int4_streams(p), x), rtol=1e-5, atol=1e-4)
 
 
 def test_triton_kernel_rejects_bad_x(torch, rng):
@@ -169,6 +171,10 @@ def test_cusparselt_float_close_to_dequantized(torch, rng, dtype):
     # output rounding to fp16 (2^-11) / bf16 (2^-8) relative to |y| ~ 1, plus input rounding of x
     tol = {"fp16": 1e-2, "bf16": 6e-2}[dtype]
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    wt = gpu.CusparseLtWeight(p, dtype, transposed_out=True)
+    yt = wt(wt.prepare_x(torch.from_numpy(x[:5]).cuda())).float().cpu().numpy()
+    assert yt.shape == (256, 5)
+    np.testing.assert_allclose(yt.T, ref[:5], rtol=tol, atol=tol)
 
 
 def test_int4pack_exact_small_ints_and_close_with_scales(torch, rng):

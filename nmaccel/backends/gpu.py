@@ -25,9 +25,15 @@ INT4PACK_GROUPS = (32, 64, 128, 256)   # group sizes torch._weight_int4pack_mm a
 INT4PACK_K_ALIGN = 256                 # K multiple for every inner_k_tiles and group size
 TRITON_MAX_T = 16
 
-# (block_n, split_k, num_warps, num_stages) tried by PackedNM24Int4.tune
-TRITON_CONFIGS = [(16, 1, 1, 3), (32, 1, 1, 3), (32, 1, 2, 3), (64, 1, 2, 3), (32, 2, 1, 3),
-                  (64, 2, 2, 3), (64, 4, 2, 3), (128, 4, 4, 3), (32, 4, 1, 4), (16, 2, 1, 4)]
+# (kernel, block_n, split_k, num_warps, num_stages) tried by PackedNM24Int4.tune;
+# kernel "gather" (CUDA cores, any T) or "dot" (tensor cores, T padded to 16)
+TRITON_CONFIGS = [("gather", 32, 8, 1, 2), ("gather", 64, 8, 2, 2), ("gather", 32, 16, 2, 2),
+                  ("gather", 128, 4, 4, 3), ("gather", 32, 16, 1, 2), ("gather", 64, 16, 2, 3),
+                  ("gather", 32, 4, 1, 3), ("gather", 64, 1, 2, 3),
+                  ("dot", 64, 1, 4, 3), ("dot", 128, 4, 4, 3), ("dot", 64, 16, 4, 2), ("dot", 128, 8, 4, 3),
+                  ("dot", 128, 2, 4, 3), ("dot", 128, 4, 8, 3)]
+
+DEFAULT_CONFIG = TRITON_CONFIGS[0]
 
 
 def _check_nm24_int4(packed: PackedWeights):
@@ -239,7 +245,7 @@ class CusparseLtWeight:
     CUDA graph (`graphed`) for real use.
     """
 
-    def __init__(self, packed: PackedWeights, dtype="fp16", out_dtype=None, search=False):
+    def __init__(self, packed: PackedWeights, dtype="fp16", out_dtype=None, search=False, transposed_out=False):
         torch = _torch()
         require(packed.n_keep == 2 and packed.m_group == 4,
                 f"cuSPARSELt needs 2:4 sparsity (this packing is {packed.n_keep}:{packed.m_group}); "
@@ -263,7 +269,7 @@ class CusparseLtWeight:
             self.torch_dtype = torch.int8 if dtype == "int8" else torch.float8_e4m3fn
             self.out_dtype = torch.int32 if dtype == "int8" else _float_dtype(torch, out_dtype or "fp32")
         self.compressed = torch._cslt_compress(torch.from_numpy(w).cuda().to(self.torch_dtype))
-        self.search, self._alg = search, {}
+        self.search, self._alg, self.transposed_out = search, {}, transposed_out
 
     def prepare_x(self, x):
         """Cast/pad activations (T, in) to this weight's input dtype and padded K."""
@@ -284,14 +290,16 @@ class CusparseLtWeight:
         return self._alg[t]
 
     def __call__(self, x):
-        """x prepared by `prepare_x` (T, K): returns (T, out). T is padded to a multiple of 16 inside."""
+        """x prepared by `prepare_x` (T, K): returns (T, out), or (out, T) when `transposed_out`
+        (cuSPARSELt's FP16 kernel is ~1.5x faster without the result transpose on the H100).
+        T is padded to a multiple of 16 inside."""
         torch = _torch()
         t = x.shape[0]
         if t % CSLT_T_ALIGN:
             x = torch.nn.functional.pad(x, (0, 0, 0, CSLT_T_ALIGN - t % CSLT_T_ALIGN))
-        y = torch._cslt_sparse_mm(self.compressed, x.t(), out_dtype=self.out_dtype, transpose_result=True,
-                                  alg_id=self.alg_id(x))
-        return y[:t]
+        y = torch._cslt_sparse_mm(self.compressed, x.t(), out_dtype=self.out_dtype,
+                                  transpose_result=not self.transposed_out, alg_id=self.alg_id(x))
+        return y[:, :t] if self.transposed_out else y[:t]
 
 
 def graphed(fn, reps=1):
@@ -326,7 +334,7 @@ class PackedNM24Int4:
         self.scales = torch.from_numpy(st["scales"]).cuda()
         self.block_k, self.blocks_per_scale, self.n_blocks = st["block_k"], st["blocks_per_scale"], st["n_blocks"]
         self.bits_per_weight = nm24_int4_stream_bits(st, packed.in_features)
-        self.config = {}
+        self.config, self.timings = {}, {}
 
     def _check_x(self, x):
         torch = _torch()
@@ -340,14 +348,14 @@ class PackedNM24Int4:
     def run(self, x, config):
         torch = _torch()
         from nmaccel.backends import triton_nm
-        block_n, split_k, warps, stages = config
+        kernel, block_n, split_k, warps, stages = config
         t = x.shape[0]
         out = (torch.zeros if split_k > 1 else torch.empty)((t, self.out_features), device=x.device,
                                                            dtype=torch.float32)
         return triton_nm.launch(x, self.v_words, self.i_half, self.scales, out, k=self.in_features,
                                 n_blocks=self.n_blocks, words=self.block_k // COLS_PER_WORD,
                                 blocks_per_scale=self.blocks_per_scale, block_n=block_n,
-                                split_k=split_k, num_warps=warps, num_stages=stages)
+                                split_k=split_k, num_warps=warps, num_stages=stages, dot=kernel == "dot")
 
     def tune(self, x, configs=TRITON_CONFIGS):
         """Time every config on x (triton do_bench), keep the fastest for this T; returns timings (ms)."""
@@ -355,8 +363,9 @@ class PackedNM24Int4:
         x = self._check_x(x)
         times = {cfg: do_bench(lambda cfg=cfg: self.run(x, cfg), warmup=5, rep=20) for cfg in configs}
         self.config[x.shape[0]] = min(times, key=times.get)
+        self.timings[x.shape[0]] = times
         return times
 
     def __call__(self, x):
         x = self._check_x(x)
-        return self.run(x, self.config.get(x.shape[0], TRITON_CONFIGS[2]))
+        return self.run(x, self.config.get(x.shape[0], DEFAULT_CONFIG))
