@@ -6,6 +6,8 @@ covers float64 rounding of w / scale.
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
 from safetensors import safe_open
 
 from nmaccel import models
@@ -224,3 +226,23 @@ def test_quantize_activations(rng, gran):
 def test_quantize_activations_bad_input(x, kw, match):
     with pytest.raises(NmaccelError, match=match):
         quantize_activations(x, **kw)
+
+
+# ---------------------------------------------------------------- property test
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(data=st.data(), bits=st.sampled_from(BITS), symmetric=st.booleans(),
+       gran=st.sampled_from(GRANS), nm=st.sampled_from([(1, 2), (2, 4), (3, 8), (4, 4)]))
+def test_property_round_trip_bound(data, bits, symmetric, gran, nm):
+    n_keep, m_group = nm
+    shape = (data.draw(st.integers(1, 5)), data.draw(st.integers(1, 40)))
+    w = data.draw(arrays(np.float64, shape, elements=st.floats(-1e3, 1e3, allow_subnormal=False)))
+    wp = pad_k(w, m_group)
+    mask = nm_mask(np.abs(w), n_keep, m_group)
+    gs = gran[1] and m_group * 3
+    grid, codes = quantize_weights(np.where(mask, wp, 0), mask, bits=bits, granularity=gran[0],
+                                   group_size=gs, symmetric=symmetric)
+    s = grid._per_col(grid.scales.astype(np.float64), np.arange(wp.shape[1]))
+    err = np.abs(np.where(mask, wp - grid.dequantize(codes), 0.0))
+    assert np.all(err <= s / 2 * (1 + 1e-9))
