@@ -9,6 +9,8 @@ Backends (same contract: `.outputs`, `.cycles`, `.utilization`):
   "pyrtl"   the PyRTL top in pyrtl.CompiledSimulation; a simulation-only host model (a word ROM
             and a read pointer that advances on in_valid & in_ready) keeps in_valid = 1 and
             out_ready = 1; `.cycles` is measured: first header word accepted .. last output word.
+  "verilator" the same harness exported to Verilog, built by Verilator (nmaccel.cosim, cached
+            build) and driven with the same stimulus; outputs and cycles measured the same way.
   "golden"  nmaccel.golden.top.run_stream (the protocol twin) + the cycle model.
 Elaborated simulators are cached per (TopConfig, ROM size).
 """
@@ -30,7 +32,7 @@ from nmaccel.golden.top import MODES, TopConfig, pack, run_stream, split_record,
 from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
 from nmaccel.hdl.top import epilogue_config, make_accelerator_top
 
-BACKENDS = ("pyrtl", "golden")
+BACKENDS = ("pyrtl", "verilator", "golden")
 _CACHE = OrderedDict()
 _CACHE_SIZE = 4
 
@@ -250,38 +252,67 @@ def reference(packed, x_q, epilogue=None, group_scales=False):
 
 
 # ---- PyRTL simulation -------------------------------------------------------------------------
+def harness_block(p, rom_bits):
+    """The top plus a simulation-only host model: a word ROM (written through h_we / h_addr /
+    h_data) and a read pointer (reset by h_rst) that drives in_valid = h_go & (ptr < h_n) and
+    advances on in_valid & in_ready; out_ready = 1. Outputs: out_data, out_valid, accept, busy."""
+    block = pyrtl.Block()
+    with pyrtl.set_working_block(block):
+        H = p.host_bits
+        h_rst = pyrtl.Input(1, "h_rst")
+        h_we = pyrtl.Input(1, "h_we")
+        h_addr = pyrtl.Input(rom_bits, "h_addr")
+        h_data = pyrtl.Input(H, "h_data")
+        h_go = pyrtl.Input(1, "h_go")
+        h_n = pyrtl.Input(rom_bits + 1, "h_n")
+        rom = pyrtl.MemBlock(bitwidth=H, addrwidth=rom_bits, name="host_rom", asynchronous=True)
+        rom[h_addr] <<= pyrtl.MemBlock.EnabledWrite(h_data, h_we)
+        ptr = pyrtl.Register(rom_bits + 1, name="host_ptr")
+        valid = h_go & (ptr < h_n)
+        top = make_accelerator_top("top", p, {"in_data": rom[ptr[:rom_bits]], "in_valid": valid,
+                                              "out_ready": pyrtl.Const(1, bitwidth=1)})
+        accept = valid & top.outputs["in_ready"]
+        ptr.next <<= pyrtl.select(h_rst, pyrtl.Const(0, bitwidth=rom_bits + 1),
+                                  pyrtl.select(accept, ptr + 1, ptr))
+        outs = {"out_data": top.outputs["out_data"], "out_valid": top.outputs["out_valid"],
+                "accept": accept, "busy": top.outputs["busy"]}
+        for k, w in outs.items():
+            o = pyrtl.Output(len(w), name=k)
+            o <<= w
+    return block
+
+
+def _load_stream(words, go_cycles):
+    """Harness stimulus: reset the pointer, write the words into the ROM, then go."""
+    n = len(words)
+    total = n + 1 + go_cycles
+    st = {k: np.zeros(total, dtype=np.uint64) for k in ("h_rst", "h_we", "h_addr", "h_data", "h_go", "h_n")}
+    st["h_rst"][0] = 1
+    st["h_we"][1:n + 1] = 1
+    st["h_addr"][1:n + 1] = np.arange(n, dtype=np.uint64)
+    st["h_data"][1:n + 1] = np.asarray([int(w) for w in words], dtype=np.uint64)
+    st["h_go"][n + 1:] = 1
+    st["h_n"][n + 1:] = n
+    return st
+
+
+def _collect(o, offset):
+    """(accept cycles, output words, output cycles) of a harness run, cycles shifted by -offset."""
+    acc = np.nonzero(np.asarray(o["accept"], dtype=np.uint64))[0]
+    v = np.nonzero(np.asarray(o["out_valid"], dtype=np.uint64))[0]
+    return acc - offset, [int(w) for w in np.asarray(o["out_data"], dtype=np.uint64)[v]], v - offset
+
+
 class TopSim:
-    """The top plus a simulation-only host model, in pyrtl.CompiledSimulation."""
+    """The harness (see harness_block) in pyrtl.CompiledSimulation."""
 
     def __init__(self, p, rom_bits):
         self.p, self.rom_bits = p, rom_bits
         t = time.perf_counter()
-        self.block = pyrtl.Block()
+        self.block = harness_block(p, rom_bits)
         with pyrtl.set_working_block(self.block):
-            H = p.host_bits
-            h_rst = pyrtl.Input(1, "h_rst")
-            h_we = pyrtl.Input(1, "h_we")
-            h_addr = pyrtl.Input(rom_bits, "h_addr")
-            h_data = pyrtl.Input(H, "h_data")
-            h_go = pyrtl.Input(1, "h_go")
-            h_n = pyrtl.Input(rom_bits + 1, "h_n")
-            rom = pyrtl.MemBlock(bitwidth=H, addrwidth=rom_bits, name="host_rom", asynchronous=True)
-            rom[h_addr] <<= pyrtl.MemBlock.EnabledWrite(h_data, h_we)
-            ptr = pyrtl.Register(rom_bits + 1, name="host_ptr")
-            valid = h_go & (ptr < h_n)
-            top = make_accelerator_top("top", p, {"in_data": rom[ptr[:rom_bits]], "in_valid": valid,
-                                                  "out_ready": pyrtl.Const(1, bitwidth=1)})
-            accept = valid & top.outputs["in_ready"]
-            ptr.next <<= pyrtl.select(h_rst, pyrtl.Const(0, bitwidth=rom_bits + 1),
-                                      pyrtl.select(accept, ptr + 1, ptr))
-            outs = {"out_data": top.outputs["out_data"], "out_valid": top.outputs["out_valid"],
-                    "accept": accept, "busy": top.outputs["busy"]}
-            self.out_ports = []
-            for k, w in outs.items():
-                o = pyrtl.Output(len(w), name=k)
-                o <<= w
-                self.out_ports.append(o)
-            tracer = pyrtl.SimulationTrace(wires_to_track=self.out_ports, block=self.block)
+            outs = list(self.block.wirevector_subset(pyrtl.Output))
+            tracer = pyrtl.SimulationTrace(wires_to_track=outs, block=self.block)
             self.sim = pyrtl.CompiledSimulation(tracer=tracer, block=self.block)
         self.elaboration_s = time.perf_counter() - t
 
@@ -302,41 +333,56 @@ class TopSim:
         n = len(words)
         require(n < (1 << self.rom_bits), "host stream longer than the simulation ROM")
         require(self.p.host_bits <= 64, "the PyRTL harness drives host_bits <= 64")
-        z = np.zeros(n + 1, dtype=np.uint64)
-        load = {"h_rst": z.copy(), "h_we": z.copy(), "h_addr": z.copy(), "h_data": z.copy(),
-                "h_go": z.copy(), "h_n": z.copy()}
-        load["h_rst"][0] = 1
-        load["h_we"][1:] = 1
-        load["h_addr"][1:] = np.arange(n, dtype=np.uint64)
-        load["h_data"][1:] = np.asarray([int(w) for w in words], dtype=np.uint64)
+        load = {k: v[:n + 1] for k, v in _load_stream(words, 0).items()}
         self._run(load, n + 1)
         got, first, last, total = [], None, None, 0
         chunk = budget + 64
         while len(got) < n_out_words:
             require(total <= 4 * budget + 100000, "RTL simulation did not finish the job "
                     f"({len(got)} of {n_out_words} output words): controller stalled")
-            go = {"h_go": np.ones(chunk, dtype=np.uint64),
-                  "h_n": np.full(chunk, n, dtype=np.uint64)}
-            o = self._run(go, chunk)
-            acc = np.nonzero(o["accept"])[0]
+            go = {"h_go": np.ones(chunk, dtype=np.uint64), "h_n": np.full(chunk, n, dtype=np.uint64)}
+            acc, outw, vcyc = _collect(self._run(go, chunk), -total)
             if first is None and acc.size:
-                first = total + int(acc[0])
-            v = np.nonzero(o["out_valid"])[0]
-            got += [int(w) for w in o["out_data"][v]]
-            if v.size:
-                last = total + int(v[-1])
+                first = int(acc[0])
+            got += outw
+            if vcyc.size:
+                last = int(vcyc[-1])
             total += chunk
         require(len(got) == n_out_words, f"top sent {len(got)} output words, expected {n_out_words}")
         return got, last - first + 1
 
 
-def get_topsim(p, n_words):
+class TopVerilator:
+    """The same harness exported to Verilog and compiled by Verilator (nmaccel.cosim)."""
+
+    def __init__(self, p, rom_bits):
+        from nmaccel.cosim import build_verilator
+        self.p, self.rom_bits = p, rom_bits
+        t = time.perf_counter()
+        self.model = build_verilator(harness_block(p, rom_bits), module_name="nmaccel_top_harness")
+        self.elaboration_s = time.perf_counter() - t
+
+    def run(self, words, n_out_words, budget):
+        n = len(words)
+        require(n < (1 << self.rom_bits), "host stream longer than the simulation ROM")
+        go = budget + 64
+        while True:
+            res = self.model.run(_load_stream(words, go))
+            acc, got, vcyc = _collect(res.outputs, n + 1)
+            if len(got) >= n_out_words or go > 4 * budget + 100000:
+                break
+            go *= 2
+        require(len(got) == n_out_words, f"top sent {len(got)} output words, expected {n_out_words}")
+        return got, int(vcyc[-1] - acc[0] + 1)
+
+
+def get_topsim(p, n_words, backend="pyrtl"):
     rom_bits = max(10, int(n_words).bit_length())
-    key = (p, rom_bits)
+    key = (p, rom_bits, backend)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    ts = TopSim(p, rom_bits)
+    ts = (TopSim if backend == "pyrtl" else TopVerilator)(p, rom_bits)
     _CACHE[key] = ts
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -369,7 +415,7 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
     if backend == "golden":
         out_words, ncyc = run_stream(p, words), model
     else:
-        out_words, ncyc = get_topsim(p, len(words)).run(words, n_out, model)
+        out_words, ncyc = get_topsim(p, len(words), backend).run(words, n_out, model)
     y = decode_outputs(out_words, jobs, p, mode, T, packed.out_features)
     return GemmResult(outputs=y, cycles=ncyc, utilization=cm.utilization(shape, array_cfg, rt, ncyc),
                       backend=backend, model_cycles=model, mode=mode, out_words=out_words)
