@@ -132,3 +132,23 @@ def test_codebook_decoder_matches_golden(rng):
                       **{f"code{i}": int(c) for i, c in enumerate(cs)}})
             got = wrap(np.array([sim.inspect(f"val{i}") for i in range(3)]), 8)
             np.testing.assert_array_equal(got, gb.codebook_decode(tab, cs, cfg.codebook_bits))
+
+
+@pytest.mark.parametrize("dsp_width,b_bits", [(18, 21), (12, 21), (27, 21), (18, 18), (9, 12)])
+def test_smul_dsp_split_is_exact(rng, dsp_width, b_bits):
+    """The DSP-sized split multiplier equals the signed product for every w and edge b values."""
+    from nmaccel.hdl.signed import smul_dsp
+    w = pyrtl.Input(8, "w")
+    b = pyrtl.Input(b_bits, "b")
+    p = pyrtl.Output(8 + b_bits, "p")
+    p <<= smul_dsp(w, b, dsp_width, "m")
+    sim = pyrtl.FastSimulation()
+    lo, hi = -(1 << (b_bits - 1)), (1 << (b_bits - 1)) - 1
+    bs = np.concatenate([[lo, lo + 1, -1, 0, 1, hi - 1, hi, (1 << (dsp_width - 1)) - 1, -(1 << (dsp_width - 1))],
+                         rng.integers(lo, hi + 1, 23)])
+    bs = bs[(bs >= lo) & (bs <= hi)]
+    ws = np.arange(-128, 128)
+    for bv in bs:
+        sim.step_multiple({"w": [int(v) & 0xFF for v in ws], "b": [int(bv) & ((1 << b_bits) - 1)] * len(ws)})
+        got = wrap(np.array(sim.tracer.trace["p"][-len(ws):], dtype=object).astype(np.int64), 8 + b_bits)
+        np.testing.assert_array_equal(got, ws * int(bv))

@@ -48,6 +48,7 @@ class ArrayConfig:
     pipeline_mux: bool = False
     pipeline_product: bool = False
     double_buffer: bool = False
+    dsp_width: int = 18
 
     def __post_init__(self):
         for f in ("rows", "cols", "n_max", "m_max"):
@@ -66,6 +67,8 @@ class ArrayConfig:
         require(self.act_bits == 8, f"ArrayConfig.act_bits must be 8 (INT8 activations), got {self.act_bits}")
         require(self.weight_bits == 8, f"ArrayConfig.weight_bits must be 8, got {self.weight_bits}")
         require(self.int4_bits == 4, f"ArrayConfig.int4_bits must be 4, got {self.int4_bits}")
+        require(isinstance(self.dsp_width, int) and self.dsp_width > self.weight_bits,
+                f"ArrayConfig.dsp_width={self.dsp_width!r}: use the DSP's signed operand width (e.g. 18)")
         require(self.codebook_bits in (2, 4),
                 f"ArrayConfig.codebook_bits must be 2 or 4, got {self.codebook_bits}")
         k_max = self.k_max if self.k_max is not None else self.rows * self.m_max

@@ -17,7 +17,7 @@ in INT8 mode the same multiplier sees b = sext(a_lo) and gives one INT8 x INT8 M
 import pyrtl
 
 from nmaccel.hdl.decoder import make_nm_decoder
-from nmaccel.hdl.signed import delay, fields, sadd, sext, smul, ssum
+from nmaccel.hdl.signed import delay, fields, sadd, sext, smul_dsp, ssum
 
 
 def lane_store_bits(cfg):
@@ -79,7 +79,7 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None):
             b = pyrtl.select(rt.int4, packed, sext(a_lo, cfg.operand_bits))
         else:
             b = a_lo
-        p = smul(weights[lane], b)[:cfg.mult_bits]
+        p = smul_dsp(weights[lane], b, cfg.dsp_width, f"{name}.mul{lane}")[:cfg.mult_bits]
         if cfg.pipeline_product:
             p = delay(p, 1, f"{name}.prod{lane}")
         prod = pyrtl.WireVector(cfg.mult_bits, name=f"{name}.p{lane}")

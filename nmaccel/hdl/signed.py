@@ -45,3 +45,43 @@ def delay(w, n, name):
 def fields(w, width, count):
     """Split `w` into `count` fields of `width` bits, field 0 in the LSBs."""
     return [w[i * width:(i + 1) * width] for i in range(count)]
+
+
+def smul_shift_add(w, h, bits):
+    """Signed w * h, `bits` wide, as explicit shift-and-add (no $mul cell: stays in LUTs).
+
+    Partial product i is (w << i) when bit i of h is set; the top bit of h weighs -2**(len(h)-1).
+    """
+    zero = pyrtl.Const(0, bitwidth=bits)
+    terms = []
+    for i in range(len(h)):
+        shifted = sext(pyrtl.concat(w, pyrtl.Const(0, bitwidth=i)) if i else w, bits)
+        if i == len(h) - 1:       # two's complement: -shifted = ~shifted + 1
+            shifted = sadd(~shifted, pyrtl.Const(1, bitwidth=bits), bits)
+        terms.append(pyrtl.select(h[i], shifted, zero))
+    return ssum(terms, bits)
+
+
+def smul_dsp(w, b, dsp_width, name):
+    """Signed w * b (len(w) + len(b) bits) shaped so the only $mul fits one dsp_width DSP.
+
+    If b is wider than dsp_width: b = hi * 2**(dsp_width-1) + lo (lo unsigned, dsp_width-1 bits),
+    w = -2**(n-1) * w_sign + w_rest, and
+        w * b = (w_rest * lo  -  w_sign * (lo << (n-1)))  +  (w * hi) << (dsp_width-1)
+    with w_rest * lo one unsigned multiplier (PyRTL's signed_mult would sign-extend both
+    operands to the full product width, costing 2 DSPs), and the rest shift-and-add LUT logic.
+    """
+    bits = len(w) + len(b)
+    if len(b) <= dsp_width:
+        return smul(w, b)[:bits]
+    n, cut = len(w), dsp_width - 1
+    lo = pyrtl.WireVector(cut, name=f"{name}.lo")
+    lo <<= b[:cut]
+    core = pyrtl.WireVector(cut + n - 1, name=f"{name}.dsp")
+    core <<= w[:n - 1] * lo                                    # unsigned (n-1) x cut: one DSP
+    corr = pyrtl.select(w[n - 1], pyrtl.concat(lo, pyrtl.Const(0, bitwidth=n - 1)),
+                        pyrtl.Const(0, bitwidth=cut + n - 1))
+    p_lo = sadd(core.zero_extended(bits), ~corr.zero_extended(bits), bits)
+    p_lo = sadd(p_lo, pyrtl.Const(1, bitwidth=bits), bits)     # core - corr
+    p_hi = smul_shift_add(w, b[cut:], bits - cut)
+    return sadd(p_lo, pyrtl.concat(p_hi, pyrtl.Const(0, bitwidth=cut)), bits)
