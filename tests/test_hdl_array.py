@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from nmaccel.golden import blocks as gb
+from nmaccel.errors import NmaccelError
 from nmaccel.golden import gemm
 from nmaccel.hdl import ArrayConfig
 from nmaccel.pack import PackedWeights, pack_weights
@@ -19,7 +20,6 @@ def make_packed(rng, out, k, n, m, mode, bits, edge=False):
         for g in range(kp // m):
             mask[o, g, rng.choice(m, n, replace=False)] = True
     mask = mask.reshape(out, kp)
-    mask[:, k:] = mask[:, k:]
     sc = np.ones((out, 1), dtype=np.float32)
     if mode == "codebook":
         codes = rng.integers(0, 1 << bits, size=(out, kp)) * mask
@@ -147,3 +147,29 @@ def test_tile_schedule_streams_without_bubbles():
     assert np.all(np.diff(ss) == s)
     _, _, slow = gb.tile_schedule(cfg, [s - 1] * 5)
     assert slow > 1 + cfg.rows + 5 * (s - 1) + cfg.latency
+
+
+def test_codebook_per_scale_group_reloads_lut(rng):
+    """Group-wise codebooks: the column LUT reloads where the scale group changes (cb_load)."""
+    cfg = ArrayConfig(rows=4, cols=2)
+    w = rng.standard_normal((2, 32)).astype(np.float32)
+    pw = pack_weights(w, n_keep=2, m_group=4, bits=4, quantizer="lloyd-max", group_size=8)
+    assert pw.codebook.shape[1] == 4
+    x = rng.integers(-128, 128, size=(5, 32))
+    check_tile(pw, x, cfg)
+    bad = pack_weights(w, n_keep=2, m_group=4, bits=4, quantizer="lloyd-max", group_size=4)
+    with pytest.raises(NmaccelError, match="group_size a multiple of 8"):
+        run_tile(bad, x, cfg, simulator="fast")
+
+
+def test_asymmetric_codes_run_in_int8_mode(rng):
+    """Zero-point INT4 codes (code - zp spans [-15, 15]) need mode='int8'; the default refuses."""
+    cfg = ArrayConfig(rows=2, cols=2)
+    w = rng.standard_normal((2, 16)).astype(np.float32) + 0.5
+    pw = pack_weights(w, n_keep=2, m_group=4, bits=4, symmetric=False)
+    x = rng.integers(-128, 128, size=(4, 16))
+    assert np.abs(pw.int_weights()).max() > 7
+    with pytest.raises(NmaccelError, match="outside int4 range"):
+        run_tile(pw, x, cfg, simulator="fast")
+    res = run_tile(pw, x, cfg, simulator="fast", mode="int8")
+    np.testing.assert_array_equal(res.outputs, gemm(pw, x))
