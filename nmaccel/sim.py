@@ -25,7 +25,7 @@ from nmaccel.errors import NmaccelError, require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.array import input_widths, make_array_top, output_widths
-from nmaccel.hdl.config import MODE_CODE, ArrayConfig
+from nmaccel.hdl.config import MODE_CODE, ArrayConfig, RuntimeConfig
 
 SIMULATORS = ("compiled", "fast", "python")
 MODEL_SUFFIXES = (".safetensors", ".gguf", ".npy", ".npz")
@@ -346,9 +346,8 @@ def cmd_sim(args):
     else:
         w = _default_weights()
     if packed is None:
-        g = gb.window_groups(n_keep, m_group, cfg.n_max, cfg.m_max) if 1 <= n_keep <= cfg.n_max and \
-            n_keep <= m_group <= cfg.m_max else 1
-        k = min(w.shape[1], cfg.rows * max(g, 1) * m_group)
+        RuntimeConfig("int8", n_keep, m_group).check(cfg)     # clear N:M errors before packing
+        k = min(w.shape[1], cfg.rows * cfg.window(n_keep, m_group))
         packed = _pack(np.asarray(w, dtype=np.float32)[:cfg.cols, :k], n_keep, m_group, args.bits, quantizer)
     rng = np.random.default_rng(args.seed)
     x_q = rng.integers(-128, 128, size=(args.tokens, packed.in_features), dtype=np.int64)
