@@ -198,9 +198,10 @@ def encode_gemm(packed, x_q, p, epilogue=None, mode=None, group_scales=None):
         xs = gb.activation_steps(plan, x[t0:t0 + tok], proxy)          # (steps, n_kt*R, tps, m)
         for kt in range(n_kt):
             for s in range(job.n_steps):
-                # x_in_r element k: token A in bits [tps*8k, +8), token B above (INT4 builds)
-                rec = xs[s, kt * R:(kt + 1) * R].transpose(0, 2, 1)
-                words += split_record(pack(rec, a.act_bits), p.act_rec_bits, H)
+                v = pack(xs[s, kt * R:(kt + 1) * R, 0], a.act_bits)        # token A
+                if tps == 2:
+                    v |= pack(xs[s, kt * R:(kt + 1) * R, 1], a.act_bits) << p.act_tok_bits
+                words += split_record(v, p.act_tok_bits * tps, H)
         for nt in range(n_nt):
             for kt in range(n_kt):
                 for rec in wrecs[nt][kt]:

@@ -72,7 +72,7 @@ def job_cycles(job, p, mode, kt_per_group=None):
     a = p.array
     R, cool, lat = a.rows, p.cool, p.out_latency
     ns, nkt, nnt = job.n_steps, job.n_kt, job.n_nt
-    hw, wa, we, wo = p.words("header"), p.words("act"), p.words("epilogue"), p.words("out")
+    hw, wa, we, wo = p.words("header"), p.words("act", int4=mode == INT4), p.words("epilogue"), p.words("out")
     ww = p.words("weight", mode == CODEBOOK)
     gk = (kt_per_group or nkt) if p.group_scales else None
     wg = p.words("gs") if p.group_scales else 0

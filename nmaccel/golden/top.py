@@ -110,6 +110,11 @@ class TopConfig:
         return self.array.rows * self.array.x_bits
 
     @property
+    def act_tok_bits(self):
+        """One token's part of an activation record: rows x m_max INT8 (token B follows)."""
+        return self.array.rows * self.array.m_max * self.array.act_bits
+
+    @property
     def w_rec_bits(self):
         return self.array.cols * self.array.w_bits
 
@@ -133,9 +138,11 @@ class TopConfig:
     def out_rec_bits(self):
         return self.out_fields * self.raw_bits
 
-    def words(self, record, codebook=False):
-        """Host words of one record: 'header', 'act', 'weight', 'gs', 'epilogue' or 'out'."""
-        bits = {"header": self.hdr_bits, "act": self.act_rec_bits, "epilogue": self.ep_rec_bits,
+    def words(self, record, codebook=False, int4=False):
+        """Host words of one record: 'header', 'act', 'weight', 'gs', 'epilogue' or 'out'
+        (weights carry codebooks in codebook mode; activations carry token B in INT4 mode)."""
+        bits = {"header": self.hdr_bits, "act": self.act_tok_bits * (2 if int4 else 1),
+                "epilogue": self.ep_rec_bits,
                 "gs": self.array.cols * self.gs_mult_bits,
                 "out": self.out_rec_bits,
                 "weight": self.w_rec_bits + (self.cb_rec_bits if codebook else 0)}[record]
@@ -143,7 +150,8 @@ class TopConfig:
 
     @property
     def asm_words(self):
-        return max(self.words("header"), self.words("act"), self.words("weight", True),
+        return max(self.words("header"), self.words("act", int4=self.array.has_int4),
+                   self.words("weight", True),
                    self.words("epilogue"), self.words("gs"))
 
     @property
@@ -267,10 +275,10 @@ def run_stream(p, words):
         x = np.zeros((nkt, ns, a.rows, a.tokens_per_step, a.m_max), dtype=np.int64)
         for kt in range(nkt):
             for s in range(ns):
-                v = rd.record(p.words("act"))
-                x[kt, s] = unpack(v, a.act_bits, a.rows * a.tokens_per_step * a.m_max,
-                                  signed=True).reshape(a.rows, a.m_max, a.tokens_per_step
-                                                       ).transpose(0, 2, 1)
+                v = rd.record(p.words("act", int4=mode == "int4"))
+                for t in range(2 if mode == "int4" else 1):      # token A, then token B
+                    x[kt, s, :, t] = unpack(v >> (t * p.act_tok_bits), a.act_bits, a.rows * a.m_max,
+                                            signed=True).reshape(a.rows, a.m_max)
         ww = p.words("weight", mode == "codebook")
         gk = hdr.get("kt_per_group", 0)
         require(not p.group_scales or 1 <= gk <= nkt, f"header kt_per_group={gk} outside 1..{nkt}")

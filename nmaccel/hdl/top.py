@@ -11,17 +11,23 @@ words, record i's word w = bits [w*H, w*H+H)):
 record     fields (LSB first)                                      count, order
 =========  ======================================================  ===========================
 header     mode, n_keep, m_group, relu, raw, n_steps, n_kt, n_nt   1
-act        x_in_0 .. x_in_{rows-1} of one array step               n_kt * n_steps (kt-major)
+           (+ kt_per_group on group-scale tops)
+act        token A: rows x m_max INT8 (row r element k at          n_kt * n_steps (kt-major)
+           byte r*m_max+k); token B likewise (INT4 mode only)
 weight     w_in_0 .. w_in_{cols-1}, then cb_in_0 .. cb_in_{cols-1}  rows per (N tile, K tile),
            (codebook mode only) of one array load cycle            array row rows-1 first
-epilogue   per column: mult, shift, bias                           after the weights of an N
-                                                                   tile's last K tile
+gs         per column: group multiplier (gs_mult_bits, unsigned)    group-scale tops: after the
+                                                                   weights of every K tile
+                                                                   ending a scale group
+epilogue   per column: mult, shift, bias                           after the weights (and gs)
+                                                                   of an N tile's last K tile
 =========  ======================================================  ===========================
 
-Order: header, acts, then for nt in N tiles: for kt in K tiles: weights (+ epilogue if last kt).
-Output: per N tile, n_steps records of cols * tokens_per_step fields of raw_bits (token A's
-columns first), sent after the N tile's last K tile (raw: saturate_32(acc + bias), relu
-optional; scaled: the INT8 epilogue). A new header is accepted once the last word is out.
+Order: header, acts, then for nt in N tiles: for kt in K tiles: weights (+ gs at a group end)
+(+ epilogue if last kt). Output: per N tile, n_steps records of cols * tokens_per_step fields of
+raw_bits (token A's columns first), sent after the N tile's last K tile (raw: saturate to
+raw_bits of sum + bias, relu optional; scaled: the INT8 epilogue). A new header is accepted
+once the last word is out. Tokens beyond t_max steps: the host sends another job.
 
 Pipeline: the input side fills two weight staging banks (double buffering: bank b + 1 fills
 while bank b is shifted into the array and computed); a K tile fires when its bank is full,
@@ -30,6 +36,9 @@ tile, the output buffer is free. A tile: 1 cycle stage read, `rows` weight-shift
 last overlaps the first activation read), n_steps activation steps. Array outputs accumulate
 in the accumulator buffer (first K tile writes, later tiles add); the last K tile's sums go
 through `cols * tokens_per_step` epilogues into the output buffer, streamed out afterwards.
+Group-scale tops (TopConfig.group_scales) keep the accumulator per scale group (partial sum P)
+and at a group's last K tile add P * m[c] (exact, m unsigned from the gs record) into a second
+`sum_bits` buffer: golden nmaccel.golden.groupscale.group_scaled_gemm, stage by stage.
 Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7).
 """
 import pyrtl
@@ -166,7 +175,10 @@ def make_accelerator_top(name, cfg, inputs=None):
     accept = in_valid & in_ready
     w_words = pyrtl.select(codebook, _c(cfg.words("weight", True) - 1, wcb),
                            _c(cfg.words("weight") - 1, wcb))
-    need_m1 = pyrtl.mux(ist, _c(cfg.words("header") - 1, wcb), _c(cfg.words("act") - 1, wcb),
+    int4_mode = cfgregs["mode"] == MODE_CODE["int4"] if A.has_int4 else _c(0, 1)
+    a_words = pyrtl.select(int4_mode, _c(cfg.words("act", int4=True) - 1, wcb),
+                           _c(cfg.words("act") - 1, wcb))
+    need_m1 = pyrtl.mux(ist, _c(cfg.words("header") - 1, wcb), a_words,
                         w_words, _c(cfg.words("epilogue") - 1, wcb), _c(0, wcb),
                         _c(cfg.words("gs") - 1, wcb), default=_c(0, wcb))
     rec_done = accept & (wcnt == need_m1)
@@ -283,9 +295,15 @@ def make_accelerator_top(name, cfg, inputs=None):
         arr_in["cb_load"] = w_load & codebook
         for c in range(C):
             arr_in[f"cb_in_{c}"] = cbf[c]
-    xf = fields(act.rdata, A.x_bits, R)
+    # record: token A (rows x m_max bytes), then token B; x_in_r interleaves them per element
+    tb = cfg.act_tok_bits
     for r in range(R):
-        arr_in[f"x_in_{r}"] = xf[r]
+        elems = []
+        for k in range(A.m_max):
+            lo = (r * A.m_max + k) * A.act_bits
+            for t in range(TPS):
+                elems.append(act.rdata[t * tb + lo:t * tb + lo + A.act_bits])
+        arr_in[f"x_in_{r}"] = pyrtl.concat_list(elems)
     for k, v in list(arr_in.items()):
         wv = pyrtl.WireVector(len(v), name=f"{name}.a_{k}")
         wv <<= v
