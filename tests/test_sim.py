@@ -116,7 +116,11 @@ def test_bad_input_raises_before_simulation(rng, case, match, monkeypatch):
 
 @pytest.mark.parametrize("kw,match", [({"rows": 0}, "rows"), ({"n_max": 9, "m_max": 8}, "n_max"),
                                       ({"modes": ("int4",)}, "modes"), ({"acc_bits": 10}, "acc_bits"),
-                                      ({"m_max": 1, "n_max": 1}, "m_max"), ({"cols": 2.0}, "cols")])
+                                      ({"m_max": 1, "n_max": 1}, "m_max"), ({"cols": 2.0}, "cols"),
+                                      ({"k_max": 3, "rows": 2, "n_max": 2}, "k_max"),
+                                      ({"pipeline_mux": 1}, "pipeline_mux"),
+                                      ({"modes": ("int8", "int8")}, "repeats"), ({"dsp_width": 8}, "dsp_width"),
+                                      ({"codebook_bits": 3}, "codebook_bits"), ({"act_bits": 4}, "act_bits")])
 def test_array_config_validation(kw, match):
     with pytest.raises(NmaccelError, match=match):
         ArrayConfig(**kw)

@@ -71,8 +71,13 @@ class ArrayConfig:
                 f"ArrayConfig.dsp_width={self.dsp_width!r}: use the DSP's signed operand width (e.g. 18)")
         require(self.codebook_bits in (2, 4),
                 f"ArrayConfig.codebook_bits must be 2 or 4, got {self.codebook_bits}")
+        for f in ("pipeline_mux", "pipeline_product", "double_buffer"):
+            require(isinstance(getattr(self, f), bool), f"ArrayConfig.{f} must be True or False")
+        require(len(set(modes)) == len(modes), f"ArrayConfig.modes {modes!r} repeats a mode")
         k_max = self.k_max if self.k_max is not None else self.rows * self.m_max
-        require(isinstance(k_max, int) and k_max >= 1, f"ArrayConfig.k_max must be a positive int, got {k_max!r}")
+        require(isinstance(k_max, int) and k_max >= self.rows * self.n_max,
+                f"ArrayConfig.k_max={k_max!r} is below the {self.rows * self.n_max} products one column "
+                f"sums per step (rows * n_max): use k_max >= {self.rows * self.n_max}")
         object.__setattr__(self, "k_max", k_max)
         need = self.required_acc_bits(k_max)
         if self.acc_bits is None:
