@@ -160,6 +160,8 @@ def test_bad_input_raises_before_simulation(rng):
     words, _, _ = encode_gemm(packed, x, P22)
     with pytest.raises(NmaccelError, match="truncated"):
         run_stream(P22, words[:-1])
+    with pytest.raises(NmaccelError, match="mode code 3"):
+        run_stream(P22, [words[0] | 3] + words[1:])
 
 
 def test_narrow_ports_fit_ecp5_pins():
