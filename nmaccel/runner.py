@@ -327,7 +327,8 @@ class TopSim:
         ptr = ctypes.POINTER(ctypes.c_uint64)
         sim._sim_run_all.argtypes = [ctypes.c_uint64, ptr, ptr]
         sim._sim_run_all(n, ins.ctypes.data_as(ptr), outs.ctypes.data_as(ptr))
-        return {k: outs[:, sim._outputs_metadata[k].start] for k in ("out_data", "out_valid", "accept", "busy")}
+        return {k: outs[:, sim._outputs_metadata[k].start]
+                for k in ("out_data", "out_valid", "accept", "busy")}
 
     def run(self, words, n_out_words, budget):
         """Feed `words`; returns (output words, measured cycles)."""
@@ -366,6 +367,7 @@ class TopVerilator:
     def run(self, words, n_out_words, budget):
         n = len(words)
         require(n < (1 << self.rom_bits), "host stream longer than the simulation ROM")
+        require(self.p.host_bits <= 64, "the Verilator harness drives host_bits <= 64")
         go = budget + 64
         while True:
             res = self.model.run(_load_stream(words, go))
@@ -403,7 +405,8 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
     """
     require(backend in BACKENDS, f"unknown backend {backend!r}: use one of {BACKENDS}")
     require(simulator == "compiled", f"simulator {simulator!r}: the top runs on 'compiled' only")
-    require(isinstance(array_cfg, ArrayConfig), f"array_cfg must be an ArrayConfig, got {type(array_cfg).__name__}")
+    require(isinstance(array_cfg, ArrayConfig),
+            f"array_cfg must be an ArrayConfig, got {type(array_cfg).__name__}")
     p = top_cfg if top_cfg is not None else default_top(array_cfg)
     require(p.array == array_cfg, "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
     words, jobs, mode = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)
@@ -416,7 +419,12 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
     if backend == "golden":
         out_words, ncyc = run_stream(p, words), model
     else:
-        out_words, ncyc = get_topsim(p, len(words), backend).run(words, n_out, model)
+        sim = get_topsim(p, len(words), backend)
+        try:
+            out_words, ncyc = sim.run(words, n_out, model)
+        except Exception:
+            _CACHE.pop((p, sim.rom_bits, backend), None)     # its state is mid-job: rebuild next time
+            raise
     y = decode_outputs(out_words, jobs, p, mode, T, packed.out_features)
     return GemmResult(outputs=y, cycles=ncyc, utilization=cm.utilization(shape, array_cfg, rt, ncyc),
                       backend=backend, model_cycles=model, mode=mode, out_words=out_words)

@@ -96,9 +96,9 @@ def _mem2p(name, depth_bits, width, waddr, wdata, we, raddr):
     return rdata
 
 
-def _nxt(reg, *cases, default=None):
-    """reg.next <<= first value whose condition holds (cases: (cond, value)), else default/reg."""
-    v = reg if default is None else default
+def _nxt(reg, *cases):
+    """reg.next <<= the value of the first case (cond, value) whose cond holds, else reg."""
+    v = reg
     for cond, val in reversed(cases):
         v = pyrtl.select(cond, val, v)
     reg.next <<= v
@@ -401,7 +401,7 @@ def make_accelerator_top(name, cfg, inputs=None):
          (job_done, _c(IN_HDR, 3)))
     outputs = {"in_ready": in_ready, "out_data": orec[:H], "out_valid": out_valid, "busy": active}
     return Bundle(inputs=ins, outputs=outputs, array=arr, job_done=job_done, fire=fire,
-                  accept=accept, _ist=ist, _rec_done=rec_done)
+                  accept=accept)
 
 
 def make_top_ports(cfg, name="top"):
