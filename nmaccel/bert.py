@@ -117,28 +117,36 @@ class MiniLM:
             on_input(p + ".weight", x.reshape(-1, x.shape[-1]))
         return x @ self.weights[p + ".weight"].T + self.weights[p + ".bias"]
 
-    def hidden(self, ids, on_input=None):
-        """Last hidden states (T, d) of one token sequence (no padding)."""
+    def _embed(self, ids):
         w = self.weights
         ids = np.asarray(ids)
         require(ids.ndim == 1 and 0 < ids.size <= w["embeddings.position_embeddings.weight"].shape[0],
                 "ids must be one sequence of 1..512 tokens")
-        t, hd = ids.size, self.d // self.n_heads
-        h = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:t]
+        h = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:ids.size]
              + w["embeddings.token_type_embeddings.weight"][0])
-        h = _layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        return _layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+
+    def layer(self, i, h, on_input=None):
+        """Encoder layer i on h (T, d) -> (T, d); on_input(name, x) sees each linear's input first."""
+        w = self.weights
+        t, hd = h.shape[0], self.d // self.n_heads
+        p = f"encoder.layer.{i}."
+        q, k, v = (self._linear(p + s, h, on_input).reshape(t, self.n_heads, hd).transpose(1, 0, 2)
+                   for s in LINEARS[:3])
+        s = q @ k.transpose(0, 2, 1) * np.float32(1 / np.sqrt(hd))
+        s = np.exp(s - s.max(-1, keepdims=True))
+        a = ((s / s.sum(-1, keepdims=True)) @ v).transpose(1, 0, 2).reshape(t, self.d)
+        h = _layer_norm(h + self._linear(p + "attention.output.dense", a, on_input),
+                        w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
+        f = _gelu(self._linear(p + "intermediate.dense", h, on_input))
+        return _layer_norm(h + self._linear(p + "output.dense", f, on_input),
+                           w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
+
+    def hidden(self, ids, on_input=None):
+        """Last hidden states (T, d) of one token sequence (no padding)."""
+        h = self._embed(ids)
         for i in range(self.n_layers):
-            p = f"encoder.layer.{i}."
-            q, k, v = (self._linear(p + s, h, on_input).reshape(t, self.n_heads, hd).transpose(1, 0, 2)
-                       for s in LINEARS[:3])
-            s = q @ k.transpose(0, 2, 1) * np.float32(1 / np.sqrt(hd))
-            s = np.exp(s - s.max(-1, keepdims=True))
-            a = ((s / s.sum(-1, keepdims=True)) @ v).transpose(1, 0, 2).reshape(t, self.d)
-            h = _layer_norm(h + self._linear(p + "attention.output.dense", a, on_input),
-                            w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
-            f = _gelu(self._linear(p + "intermediate.dense", h, on_input))
-            h = _layer_norm(h + self._linear(p + "output.dense", f, on_input),
-                            w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
+            h = self.layer(i, h, on_input)
         return h
 
     def embed(self, ids):
@@ -155,14 +163,27 @@ class MiniLM:
         return {k: np.concatenate(v) for k, v in out.items()}
 
     def compress(self, sequences, transform, sequential=True, names=None):
-        """New model with linears ``transform(name, w, x)``; x from the model compressed so far
-        (sequential) or the dense model, over all calibration ``sequences``."""
-        wanted = [n for n in self.linear_names() if names is None or n in names]
+        """New model with linears ``transform(name, w, x)``, x = that linear's inputs over all
+        calibration ``sequences``: from the model compressed so far (sequential, linear after
+        linear) or from the dense model."""
+        wanted = set(self.linear_names() if names is None else names)
         model, new = self.with_linears({}), {}
-        for name in wanted:  # one layer at a time: inputs of `name` under the current model
-            src = model if sequential else self
-            x = src.collect_inputs(sequences, [name])[name]
-            new[name] = np.asarray(transform(name, self.weights[name], x), np.float32)
-            if sequential:
-                model.weights[name] = new[name]
+        hs = [self._embed(ids) for ids in sequences]
+        for i in range(self.n_layers):
+            layer_names = [f"encoder.layer.{i}.{s}.weight" for s in LINEARS]
+            for name in layer_names:  # inputs of `name` need this layer's earlier linears replaced
+                if name not in wanted:
+                    continue
+                xs = []
+
+                def grab(n, x):
+                    if n == name:
+                        xs.append(x.copy())
+                src = model if sequential else self
+                for h in hs:
+                    src.layer(i, h, grab)
+                new[name] = np.asarray(transform(name, self.weights[name], np.concatenate(xs)), np.float32)
+                if sequential:
+                    model.weights[name] = new[name]
+            hs = [(model if sequential else self).layer(i, h) for h in hs]
         return self.with_linears(new)
