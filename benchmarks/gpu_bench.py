@@ -140,6 +140,51 @@ def bench_shape(torch, rng, out, k, tokens, rows, log, search):
     return p
 
 
+NOTES = """## Notes (H100, this software stack)
+- cuSPARSELt's algorithm search (`torch._cslt_sparse_mm_search`) failed with "internal error" and
+  left the CUDA context broken (illegal instruction) on 256x1024 and 11008x4096 FP16 weights, so
+  every 2:4 row uses the default algorithm (`--search` turns the search on).
+- FP16 2:4 with `transpose_result=True` (output (T, out), what `F.linear` on a
+  `to_sparse_semi_structured` weight does) is 2-3x slower than leaving the output as (out, T)
+  (`sp24_fp16_nt`); INT8 and FP8 are fast with the (T, out) output.
+- An eager `torch._cslt_sparse_mm` call took 0.2-0.3 s here (`sp24_fp16_eager`, host-side: the
+  same call replayed from a CUDA graph takes microseconds); `F.linear` on a
+  `to_sparse_semi_structured` weight took 1.0-1.4 ms per call in an earlier probe.
+- `_cslt_sparse_mm` INT8 accepts out_dtype INT32 (exact), FP16 or BF16 only; FP8 e4m3 accepts
+  FP16, BF16 or FP32; FP16/BF16 inputs accept no out_dtype; a dense operand narrower than 16
+  columns is refused (T is padded to 16).
+- `packed_nm24` reads 3.125 bits/weight (INT4 values + 2-bit indices + FP16 scales per 128); at
+  T = 1 the tuner picks the CUDA-core gather kernel, at T = 16 the tensor-core kernel (see the
+  JSON's `config` and `tune_us`). At T = 1 it is instruction-bound, not memory-bound: Nsight
+  Compute (11008x4096, gather 32/8/1/2, separate run) showed ~12 SASS instructions per kept
+  weight (decode, index, 64-bit gather address, convert, FMA), ALU pipe 54%, issue slots 47%,
+  0.73 TB/s of memory traffic. A variant reading x as 4-FP16 int64 words and picking the
+  activation with a shift (no per-weight gather) measured 32.8 us vs 27.6 us and was dropped.
+  The T = 16 tensor-core kernel spends its time expanding 2:4 to dense FP16 in registers.
+"""
+
+
+def targets(rows):
+    """Lines checking the issue's targets against this run's ratios."""
+    def best(shape, ts, methods):
+        rs = [r for r in rows if (r["out"], r["in"]) == shape and r["T"] in ts and r["method"] in methods]
+        return max(rs, key=lambda r: r["ratio_vs_dense_fp16"]) if rs else None
+    out = ["## Targets", ""]
+    for shape in ((11008, 4096), (4096, 11008)):
+        for ts, label in (((1024,), "T=1024"), ((4096,), "T=4096")):
+            r = best(shape, ts, ("sp24_fp16", "sp24_fp16_nt", "sp24_int8", "sp24_fp8"))
+            r16 = best(shape, ts, ("sp24_fp16", "sp24_fp16_nt"))
+            if r:
+                out.append(f"- 2:4 prefill >= 1.5x, {shape[0]}x{shape[1]} {label}: best {r['method']} "
+                           f"{r['ratio_vs_dense_fp16']:.2f}x ({'met' if r['ratio_vs_dense_fp16'] >= 1.5 else 'NOT met'}); "
+                           f"FP16 2:4 {r16['ratio_vs_dense_fp16']:.2f}x")
+    r = best((11008, 4096), (1,), ("packed_nm24",))
+    if r:
+        out.append(f"- packed 2:4 INT4 decode >= 3x, 11008x4096 T=1: {r['ratio_vs_dense_fp16']:.2f}x "
+                   f"({'met' if r['ratio_vs_dense_fp16'] >= 3 else 'NOT met'}; memory-bound limit 16/3.125 = 5.1x)")
+    return out + [""]
+
+
 def markdown(meta, rows, tokens):
     from tabulate import tabulate
     out = [f"# GPU benchmark ({meta['device']})", "",
@@ -161,7 +206,7 @@ def markdown(meta, rows, tokens):
             out_rows.append([m] + cells)
         out += [f"## W {n_out} x {k} (out x in)", "",
                 tabulate(out_rows, headers=["method"] + [f"T={t}" for t in tokens], tablefmt="github"), ""]
-    return "\n".join(out)
+    return "\n".join(out + targets(rows) + [NOTES])
 
 
 def main(argv=None):

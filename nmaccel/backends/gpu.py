@@ -25,13 +25,13 @@ INT4PACK_GROUPS = (32, 64, 128, 256)   # group sizes torch._weight_int4pack_mm a
 INT4PACK_K_ALIGN = 256                 # K multiple for every inner_k_tiles and group size
 TRITON_MAX_T = 16
 
-# (kernel, block_n, split_k, num_warps, num_stages) tried by PackedNM24Int4.tune;
-# kernel "gather" (CUDA cores, any T) or "dot" (tensor cores, T padded to 16)
-TRITON_CONFIGS = [("gather", 32, 8, 1, 2), ("gather", 64, 8, 2, 2), ("gather", 32, 16, 2, 2),
-                  ("gather", 128, 4, 4, 3), ("gather", 32, 16, 1, 2), ("gather", 64, 16, 2, 3),
-                  ("gather", 32, 4, 1, 3), ("gather", 64, 1, 2, 3),
-                  ("dot", 64, 1, 4, 3), ("dot", 128, 4, 4, 3), ("dot", 64, 16, 4, 2), ("dot", 128, 8, 4, 3),
-                  ("dot", 128, 2, 4, 3), ("dot", 128, 4, 8, 3)]
+# (kernel, block_n, split_k, num_warps, num_stages) tried by PackedNM24Int4.tune; kernels:
+# "gather" (CUDA cores), "gather_t" (CUDA cores, x transposed, T > 1), "dot" (tensor cores, T > 1)
+TRITON_CONFIGS = [("gather", 32, 4, 1, 3), ("gather", 32, 8, 1, 2), ("gather", 32, 16, 1, 2),
+                  ("gather", 64, 8, 2, 2), ("gather", 64, 1, 2, 3),
+                  ("gather_t", 16, 8, 1, 2), ("gather_t", 16, 8, 2, 2), ("gather_t", 32, 8, 2, 2),
+                  ("gather_t", 32, 4, 4, 3), ("gather_t", 16, 16, 1, 3),
+                  ("dot", 64, 1, 4, 3), ("dot", 128, 8, 4, 3), ("dot", 128, 4, 4, 3), ("dot", 64, 16, 4, 2)]
 
 DEFAULT_CONFIG = TRITON_CONFIGS[0]
 
@@ -355,13 +355,19 @@ class PackedNM24Int4:
         return triton_nm.launch(x, self.v_words, self.i_half, self.scales, out, k=self.in_features,
                                 n_blocks=self.n_blocks, words=self.block_k // COLS_PER_WORD,
                                 blocks_per_scale=self.blocks_per_scale, block_n=block_n,
-                                split_k=split_k, num_warps=warps, num_stages=stages, dot=kernel == "dot")
+                                split_k=split_k, num_warps=warps, num_stages=stages, kernel=kernel)
 
     def tune(self, x, configs=TRITON_CONFIGS):
-        """Time every config on x (triton do_bench), keep the fastest for this T; returns timings (ms)."""
+        """Time every config on x, keep the fastest for this T; returns {config: ms}.
+
+        Each config is timed as a one-launch CUDA graph replayed by triton's do_bench (median,
+        L2 flushed before each replay), so host launch cost does not decide the choice."""
         from triton.testing import do_bench
         x = self._check_x(x)
-        times = {cfg: do_bench(lambda cfg=cfg: self.run(x, cfg), warmup=5, rep=20) for cfg in configs}
+        times = {}
+        for cfg in configs if x.shape[0] > 1 else [c for c in configs if c[0] == "gather"]:
+            replay, _ = graphed(lambda cfg=cfg: self.run(x, cfg))
+            times[cfg] = do_bench(replay, warmup=5, rep=25, return_mode="median")
         self.config[x.shape[0]] = min(times, key=times.get)
         self.timings[x.shape[0]] = times
         return times

@@ -67,6 +67,52 @@ def _nm24_int4_kernel(x_ptr, v_ptr, i_ptr, s_ptr, out_ptr,
 
 
 @triton.jit
+def _nm24_int4_gather_t_kernel(xt_ptr, v_ptr, i_ptr, s_ptr, out_ptr,
+                               T, N, K, n_blocks, blocks_per_split, blocks_per_scale,
+                               stride_xk, stride_vn, stride_in, stride_sn, stride_ot,
+                               BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, WORDS: tl.constexpr,
+                               ATOMIC: tl.constexpr, MASK_K: tl.constexpr):
+    """Gather kernel for T > 1: x comes transposed (K, T), so one gather per kept weight fetches
+    the activations of all T tokens as one contiguous vector."""
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = rn < N
+    rq = tl.arange(0, WORDS)
+    rt = tl.arange(0, BLOCK_T)
+    t_ok = rt < T
+    acc = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
+    b_lo = pid_k * blocks_per_split
+    b_hi = tl.minimum(b_lo + blocks_per_split, n_blocks)
+    for b in range(b_lo, b_hi):
+        w = b * WORDS + rq
+        v = tl.load(v_ptr + rn[:, None] * stride_vn + w[None, :], mask=n_ok[:, None], other=0, cache_modifier=".cg")
+        v = v ^ -0x77777778
+        ih = tl.load(i_ptr + rn[:, None] * stride_in + w[None, :], mask=n_ok[:, None], other=0,
+                     cache_modifier=".cg").to(tl.int32)
+        part = tl.zeros((BLOCK_N, WORDS, BLOCK_T), dtype=tl.float32)
+        col0 = (w * 16)[None, :]
+        for s in tl.static_range(8):
+            u = ((v >> (4 * s)) & 0xF) | 0x4B000000
+            code = u.to(tl.float32, bitcast=True) - 8388616.0
+            col = col0 + ((s // 2) * 4) + ((ih >> (2 * s)) & 3)
+            if MASK_K:
+                xm = (col < K)[:, :, None] & t_ok[None, None, :]
+            else:
+                xm = t_ok[None, None, :]
+            xg = tl.load(xt_ptr + col[:, :, None] * stride_xk + rt[None, None, :], mask=xm, other=0.0)
+            part += code[:, :, None] * xg.to(tl.float32)
+        sc = tl.load(s_ptr + rn * stride_sn + b // blocks_per_scale, mask=n_ok, other=0.0).to(tl.float32)
+        acc += tl.sum(part, axis=1) * sc[:, None]
+    optr = out_ptr + rt[None, :] * stride_ot + rn[:, None]
+    omask = n_ok[:, None] & t_ok[None, :]
+    if ATOMIC:
+        tl.atomic_add(optr, acc, mask=omask, sem="relaxed")
+    else:
+        tl.store(optr, acc, mask=omask)
+
+
+@triton.jit
 def _nm24_int4_dot_kernel(x_ptr, v_ptr, i_ptr, s_ptr, out_ptr,
                           T, N, K, n_blocks, blocks_per_split, blocks_per_scale,
                           stride_xt, stride_vn, stride_in, stride_sn, stride_ot,
@@ -130,10 +176,13 @@ def _nm24_int4_dot_kernel(x_ptr, v_ptr, i_ptr, s_ptr, out_ptr,
 
 
 def launch(x, v_words, i_half, scales, out, *, k, n_blocks, words, blocks_per_scale,
-           block_n, split_k, num_warps, num_stages, dot=False):
+           block_n, split_k, num_warps, num_stages, kernel="gather"):
     """Run a kernel; `out` float32 (T, N) must be zero when split_k > 1 (atomic accumulation).
 
-    dot=False: CUDA-core gather kernel; dot=True: tensor-core kernel (BLOCK_T >= 16)."""
+    kernel: "gather" (CUDA cores, one activation load per weight and token), "gather_t"
+    (CUDA cores, x transposed here so one load per weight covers every token) or "dot"
+    (tensor cores, T padded to 16)."""
+    dot = kernel == "dot"
     t, n = out.shape
     block_t = max(16 if dot else 1, triton.next_power_of_2(t))
     per_split = triton.cdiv(n_blocks, split_k)
@@ -145,6 +194,15 @@ def launch(x, v_words, i_half, scales, out, *, k, n_blocks, words, blocks_per_sc
             x, v_bytes, i_bytes, scales, out,
             t, n, k, n_blocks, per_split, blocks_per_scale,
             x.stride(0), v_bytes.stride(0), i_bytes.stride(0), scales.stride(0), out.stride(0),
+            BLOCK_N=block_n, BLOCK_T=block_t, WORDS=words, ATOMIC=split_k > 1,
+            MASK_K=(n_blocks * words * 16 != k), num_warps=num_warps, num_stages=num_stages)
+        return out
+    if kernel == "gather_t":
+        xt = x.t().contiguous()
+        _nm24_int4_gather_t_kernel[grid](
+            xt, v_words, i_half.view(torch.uint16), scales, out,
+            t, n, k, n_blocks, per_split, blocks_per_scale,
+            xt.stride(0), v_words.stride(0), i_half.stride(0), scales.stride(0), out.stride(0),
             BLOCK_N=block_n, BLOCK_T=block_t, WORDS=words, ATOMIC=split_k > 1,
             MASK_K=(n_blocks * words * 16 != k), num_warps=num_warps, num_stages=num_stages)
         return out
