@@ -380,7 +380,7 @@ class TopVerilator:
 
 
 def get_topsim(p, n_words, backend="pyrtl"):
-    rom_bits = max(10, int(n_words).bit_length())
+    rom_bits = -(-max(16, int(n_words).bit_length()) // 4) * 4     # few sizes: few compiles
     key = (p, rom_bits, backend)
     if key in _CACHE:
         _CACHE.move_to_end(key)
