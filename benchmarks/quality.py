@@ -38,10 +38,14 @@ CONFIGS = {
     "lloyd-max-4b-g128": (dict(n_keep=1, m_group=1, bits=4, group_size=G, quantizer="lloyd-max"), False,
                           "Lloyd-Max 4-bit codebook per g128 group"),
     "2:4-magnitude": ("prune", False, "2:4 magnitude, no quantization"),
+    "2:4-wanda": ("prune", True, "2:4 wanda, no quantization"),
+    "2:4-sparsegpt": ("prune", True, "2:4 SparseGPT (OBS reconstruction), no quantization"),
     "2:4+int4-magnitude": (dict(n_keep=2, m_group=4, bits=4, group_size=G, method="magnitude"), False, ""),
     "2:4+int4-wanda": (dict(n_keep=2, m_group=4, bits=4, group_size=G, method="wanda"), True, ""),
     "2:4+int4-sparsegpt": (dict(n_keep=2, m_group=4, bits=4, group_size=G, method="sparsegpt"), True,
                            "SparseGPT + GPTQ-style joint quantization"),
+    "2:4+int4-sparsegpt-rtn": (dict(n_keep=2, m_group=4, bits=4, group_size=G, method="sparsegpt",
+                                    error_compensation=False), True, "SparseGPT, then round-to-nearest INT4"),
     "4:8+int4-magnitude": (dict(n_keep=4, m_group=8, bits=4, group_size=G, method="magnitude"), False, ""),
     "4:8+int4-wanda": (dict(n_keep=4, m_group=8, bits=4, group_size=G, method="wanda"), True, ""),
     "4:8+int4-sparsegpt": (dict(n_keep=4, m_group=8, bits=4, group_size=G, method="sparsegpt"), True, ""),
@@ -59,7 +63,8 @@ def compress_weight(name, w, x, cfg, damp):
     if kwargs is None:
         return w
     if kwargs == "prune":
-        wp, _ = prune(w, n_keep=2, m_group=4, method="magnitude")
+        method = cfg.split("-", 1)[1]
+        wp, _ = prune(w, n_keep=2, m_group=4, method=method, calibration=x if needs_cal else None, damp=damp)
         return wp[:, :w.shape[1]].astype(np.float32)
     kw = dict(kwargs)
     if needs_cal:
