@@ -229,3 +229,21 @@ def test_group_scale_top_runs_plain_weights_and_errors(rng):
         run_gemm(packed, x, PGS.array, top_cfg=PGS, group_scales=True)
     with pytest.raises(NmaccelError, match="raw_bits"):
         TopConfig(array=PGS.array, group_scales=True)             # 32-bit raw cannot hold sums
+
+
+@pytest.mark.tools
+def test_buffers_map_to_block_ram(tmp_path):
+    """Activation, accumulator and output buffers become DP16KD on ECP5 (registered read data);
+    only the few-row weight staging buffer stays in LUT RAM."""
+    from nmaccel.export import export_verilog
+    from nmaccel.synth import synthesize
+    p = TopConfig(array=ArrayConfig(rows=1, cols=2, n_max=2, m_max=2, modes=("int8",)), t_max=512,
+                  k_tiles_max=4, n_tiles_max=4, host_bits=16)
+    pyrtl.reset_working_block()
+    make_top_ports(p)
+    path = tmp_path / "top.v"
+    export_verilog(path, module_name="nmaccel_top")
+    rep = synthesize(path, "nmaccel_top", "ecp5")
+    assert rep["bram"] >= 3
+    # an asynchronous-read 2048 x 16 activation buffer alone would need 512 DPR16X4
+    assert rep["lutram"] <= 16
