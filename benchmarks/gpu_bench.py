@@ -160,7 +160,10 @@ NOTES = """## Notes (H100, this software stack)
   weight (decode, index, 64-bit gather address, convert, FMA), ALU pipe 54%, issue slots 47%,
   0.73 TB/s of memory traffic. A variant reading x as 4-FP16 int64 words and picking the
   activation with a shift (no per-weight gather) measured 32.8 us vs 27.6 us and was dropped.
-  The T = 16 tensor-core kernel spends its time expanding 2:4 to dense FP16 in registers.
+  At T = 16 the tensor-core kernel (dense FP16 expansion in registers + tl.dot) beats the
+  transposed-x gather kernel (`gather_t`, 84 vs 75 us on 11008x4096) but not dense FP16.
+  Next step for both: a CUDA kernel on the sparse tensor cores (mma.sp), whose 2:4 metadata is
+  exactly the packing's 2-bit index stream (`PackedWeights.nvidia_24_metadata`).
 """
 
 
