@@ -87,6 +87,15 @@ def test_token_tiles_and_full_capacity(rng):
         assert res.utilization > 0.2
 
 
+def test_smallest_jobs(rng):
+    """T = K = N_out = 1 and other one-tile corners on every top."""
+    for p in (P22, P32, P13):
+        for T, K, N in ((1, 1, 1), (2, 1, p.array.cols), (p.t_max, 3, 1)):
+            packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=2,
+                                  m_group=2, bits=8)
+            _check(p, packed, rng.integers(-128, 128, size=(T, K)))
+
+
 def test_raw_bias_relu_and_saturation(rng):
     packed, x = _random_case(rng, P22, "int8", 4, 4)
     n = packed.out_features

@@ -189,7 +189,7 @@ def make_accelerator_top(name, cfg, inputs=None):
                         w_words, _c(cfg.words("epilogue") - 1, wcb), _c(0, wcb),
                         _c(cfg.words("gs") - 1, wcb), default=_c(0, wcb))
     rec_done = accept & (wcnt == need_m1)
-    slots, live = [], []
+    live = []
     for i in range(cfg.asm_words):
         s = _reg(H, f"{name}.in.slot{i}")
         here = wcnt == i
