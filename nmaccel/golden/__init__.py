@@ -1,12 +1,14 @@
 """Bit-exact integer numpy models of the hardware (never imports nmaccel.hdl).
 
 Submodules: intops (wrap/saturate/round_shift), accum (accumulator widths), gemm (packed GEMM),
-groupscale (fixed-point group scales), epilogue (requantization), strassen (exact Strassen).
+groupscale (fixed-point group scales), epilogue (requantization), strassen (exact Strassen),
+blocks (hardware-block twins), top (host-stream twin), cyclemodel (`cycles`: exact cycle model).
 Note: the functions `gemm` and `epilogue` re-exported here shadow their submodules as package
 attributes; reach the modules with `from nmaccel.golden.gemm import ...` or
 `importlib.import_module("nmaccel.golden.gemm")`.
 """
 from nmaccel.golden.accum import accum_bits, check_accumulator
+from nmaccel.golden.cyclemodel import cycles, utilization
 from nmaccel.golden.epilogue import epilogue, quantize_multiplier, quantized_linear
 from nmaccel.golden.gemm import gemm, gemm_csr, gemm_gather, prepare
 from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
@@ -14,7 +16,7 @@ from nmaccel.golden.intops import round_shift, saturate, wrap
 from nmaccel.golden.strassen import strassen_bit_growth, strassen_gemm, strassen_matmul
 
 __all__ = [
-    "accum_bits", "check_accumulator", "epilogue", "quantize_multiplier", "quantized_linear", "gemm", "gemm_csr",
+    "cycles", "utilization", "accum_bits", "check_accumulator", "epilogue", "quantize_multiplier", "quantized_linear", "gemm", "gemm_csr",
     "gemm_gather", "prepare", "group_scaled_gemm", "groupscale_params", "round_shift", "saturate",
     "wrap", "strassen_bit_growth", "strassen_gemm", "strassen_matmul",
 ]
