@@ -11,6 +11,7 @@ from nmaccel.errors import require
 
 MODES = ("int8", "int4", "codebook")
 MODE_CODE = {"int8": 0, "int4": 1, "codebook": 2}
+OPERAND_BITS = (8, 9)   # 9: one bit of Strassen pre-add growth (nmaccel.hdl.strassen_tile)
 
 
 def _bits_for(n):
@@ -28,6 +29,8 @@ class ArrayConfig:
     """Systolic array elaboration parameters.
 
     rows x cols PEs; each PE has n_max multiplier lanes and an m_max:1 index mux per lane.
+    `act_bits` / `weight_bits` are 8 (INT8), or 9 in an INT8-only array (Strassen pre-added
+    operands, see nmaccel.hdl.strassen_tile).
     `k_max` is the largest K one column sum accumulates (default: what one tile can hold,
     rows * m_max); `acc_bits` is derived from it, or given and checked.
     `pipeline_mux` / `pipeline_product` add a register after the index muxes / multipliers
@@ -64,8 +67,14 @@ class ArrayConfig:
         object.__setattr__(self, "modes", modes)
         require(len(modes) > 0 and all(m in MODES for m in modes) and "int8" in modes,
                 f"ArrayConfig.modes {modes!r}: use a subset of {MODES} containing 'int8'")
-        require(self.act_bits == 8, f"ArrayConfig.act_bits must be 8 (INT8 activations), got {self.act_bits}")
-        require(self.weight_bits == 8, f"ArrayConfig.weight_bits must be 8, got {self.weight_bits}")
+        for f in ("act_bits", "weight_bits"):
+            v = getattr(self, f)
+            require(type(v) is int and v in OPERAND_BITS, f"ArrayConfig.{f} must be one of {OPERAND_BITS} "
+                    f"(8: INT8, 9: Strassen pre-added operands), got {v!r}")
+        wide = self.act_bits != 8 or self.weight_bits != 8
+        require(not wide or modes == ("int8",),
+                f"ArrayConfig act_bits={self.act_bits}, weight_bits={self.weight_bits}: 9-bit operands "
+                "run INT8 mode only (INT4 token packing and codebook LUTs assume 8 bits): use modes=('int8',)")
         require(self.int4_bits == 4, f"ArrayConfig.int4_bits must be 4, got {self.int4_bits}")
         require(isinstance(self.dsp_width, int) and self.dsp_width > self.weight_bits,
                 f"ArrayConfig.dsp_width={self.dsp_width!r}: use the DSP's signed operand width (e.g. 18)")
@@ -87,7 +96,7 @@ class ArrayConfig:
                     f"ArrayConfig.acc_bits={self.acc_bits} can overflow for k_max={k_max}: use acc_bits >= {need}")
 
     def required_acc_bits(self, k):
-        """Signed bits holding any sum of k INT8 x INT8 products (worst case (-128)*(-128)*k)."""
+        """Signed bits holding any sum of k act x weight products (worst case both most negative)."""
         max_mag = k * (1 << (self.act_bits - 1)) * (1 << (self.weight_bits - 1))
         return _bits_for(max_mag) + 1
 
