@@ -201,3 +201,24 @@ def test_tile_rejects_bad_values(rng):
         StrassenTileConfig(t_max=0)
     with pytest.raises(NmaccelError, match="INT8 inputs"):
         StrassenTileConfig(act_bits=4)
+
+
+@pytest.mark.tools
+def test_tile_exports_and_maps_one_dsp_per_lane(tmp_path):
+    """9x9 operands still fit one MULT18X18D per lane: as many DSPs as the plain INT8 array."""
+    from nmaccel.export import export_verilog
+    from nmaccel.hdl.array import make_array_top
+    from nmaccel.synth import synthesize
+    cfg = StrassenTileConfig(rows=1, cols=2, n_max=2, t_max=1)
+    a = cfg.array
+    reports = {}
+    for name, build in (("stile", lambda: hst.make_strassen_tile_top(cfg)),
+                        ("parr", lambda: make_array_top(ArrayConfig(rows=1, cols=2, n_max=2, m_max=2,
+                                                                    modes=("int8",), double_buffer=True)))):
+        pyrtl.reset_working_block()
+        build()
+        path = tmp_path / f"{name}.v"
+        export_verilog(str(path), module_name=name)
+        reports[name] = synthesize(str(path), name, "ecp5")
+    assert reports["stile"]["cells"].get("MULT18X18D") == a.rows * a.cols * a.n_max
+    assert reports["parr"]["cells"].get("MULT18X18D") == a.rows * a.cols * a.n_max
