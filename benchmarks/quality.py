@@ -93,13 +93,17 @@ def minilm_eval(mini, cfg, names, calib_seqs, heldout_x, damp, sequential):
     return float(np.mean(wsq)), float(np.mean(osq))
 
 
-def smollm2_eval(base, cfg, names, calib, evals, heldout_x, damp, sequential):
+def smollm2_eval(base, cfg, names, calib, evals, heldout_x, damp, sequential, skip_first=0):
     needs_cal = CONFIGS[cfg][1]
+    b, t = calib.shape
+
+    def transform(n, w, x):
+        x = x.reshape(b, t, -1)[:, skip_first:].reshape(-1, x.shape[-1])
+        return compress_weight(n, w, x, cfg, damp)
     if cfg == "dense":
         model = base
     elif needs_cal:
-        model = base.compress(calib, lambda n, w, x: compress_weight(n, w, x, cfg, damp),
-                              sequential=sequential, names=names)
+        model = base.compress(calib, transform, sequential=sequential, names=names)
     else:
         model = base.with_linears({n: compress_weight(n, base.weights[n], None, cfg, damp) for n in names})
     ppl = model.perplexity(evals, ctx=256)
@@ -160,6 +164,9 @@ def main(argv=None):
     ap.add_argument("--blocks", type=int, default=None, help="compress only the first N decoder blocks")
     ap.add_argument("--merge", nargs="*", default=[], help="also take finished rows from these JSON files "
                     "(same settings), e.g. from runs of other --configs in parallel")
+    ap.add_argument("--skip-first", type=int, default=0,
+                    help="leave the first N positions of every calibration window out of the calibration "
+                    "activations (position 0 is an attention sink whose massive activations dominate Hessians)")
     ap.add_argument("--one-shot", action="store_true", help="calibrate every layer on dense-model inputs")
     args = ap.parse_args(argv)
 
@@ -199,6 +206,8 @@ def main(argv=None):
     settings = dict(quick=args.quick, damp=args.damp, calib_tokens=int(calib.size), eval_tokens=int(eval_ids.size),
                     smollm2_linears=len(names), minilm_linears=len(mini_names),
                     sequential=not args.one_shot, ctx=ctx)
+    if args.skip_first:
+        settings["skip_first"] = args.skip_first
     mini_settings = dict(damp=args.damp, calib_tokens=int(sum(map(len, mini_calib))),
                          heldout_tokens=int(next(iter(mini_heldout_x.values())).shape[0]),
                          linears=len(mini_names), sequential=not args.one_shot)
@@ -225,7 +234,8 @@ def main(argv=None):
                   f"({time.time() - t1:.0f} s)", file=sys.stderr)
         if not all(f in row for f in SMOL_FIELDS):
             t1 = time.time()
-            ppl, osq = smollm2_eval(base, cfg, names, calib, eval_ids, heldout_x, args.damp, not args.one_shot)
+            ppl, osq = smollm2_eval(base, cfg, names, calib, eval_ids, heldout_x, args.damp, not args.one_shot,
+                                    args.skip_first)
             row.update(smollm2_ppl=ppl, smollm2_out_sqnr_db=osq, seconds=round(time.time() - t1, 1))
             print(f"{cfg}: ppl {ppl:.2f} ({time.time() - t1:.0f} s)", file=sys.stderr)
         if args.json:
