@@ -12,6 +12,8 @@
 3. Where it does not pay (real MiniLM layer 0 query weight, 2:4 pruned): pre-added weight
    blocks lose the N:M structure (`strassen_nm_report`) and INT4 range (`strassen_bit_growth`,
    and the measured fraction of pre-added INT4 weights outside [-8, 7]).
+4. With --synth: Yosys ECP5 cells of the tile (array + pre-adders + muxes + t_max rows of
+   Strassen and plain accumulators) vs the plain INT8 array alone.
 """
 import argparse
 import json
@@ -96,11 +98,35 @@ def loss_report(w_layer):
     return out
 
 
+def synth_report(cfg):
+    import tempfile
+    from pathlib import Path
+
+    from nmaccel.export import export_verilog
+    from nmaccel.synth import synthesize
+    a = cfg.array
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name, build in (("strassen_tile", lambda: make_strassen_tile_top(cfg)),
+                            ("plain_array", lambda: make_array_top(ArrayConfig(
+                                rows=a.rows, cols=a.cols, n_max=a.n_max, m_max=a.m_max, modes=("int8",),
+                                double_buffer=True)))):
+            block = pyrtl.Block()
+            with pyrtl.set_working_block(block):
+                build()
+                path = Path(d) / f"{name}.v"
+                export_verilog(str(path), block=block, module_name=name)
+            r = synthesize(str(path), name, "ecp5")
+            out[name] = {k: r[k] for k in ("lut", "ff", "carry", "dsp")}
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--array", default="4x4", help="rows x cols of the array (default 4x4)")
     ap.add_argument("--n-max", type=int, default=4, help="lanes per PE (block K = rows * n_max)")
     ap.add_argument("--tokens", type=int, nargs="+", default=[8, 32, 64], help="T per problem (2 blocks of T/2)")
+    ap.add_argument("--synth", action="store_true", help="also synthesize tile and plain array (Yosys ECP5)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     rows, cols = (int(v) for v in args.array.lower().split("x"))
@@ -127,6 +153,12 @@ def main(argv=None):
                     for k, v in loss.items()],
                    headers=["weights", "density", "pre-added density", "groups breaking 2:4",
                             "weight operand bits", "fits", "outside INT range"]))
+    syn = None
+    if args.synth:
+        syn = synth_report(cfg)
+        print(f"\n4. Yosys ECP5, t_max={cfg.t_max}:")
+        print(tabulate([[k, v["lut"], v["ff"], v["carry"], v["dsp"]] for k, v in syn.items()],
+                       headers=["design", "LUT4", "FF", "CCU2C", "MULT18X18D"]))
     best = max(c["ratio"] for c in cyc)
     print(f"\nStrassen pays for dense INT8 (x{best:.3f} cycles here, ideal 8/7 = 1.143, multipliers 9x9 "
           f"instead of 8x8); it does not pay for N:M or INT4 weights: pre-added blocks are ~dense "
@@ -134,7 +166,7 @@ def main(argv=None):
           f"(INT4 token packing, x2, is lost).   [{time.perf_counter() - t0:.1f} s]")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(cycles=cyc, multipliers=mul, losses=loss), f, indent=1, default=str)
+            json.dump(dict(cycles=cyc, multipliers=mul, losses=loss, synth=syn), f, indent=1, default=str)
     return 0 if all(c["exact"] and c["formula_ok"] for c in cyc) else 1
 
 
