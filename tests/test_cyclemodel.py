@@ -41,26 +41,43 @@ def test_jobs_add_up_and_split():
 
 
 def test_compute_bound_steady_state():
-    """With long jobs the host keeps up and every K tile costs rows + n_steps + cool cycles."""
+    """Long jobs, host keeps up: with double-buffered weights a K tile costs n_steps cycles (its
+    weights load while the previous tile streams); the single-register path adds the load and
+    the drain of the skewed array: rows + 1 + (rows + cols - 4) more."""
     a = ArrayConfig(rows=4, cols=4)
-    p = TopConfig(array=a, t_max=256, k_tiles_max=64)
     rt = RuntimeConfig("int8", 4, 4)
     K = 64 * 16
-    c1 = cm.cycles((256, K, 40), a, rt, p)
-    c2 = cm.cycles((256, K, 44), a, rt, p)
-    assert c2 - c1 == 64 * (a.rows + 256 + p.cool)
+    for db, per_tile in ((True, 256), (False, 256 + a.rows + 1 + a.rows + a.cols - 4)):
+        p = TopConfig(array=a, t_max=256, k_tiles_max=64, double_buffer=db)
+        c1 = cm.cycles((256, K, 40), a, rt, p)
+        c2 = cm.cycles((256, K, 44), a, rt, p)
+        assert c2 - c1 == 64 * per_tile
 
 
-def test_speed_ratios_4096():
-    """Model ratios on a 4096 x 4096 weight, T = 256 (RTL-validated model)."""
+def test_short_tiles_bound_by_load_and_swap():
+    """n_steps below 2 * rows + cols - 2: a tile every 2 * rows + cols - 2 cycles (load R rows,
+    swap, wait until the swap reaches the last PE) once the host is fast enough."""
+    a = ArrayConfig(rows=4, cols=2, n_max=2, m_max=2, modes=("int8",))
+    p = TopConfig(array=a, t_max=4, k_tiles_max=64, host_bits=512)
+    rt = RuntimeConfig("int8", 2, 2)
+    c1 = cm.cycles((4, 64 * 8, 20), a, rt, p)
+    c2 = cm.cycles((4, 64 * 8, 22), a, rt, p)
+    assert c2 - c1 == 64 * (2 * a.rows + a.cols - 2)
+
+
+@pytest.mark.parametrize("T", [64, 256])
+def test_speed_ratios_4096(T):
+    """Model ratios on a 4096 x 4096 weight (RTL-validated model)."""
     a = ArrayConfig(rows=4, cols=4)
     p = TopConfig(array=a, t_max=256, k_tiles_max=256)
-    shape = (256, 4096, 4096)
+    shape = (T, 4096, 4096)
     d8 = cm.cycles(shape, a, RuntimeConfig("int8", 4, 4), p)
     s8 = cm.cycles(shape, a, RuntimeConfig("int8", 2, 4), p)
     s4 = cm.cycles(shape, a, RuntimeConfig("int4", 2, 4), p)
     assert d8 / s4 >= 3.8 and d8 / s8 >= 1.9
     assert cm.utilization(shape, a, RuntimeConfig("int8", 4, 4), d8) >= 0.95
+    single = TopConfig(array=a, t_max=256, k_tiles_max=256, double_buffer=False)
+    assert cm.cycles(shape, a, RuntimeConfig("int8", 4, 4), single) > d8
 
 
 def test_model_errors():

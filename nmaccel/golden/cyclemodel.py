@@ -6,17 +6,19 @@ accepted to the last output word accepted, with a host that always has the next 
 other with no gap, so a GEMM's count is the sum over its jobs.
 
 Per job (R x C array, H-bit host, n_steps array steps, n_kt K tiles, n_nt N tiles), it replays
-the controller's three processes tile by tile (j in N-tile-major order, bank j % 2):
+the controller's processes tile by tile (j in N-tile-major order, staging bank j % 2):
   input:   header (hw words) and activations (n_kt * n_steps * wa words) first; tile j's weight
-           words (R * ww, + we epilogue words after an N tile's last K tile) start when the
-           previous tile's words are in and bank j % 2 is free.
-  compute: fires at l_j = max(bank full, previous tile's cool-down, and for a last K tile the
-           output buffer free); stage read at l_j, weight shift l_j+1 .. l_j+R, activation reads
-           l_j+R .. l_j+R+n_steps-1; bank free from l_j+R+1; next fire >= l_j+R+n_steps+cool,
-           cool = max(0, R + C - 3 + pipeline_mux) (weights drain through the skewed array).
-  output:  last K tile's final output-buffer write at w = l_j + R + n_steps - 1 + out_latency
-           (out_latency = 1 + array latency + 1 + epilogue latency 4); words stream from w+3,
-           n_steps * wo words; the buffer is free again the cycle after the last word.
+           words (R * ww, + gs words at a scale-group end, + we epilogue words after an N tile's
+           last K tile) start when the previous tile's words are in and bank j % 2 is free; the
+           bank is full from the cycle after its last word.
+  loader:  stage read at l_j = max(bank full, S_{j-1} + 1 + load_gap) (double buffer; single
+           register: S_{j-1} + n_steps + 1 + load_gap, after the previous tile's last step),
+           weight shift l_j+1 .. l_j+R; the bank is free from l_j+R+1.
+  swap:    S_j = max(l_j + R, S_{j-1} + n_steps (double buffer: the swap goes with the previous
+           tile's last step), output buffer free for a last K tile); steps at S_j+1 .. S_j+n_steps.
+  output:  a last K tile's final output-buffer write at w = S_j + n_steps - 1 + out_latency
+           (out_latency = 1 + array latency + 1 (+1 group scales) + epilogue latency 4); words
+           stream from w+3, n_steps * wo words; the buffer is free the cycle after the last word.
 No deliberate deviations: tests assert equality with the RTL on a sweep of shapes and modes.
 `p` (top_cfg) is duck-typed (nmaccel.hdl.top.TopConfig); this module never imports nmaccel.hdl.
 """
@@ -70,7 +72,7 @@ def job_cycles(job, p, mode, kt_per_group=None):
     Group-scale tops (p.group_scales) send a 'gs' record after the weights of every K tile that
     ends a scale group (every kt_per_group tiles, and the last)."""
     a = p.array
-    R, cool, lat = a.rows, p.cool, p.out_latency
+    R, gap, lat, db = a.rows, p.load_gap, p.out_latency, p.double_buffer
     ns, nkt, nnt = job.n_steps, job.n_kt, job.n_nt
     hw, wa, we, wo = p.words("header"), p.words("act", int4=mode == INT4), p.words("epilogue"), p.words("out")
     ww = p.words("weight", mode == CODEBOOK)
@@ -78,7 +80,7 @@ def job_cycles(job, p, mode, kt_per_group=None):
     wg = p.words("gs") if p.group_scales else 0
     t_in = hw + nkt * ns * wa
     free = [0, 0]
-    ready = 0
+    swap = None          # previous tile's swap cycle
     o_free = 0
     end = None
     j = 0
@@ -87,15 +89,20 @@ def job_cycles(job, p, mode, kt_per_group=None):
             last = kt == nkt - 1
             s = max(t_in, free[j % 2])
             gend = gk is not None and ((kt + 1) % gk == 0 or last)
-            f = s + R * ww + (we if last else 0) + (wg if gend else 0) - 1
-            t_in = f + 1
-            fire = max(f + 1, ready, o_free if last else 0)
-            free[j % 2] = fire + R + 1
-            ready = fire + R + ns + cool
+            t_in = s + R * ww + (we if last else 0) + (wg if gend else 0)
+            load = t_in
+            if swap is not None:
+                load = max(load, swap + 1 + gap + (0 if db else ns))
+            free[j % 2] = load + R + 1
+            sw = load + R
+            if swap is not None and db:
+                sw = max(sw, swap + ns)
             if last:
-                w = fire + R + ns - 1 + lat
+                sw = max(sw, o_free)
+                w = sw + ns - 1 + lat
                 end = w + 2 + ns * wo
                 o_free = end + 1
+            swap = sw
             j += 1
     return end + 1
 

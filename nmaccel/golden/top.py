@@ -7,7 +7,7 @@ hardware sends, computing every tile with the PE twins of nmaccel.golden.blocks 
 register widths), accumulating K tiles in `acc_bits` and applying nmaccel.golden.epilogue.
 Never imports nmaccel.hdl (`p.array` is duck-typed).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +35,9 @@ class TopConfig:
     `t_max`: array steps per job (tokens per job: t_max, 2 * t_max in INT4); `k_tiles_max`: K
     tiles the activation buffer holds (K <= k_tiles_max * rows * window); `n_tiles_max`: output
     column tiles per job. Epilogue widths as in nmaccel.hdl.epilogue.EpilogueConfig.
+    `double_buffer` (default True): the top elaborates its array with shadow weight registers
+    (`core_array`) and loads K tile k+1 while tile k streams; False: the single-register array,
+    weights shift in only after the previous tile has drained (the array's own flag is replaced).
     """
     array: object
     host_bits: int = 64
@@ -48,6 +51,7 @@ class TopConfig:
     raw_bits: int = 32
     group_scales: bool = False
     gs_mult_bits: int = 16
+    double_buffer: bool = True
 
     def __post_init__(self):
         require(all(hasattr(self.array, k) for k in ("rows", "cols", "x_bits", "w_bits", "latency")),
@@ -59,6 +63,7 @@ class TopConfig:
         require(self.host_bits >= 16, f"TopConfig.host_bits={self.host_bits}: use >= 16")
         require(self.t_max >= 2, f"TopConfig.t_max={self.t_max}: use >= 2")
         require(isinstance(self.group_scales, bool), "TopConfig.group_scales must be a bool")
+        require(isinstance(self.double_buffer, bool), "TopConfig.double_buffer must be a bool")
         require(isinstance(self.gs_mult_bits, int) and 2 <= self.gs_mult_bits <= 32,
                 f"TopConfig.gs_mult_bits={self.gs_mult_bits!r}: use 2..32")
         require(self.sum_bits <= self.raw_bits,
@@ -155,10 +160,20 @@ class TopConfig:
                    self.words("epilogue"), self.words("gs"))
 
     @property
-    def cool(self):
-        """Wait cycles after a tile's last step before the next tile's stage read (weights drain)."""
+    def core_array(self):
+        """The array the top elaborates: `array` with double_buffer set to this config's."""
+        return replace(self.array, double_buffer=self.double_buffer)
+
+    @property
+    def load_gap(self):
+        """Cycles the weight loader waits after its reference event before the next stage read.
+        Double buffer: after a swap (the swap must reach PE(rows-1, cols-1) before the shadow
+        shifts again). Single register: after a tile's last step (weights drain through the
+        skewed array, one more with pipeline_mux)."""
         a = self.array
-        return max(0, a.rows + a.cols - 3 + int(a.pipeline_mux))
+        if self.double_buffer:
+            return max(0, a.rows + a.cols - 3)
+        return max(0, a.rows + a.cols - 4 + int(a.pipeline_mux))
 
     @property
     def act_depth(self):

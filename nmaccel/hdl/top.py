@@ -59,9 +59,8 @@ from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
 from nmaccel.hdl.signed import delay, fields, sadd, sext
 
 IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE, IN_GS = range(6)
-C_WAIT, C_BUSY, C_DONE = range(3)
 O_IDLE, O_PRIME, O_STREAM = range(3)
-IN_SB, C_SB, O_SB = (max(1, (n - 1).bit_length()) for n in (6, 3, 3))   # state register widths
+IN_SB, O_SB = (max(1, (n - 1).bit_length()) for n in (6, 3))   # state register widths
 
 
 assert _GOLDEN_EPI_LAT == EPILOGUE_LATENCY
@@ -129,7 +128,6 @@ def make_accelerator_top(name, cfg, inputs=None):
     sb = cfg.steps_bits
     ktb, ntb = _ubits(cfg.k_tiles_max), _ubits(cfg.n_tiles_max)
     qb = _ubits(R - 1)                    # stage row address bits
-    qcb = _ubits(R + cfg.t_max)           # compute phase counter
     ab = _ubits(cfg.act_depth - 1)
     ob = _ubits(cfg.t_max - 1)            # acc / out buffer address bits
     wcb = _ubits(cfg.asm_words)
@@ -145,13 +143,16 @@ def make_accelerator_top(name, cfg, inputs=None):
     i_nt = _reg(ntb, f"{name}.in.nt")
     fb = _reg(1, f"{name}.in.fill_bank")
     full = [_reg(1, f"{name}.bank{b}.full") for b in range(2)]
-    cst = _reg(C_SB, f"{name}.c.state")
-    q = _reg(qcb, f"{name}.c.q")
-    cool = _reg(_ubits(cfg.cool), f"{name}.c.cool")
-    c_kt = _reg(ktb, f"{name}.c.kt")
-    c_nt = _reg(ntb, f"{name}.c.nt")
-    cb = _reg(1, f"{name}.c.bank")
-    act_ra = _reg(ab, f"{name}.c.act_ra")
+    lq = _reg(_ubits(R), f"{name}.ld.q")             # 1..R: weight shift cycles
+    lb = _reg(1, f"{name}.ld.bank")
+    lgap = _reg(_ubits(cfg.load_gap), f"{name}.ld.gap")
+    sh_full = _reg(1, f"{name}.ld.loaded")           # a loaded tile waits for its swap
+    sact = _reg(1, f"{name}.s.active")
+    sq = _reg(sb, f"{name}.s.step")
+    p_kt = _reg(ktb, f"{name}.s.next_kt")            # tile to swap in next
+    p_nt = _reg(ntb, f"{name}.s.next_nt")
+    cur = {k: _reg(1, f"{name}.s.cur_{k}") for k in ("last", "first", "gend", "fg")}
+    act_ra = _reg(ab, f"{name}.s.act_ra")
     ost = _reg(O_SB, f"{name}.o.state")
     o_busy = _reg(1, f"{name}.o.busy")
     o_pend = _reg(1, f"{name}.o.pending")
@@ -168,13 +169,12 @@ def make_accelerator_top(name, cfg, inputs=None):
     ns_m1 = _reg(sb, f"{name}.cfg.ns_m1")
     kt_m1 = _reg(ktb, f"{name}.cfg.kt_m1")
     nt_m1 = _reg(ntb, f"{name}.cfg.nt_m1")
-    q_end = _reg(qcb, f"{name}.cfg.q_end")
     GS = cfg.group_scales
     if GS:
         gk_m1 = _reg(ktb, f"{name}.cfg.gk_m1")
         i_g = _reg(ktb, f"{name}.in.g")
-        c_g = _reg(ktb, f"{name}.c.g")
-        c_fg = _reg(1, f"{name}.c.first_group")
+        p_g = _reg(ktb, f"{name}.s.next_g")
+        p_fg = _reg(1, f"{name}.s.next_first_group")
 
     full_fb = pyrtl.select(fb, full[1], full[0])
     in_w = (ist == IN_W) | (ist == IN_EP) | (ist == IN_GS)
@@ -209,7 +209,6 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(ns_m1, (hdr_done, (hv["n_steps"] - 1)[:sb]))
     _nxt(kt_m1, (hdr_done, (hv["n_kt"] - 1)[:ktb]))
     _nxt(nt_m1, (hdr_done, (hv["n_nt"] - 1)[:ntb]))
-    _nxt(q_end, (hdr_done, (hv["n_steps"] + (R - 1))[:qcb]))
     if GS:
         _nxt(gk_m1, (hdr_done, (hv["kt_per_group"] - 1)[:ktb]))
 
@@ -220,8 +219,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(a_s, (hdr_done, _c(0, sb)), (act_wr & s_last, _c(0, sb)), (act_wr, a_s + 1))
     _nxt(a_kt, (hdr_done, _c(0, ktb)), (act_wr & s_last, a_kt + 1))
     _nxt(act_wa, (hdr_done, _c(0, ab)), (act_wr, act_wa + 1))
+    ra_next = pyrtl.WireVector(ab, name=f"{name}.s.ra_next")
     act = make_buffer(f"{name}.act", cfg.act_depth, cfg.act_rec_bits,
-                      addr=pyrtl.select(act_wr, act_wa, act_ra),
+                      addr=pyrtl.select(act_wr, act_wa, ra_next),
                       wdata=rec[:cfg.act_rec_bits], we=act_wr)
 
     # weights and epilogue parameters
@@ -242,7 +242,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(fb, (hdr_done, _c(0, 1)), (bank_set, ~fb))
     st_bits = cfg.w_rec_bits + cfg.cb_rec_bits
     stage = _mem2p(f"{name}.stage", qb + 1, st_bits, pyrtl.concat(fb, wrow), rec[:st_bits], w_wr,
-                   pyrtl.concat(cb, pyrtl.select(cst == C_BUSY, q[:qb], _c(0, qb))))
+                   pyrtl.concat(lb, lq[:qb]))
     ep_bank = []
     for b in range(2):
         r = _reg(cfg.ep_rec_bits, f"{name}.bank{b}.ep")
@@ -255,45 +255,60 @@ def make_accelerator_top(name, cfg, inputs=None):
         _nxt(r, (gs_wr & (fb == b), rec[:gs_bits]))
         gs_bank.append(r)
 
-    # ---- compute controller ----------------------------------------------------------------
-    c_full = pyrtl.select(cb, full[1], full[0])
-    c_last_kt = c_kt == kt_m1
-    c_last_nt = c_nt == nt_m1
-    busy = cst == C_BUSY
-    fire = (cst == C_WAIT) & (cool == 0) & c_full & (~c_last_kt | ~o_busy)
-    load_end = busy & (q == R)
-    issue = busy & (q >= R) & (q <= q_end)
-    busy_end = busy & (q == q_end)
+    # ---- weight loader and step streamer ------------------------------------------------------
+    # Loader: stage read at l, rows shift into the array (shadow registers with double_buffer)
+    # on l+1 .. l+R. Streamer: a swap cycle S (w_swap, with the previous tile's last step when
+    # the next tile is loaded in time), then steps S+1 .. S+n_steps. Cycle model: cyclemodel.
+    DB = cfg.double_buffer
+    lbusy = lq != 0
+    load_last = lq == R
+    last_step = sact & (sq == ns_m1)
+    p_last = p_kt == kt_m1
+    l_full = pyrtl.select(lb, full[1], full[0])
+    fire = ~lbusy & l_full & ~sh_full & (lgap == 0) & (_c(1, 1) if DB else ~sact)
+    avail = sh_full | load_last
+    swap = avail & (~p_last | ~o_busy) & (~sact | last_step)
     for b in range(2):
         _nxt(full[b], (hdr_done, _c(0, 1)), (bank_set & (fb == b), _c(1, 1)),
-             (load_end & (cb == b), _c(0, 1)))
-    _nxt(q, (fire, _c(1, qcb)), (busy, q + 1))
-    _nxt(cool, (busy_end, _c(cfg.cool, len(cool))), (cool != 0, cool - 1))
-    _nxt(cb, (hdr_done, _c(0, 1)), (load_end, ~cb))
-    _nxt(act_ra, (fire & (c_kt == 0), _c(0, ab)), (issue, act_ra + 1))
-    _nxt(c_kt, (hdr_done, _c(0, ktb)), (busy_end & c_last_kt, _c(0, ktb)), (busy_end, c_kt + 1))
-    _nxt(c_nt, (hdr_done, _c(0, ntb)), (busy_end & c_last_kt, c_nt + 1))
+             (load_last & (lb == b), _c(0, 1)))
+    _nxt(lq, (fire, _c(1, len(lq))), (load_last, _c(0, len(lq))), (lbusy, lq + 1))
+    _nxt(lb, (hdr_done, _c(0, 1)), (load_last, ~lb))
+    _nxt(lgap, (swap if DB else last_step, _c(cfg.load_gap, len(lgap))), (lgap != 0, lgap - 1))
+    _nxt(sh_full, (hdr_done | swap, _c(0, 1)), (load_last, _c(1, 1)))
+    _nxt(sact, (hdr_done, _c(0, 1)), (swap, _c(1, 1)), (last_step, _c(0, 1)))
+    _nxt(sq, (swap, _c(0, sb)), (sact, sq + 1))
+    _nxt(p_kt, (hdr_done, _c(0, ktb)), (swap & p_last, _c(0, ktb)), (swap, p_kt + 1))
+    _nxt(p_nt, (hdr_done, _c(0, ntb)), (swap & p_last, p_nt + 1))
+    ra_next <<= pyrtl.select(hdr_done | (swap & (p_kt == 0)), _c(0, ab),
+                             pyrtl.select(sact, act_ra + 1, act_ra))
+    act_ra.next <<= ra_next                       # x_in at cycle t: step act_ra(t)
     if GS:
-        c_gend = (c_g == gk_m1) | c_last_kt
-        _nxt(c_g, (hdr_done, _c(0, ktb)), (busy_end & c_gend, _c(0, ktb)), (busy_end, c_g + 1))
-        _nxt(c_fg, (hdr_done, _c(1, 1)), (busy_end & c_last_kt, _c(1, 1)),
-             (busy_end & c_gend, _c(0, 1)))
-        gs_cur = pyrtl.select(cb, gs_bank[1], gs_bank[0])
-        gs_act = _reg(gs_bits, f"{name}.gs_active")
-        _nxt(gs_act, (load_end, gs_cur))
-        gs_issue = pyrtl.select(load_end, gs_cur, gs_act)     # this tile's group multipliers
-        first_t, gend_t, fg_t = c_g == 0, c_gend, c_fg
+        p_gend = (p_g == gk_m1) | p_last
+        _nxt(p_g, (hdr_done, _c(0, ktb)), (swap & p_gend, _c(0, ktb)), (swap, p_g + 1))
+        _nxt(p_fg, (hdr_done, _c(1, 1)), (swap & p_last, _c(1, 1)), (swap & p_gend, _c(0, 1)))
+        gs_lb = pyrtl.select(lb, gs_bank[1], gs_bank[0])
+        gs_sh = _reg(gs_bits, f"{name}.gs_loaded")
+        _nxt(gs_sh, (load_last, gs_lb))
+        gs_act = _reg(gs_bits, f"{name}.gs_active")   # the streaming tile's group multipliers
+        _nxt(gs_act, (swap, pyrtl.select(load_last, gs_lb, gs_sh)))
+        nxt_flags = {"first": p_g == 0, "gend": p_gend, "fg": p_fg}
     else:
-        first_t, gend_t, fg_t = c_kt == 0, c_last_kt, _c(1, 1)
-
+        nxt_flags = {"first": p_kt == 0, "gend": p_last, "fg": _c(1, 1)}
+    nxt_flags["last"] = p_last
+    for k, r in cur.items():
+        _nxt(r, (swap, nxt_flags[k]))
+    ep_lb = pyrtl.select(lb, ep_bank[1], ep_bank[0])
+    ep_sh = _reg(cfg.ep_rec_bits, f"{name}.ep_loaded")
+    _nxt(ep_sh, (load_last, ep_lb))
     ep_act = _reg(cfg.ep_rec_bits, f"{name}.ep_active")
-    _nxt(ep_act, (load_end & c_last_kt, pyrtl.select(cb, ep_bank[1], ep_bank[0])))
+    _nxt(ep_act, (swap & p_last, pyrtl.select(load_last, ep_lb, ep_sh)))
 
     # ---- array ---------------------------------------------------------------------------------
-    w_load = busy & (q <= R)
+    w_load = lbusy
     arr_in = {"cfg_load": hdr_done, "cfg_mode": hv["mode"], "cfg_n_keep": hv["n_keep"],
-              "cfg_m_group": hv["m_group"], "w_load": w_load,
-              "in_valid": delay(issue, 1, f"{name}.x_valid")}
+              "cfg_m_group": hv["m_group"], "w_load": w_load, "in_valid": sact}
+    if DB:
+        arr_in["w_swap"] = swap
     wf = fields(stage[:cfg.w_rec_bits], A.w_bits, C)
     for c in range(C):
         arr_in[f"w_in_{c}"] = wf[c]
@@ -315,13 +330,12 @@ def make_accelerator_top(name, cfg, inputs=None):
         wv = pyrtl.WireVector(len(v), name=f"{name}.a_{k}")
         wv <<= v
         arr_in[k] = wv
-    arr = make_systolic_array(f"{name}.array", A, arr_in)
+    arr = make_systolic_array(f"{name}.array", cfg.core_array, arr_in)
 
     # ---- accumulate across K tiles, epilogue -------------------------------------------------
-    step = (q - R)[:sb]
     # tag bits: valid, last K tile, first tile of its group, group end, first group, step
-    tag = pyrtl.concat(step, fg_t, gend_t, first_t, c_last_kt, issue)
-    tag_y = delay(tag, 1 + A.latency, f"{name}.tag")
+    tag = pyrtl.concat(sq, cur["fg"], cur["gend"], cur["first"], cur["last"], sact)
+    tag_y = delay(tag, A.latency, f"{name}.tag")
     tag_s = delay(tag_y, 1, f"{name}.tag_s")
     v_s, last_s, first_s, gend_s, step_s = tag_s[0], tag_s[1], tag_s[2], tag_s[3], tag_s[5:]
     AB = cfg.acc_bits
@@ -344,7 +358,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     if GS:
         # group end: total = (first group ? 0 : total) + P * m[c]  (m unsigned, exact product)
         SB = cfg.sum_bits
-        m_s = fields(delay(gs_issue, 2 + A.latency, f"{name}.gsm"), cfg.gs_mult_bits, C)
+        m_s = fields(delay(gs_act, 1 + A.latency, f"{name}.gsm"), cfg.gs_mult_bits, C)
         prods = [delay(pyrtl.signed_mult(P, m_s[i % C].zero_extended(cfg.gs_mult_bits + 1)), 1,
                        f"{name}.gprod{i}") for i, P in enumerate(sums)]
         tag_e = delay(tag_s, 1, f"{name}.tag_g")
@@ -396,11 +410,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(ost, (stream_end, _c(O_IDLE, O_SB)), (prime, _c(O_STREAM, O_SB)),
          ((ost == O_IDLE) & o_pend, _c(O_PRIME, O_SB)))
     _nxt(o_pend, (final_write, _c(1, 1)), (prime, _c(0, 1)))
-    _nxt(o_busy, (fire & c_last_kt, _c(1, 1)), (stream_end, _c(0, 1)))
+    _nxt(o_busy, (swap & p_last, _c(1, 1)), (stream_end, _c(0, 1)))
     _nxt(o_nt, (hdr_done, _c(0, ntb)), (stream_end, o_nt + 1))
     _nxt(active, (hdr_done, _c(1, 1)), (job_done, _c(0, 1)))
-    _nxt(cst, (hdr_done | job_done, _c(C_WAIT, C_SB)), (fire, _c(C_BUSY, C_SB)),
-         (busy_end & c_last_kt & c_last_nt, _c(C_DONE, C_SB)), (busy_end, _c(C_WAIT, C_SB)))
     _nxt(ist, (hdr_done, _c(IN_ACT, IN_SB)), (act_wr & act_last, _c(IN_W, IN_SB)),
          (tile_in & group_end_in, _c(IN_GS, IN_SB)), (tile_in & in_last_kt, _c(IN_EP, IN_SB)),
          (gs_wr & in_last_kt, _c(IN_EP, IN_SB)), (gs_wr, _c(IN_W, IN_SB)),
@@ -408,7 +420,7 @@ def make_accelerator_top(name, cfg, inputs=None):
          (job_done, _c(IN_HDR, IN_SB)))
     outputs = {"in_ready": in_ready, "out_data": orec[:H], "out_valid": out_valid, "busy": active}
     return Bundle(inputs=ins, outputs=outputs, array=arr, job_done=job_done, fire=fire,
-                  accept=accept)
+                  accept=accept, swap=swap)
 
 
 def make_top_ports(cfg, name="top"):
