@@ -131,6 +131,22 @@ def test_triton_kernel_with_scales_matches_reference(torch, rng, granularity):
         np.testing.assert_allclose(y, gpu.nm24_int4_reference(gpu.nm24_int4_streams(p), x), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("out,k,granularity", [(256, 512, "group"), (200, 1000, "group"), (40, 130, "channel")])
+def test_cuda_gemv_exact_vs_golden_and_scaled(torch, rng, out, k, granularity):
+    pytest.importorskip("cupy")
+    p = random_packed(rng, out, k, granularity=granularity, unit_scales=True)
+    x_q = rng.integers(-128, 128, size=(1, k)).astype(np.int8)
+    for wpr in (1, 2, 4):
+        y = gpu.CudaNM24Int4Gemv(p, warps_per_row=wpr)(torch.from_numpy(x_q).cuda().half()).cpu().numpy()
+        np.testing.assert_array_equal(y.astype(np.int64), gemm(p, x_q))
+    p2 = random_packed(rng, out, k, granularity=granularity)
+    x = rng.standard_normal((1, k)).astype(np.float16)
+    y2 = gpu.CudaNM24Int4Gemv(p2)(torch.from_numpy(x).cuda()).cpu().numpy()
+    np.testing.assert_allclose(y2, gpu.nm24_int4_reference(gpu.nm24_int4_streams(p2), x), rtol=1e-5, atol=1e-4)
+    with pytest.raises(NmaccelError, match=r"shape \(1, "):
+        gpu.CudaNM24Int4Gemv(p2)(torch.zeros(2, k, device="cuda", dtype=torch.float16))
+
+
 def test_triton_kernel_rejects_bad_x(torch, rng):
     mod = gpu.PackedNM24Int4(random_packed(rng, 32, 256))
     with pytest.raises(NmaccelError, match="T in 1..16"):

@@ -375,3 +375,131 @@ class PackedNM24Int4:
     def __call__(self, x):
         x = self._check_x(x)
         return self.run(x, self.config.get(x.shape[0], DEFAULT_CONFIG))
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA C++ decode kernel (T = 1), compiled with NVRTC through CuPy
+CUDA_GEMV_SRC = r"""
+#include <cuda_fp16.h>
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) nm24_int4_gemv(
+    const __half* __restrict__ x, const unsigned int* __restrict__ v, const short* __restrict__ ih,
+    const __half* __restrict__ scales, float* __restrict__ out,
+    int n_rows, int k, int words, int scale_stride, int scale_shift, int warps_per_row)
+{
+    // Each row is split over warps_per_row warps of one block; lane j of sub-warp h takes the
+    // 16-byte value chunks q = 32 h + j, + 32 warps_per_row, ... (4 words = 32 kept weights each,
+    // with their 8-byte index chunk). x (k,) is staged as float in shared memory with one pad float
+    // per 64, so the lanes (64 columns apart) hit 32 different banks. The first chunk of every
+    // lane is loaded before the staging and each next chunk one iteration ahead.
+    extern __shared__ float xs[];
+    __shared__ float red[32];
+    const int kw = words * 16, nq = words >> 2;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int rows_per_block = (blockDim.x >> 5) / warps_per_row;
+    const int row = blockIdx.x * rows_per_block + warp / warps_per_row;
+    const int h = warp % warps_per_row, step = 32 * warps_per_row;
+    const bool live = row < n_rows;
+    const uint4* vr = reinterpret_cast<const uint4*>(v + (size_t)min(row, n_rows - 1) * words);
+    const uint2* ir = reinterpret_cast<const uint2*>(ih + (size_t)min(row, n_rows - 1) * words);
+    const __half* sr = scales + (size_t)min(row, n_rows - 1) * scale_stride;
+    int q = 32 * h + lane;
+    uint4 vn = make_uint4(0u, 0u, 0u, 0u);
+    uint2 in_ = make_uint2(0u, 0u);
+    if (live && q < nq) { vn = __ldcs(vr + q); in_ = __ldcs(ir + q); }
+    for (int i = threadIdx.x; i < kw; i += blockDim.x) xs[i + (i >> 6)] = i < k ? __half2float(x[i]) : 0.f;
+    __syncthreads();
+    float acc = 0.f;
+    for (; live && q < nq; q += step) {
+        const uint4 vq = vn;
+        const uint2 iq = in_;
+        if (q + step < nq) { vn = __ldcs(vr + q + step); in_ = __ldcs(ir + q + step); }
+        const unsigned int vw[4] = {vq.x, vq.y, vq.z, vq.w};
+        const unsigned int iw[4] = {iq.x & 0xFFFFu, iq.x >> 16, iq.y & 0xFFFFu, iq.y >> 16};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int w = 4 * q + j;
+            const unsigned int vv = vw[j] ^ 0x88888888u;   // offset-binary nibbles
+            const unsigned int ii = iw[j];
+            const float* xw = xs + w * 16 + (w >> 2);
+            float part[2] = {0.f, 0.f};   // two chains: shorter FMA dependency
+#pragma unroll
+            for (int s = 0; s < 8; ++s) {
+                const float code = __int_as_float(((vv >> (4 * s)) & 0xFu) | 0x4B000000u) - 8388616.f;
+                part[s & 1] = fmaf(code, xw[4 * (s >> 1) + ((ii >> (2 * s)) & 3u)], part[s & 1]);
+            }
+            acc = fmaf(part[0] + part[1], __half2float(sr[w >> scale_shift]), acc);
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (warps_per_row == 1) {
+        if (live && lane == 0) out[row] = acc;
+        return;
+    }
+    if (lane == 0) red[warp] = acc;
+    __syncthreads();
+    if (live && h == 0 && lane == 0) {
+        float s = 0.f;
+        for (int i = 0; i < warps_per_row; ++i) s += red[warp + i];
+        out[row] = s;
+    }
+}
+"""
+CUDA_THREADS = 512
+
+
+class CudaNM24Int4Gemv:
+    """CUDA C++ (CuPy NVRTC) T = 1 kernel over the same packed 2:4 INT4 streams as PackedNM24Int4.
+
+    y (1, out) float32 = x (1, in) float16 @ W.T. One warp per row; x staged in shared memory as
+    float32, so a kept weight costs a shift/mask/OR/FADD decode, a 2-bit index, one shared-memory
+    load and one FMA. Needs `words per scale group` to be a power of two (group_size 16 * 2^j)
+    and K padded to a multiple of 64.
+    """
+
+    def __init__(self, packed: PackedWeights, warps_per_row=1, min_blocks=2):
+        torch = _torch()
+        try:
+            import cupy
+        except ImportError:
+            raise ToolMissingError("the CUDA decode kernel needs CuPy (cupy-cuda12x/13x): install it or use "
+                                   "PackedNM24Int4 (Triton)") from None
+        self._cp = cupy
+        st = nm24_int4_streams(packed)
+        cols = packed.scale_group_cols if packed.granularity == "group" else 1 << 30
+        wps = cols // COLS_PER_WORD
+        require(wps & (wps - 1) == 0, f"the CUDA decode kernel needs group_size = 16 * 2^j (got {cols}): "
+                "use PackedNM24Int4 or re-pack with --group-size 128")
+        self.scale_shift = wps.bit_length() - 1
+        self.out_features, self.in_features = packed.out_features, packed.in_features
+        self.v_words = torch.from_numpy(st["v_words"]).cuda()
+        self.i_half = torch.from_numpy(st["i_half"]).cuda()
+        self.scales = torch.from_numpy(st["scales"]).cuda()
+        self.words = self.v_words.shape[1]
+        require(self.words % 4 == 0, f"the CUDA decode kernel needs K padded to a multiple of 64 (row of "
+                f"{self.words} words): use PackedNM24Int4")
+        self.smem = (self.words * COLS_PER_WORD + self.words // 4) * 4
+        self.kernel = cupy.RawKernel(CUDA_GEMV_SRC, "nm24_int4_gemv", options=(
+            "-std=c++17", f"-DTHREADS={CUDA_THREADS}", f"-DMIN_BLOCKS={min_blocks}"))
+        if self.smem > 48 * 1024:
+            self.kernel.max_dynamic_shared_size_bytes = self.smem
+        # one warp per row measured fastest on the H100 for K = 4096 and 11008 (2 or 4: slower)
+        self.warps_per_row = warps_per_row
+        require(self.warps_per_row in (1, 2, 4, 8, 16), "warps_per_row must be a power of two <= 16")
+        self.grid = -(-self.out_features // (CUDA_THREADS // 32 // self.warps_per_row))
+
+    def __call__(self, x):
+        torch = _torch()
+        cp = self._cp
+        require(x.ndim == 2 and x.shape == (1, self.in_features) and x.dtype == torch.float16 and x.is_cuda,
+                f"x must be a CUDA float16 tensor of shape (1, {self.in_features}), got {tuple(x.shape)}")
+        x = x.contiguous()
+        out = torch.empty((1, self.out_features), device=x.device, dtype=torch.float32)
+        ptr = [np.uint64(t.data_ptr()) for t in (x, self.v_words, self.i_half, self.scales, out)]
+        with cp.cuda.Stream.from_external(torch.cuda.current_stream()):   # graph-capturable
+            self.kernel((self.grid,), (CUDA_THREADS,),
+                        (*ptr, np.int32(self.out_features),
+                         np.int32(self.in_features), np.int32(self.words), np.int32(self.scales.stride(0)),
+                         np.int32(self.scale_shift), np.int32(self.warps_per_row)),
+                        shared_mem=self.smem)
+        return out
