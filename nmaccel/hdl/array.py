@@ -71,7 +71,7 @@ def make_systolic_array(name, cfg, inputs=None):
     - Runtime config: a cycle with `cfg_load` high loads cfg_mode / cfg_n_keep / cfg_m_group.
     - Weights: while `w_load` is high the stored lane words shift one row down per cycle; the
       word on `w_in_c` enters row 0 of column c after decode (lane fields: weight code in bits
-      [0, 8), index, keep bit on top; keep=0 stores weight 0; codebook mode maps the code through
+      [0, weight_bits), index, keep bit on top; keep=0 stores weight 0; codebook mode maps the code through
       column c's LUT, loaded from `cb_in_c` when `cb_load` is high, usable in that same cycle).
       Loading rows R-1 .. 0 takes `rows` cycles, and must not overlap compute unless
       cfg.double_buffer: then loading fills shadow registers, and `w_swap` high on cycle s

@@ -35,7 +35,7 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None):
     Ports: `x_in` (cfg.x_bits: m_max elements of tokens_per_step INT8 activations; element k in
     bits [k * E, (k + 1) * E), E = tokens_per_step * act_bits, token A in its low byte),
     `psum_in` (list, one acc_bits partial sum per token), `w_in` (n_max stored lane words:
-    weight in bits [0, 8), index above it, lane 0 in the LSBs), `w_load` (1 bit).
+    weight in bits [0, weight_bits), index above it, lane 0 in the LSBs), `w_load` (1 bit).
     Registers: weights (`w_out`, shifts from `w_in` when `w_load`), activation (`x_out`, one cycle
     after `x_in`), partial sums (`psum_out`).
     With cfg.double_buffer the shifting chain (`w_out`) is a shadow copy and the PE computes with
