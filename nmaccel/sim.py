@@ -1,4 +1,4 @@
-"""Simulation driver of the systolic array: `run_tile` and the `nmaccel sim` command.
+"""Simulation driver of the systolic array: `run_tile`, `run_gemm` and the `nmaccel sim` command.
 
 `run_tile(packed, x_q, cfg)` (and `run_tiles` for back-to-back tiles) lays a weight tile onto the array (golden `load_plan`), builds the
 cycle-by-cycle input stream (config load, weight load, activation steps, drain), simulates the
@@ -325,46 +325,119 @@ def _pack(w, n_keep, m_group, bits, quantizer):
     return pack_weights(w, n_keep=n_keep, m_group=m_group, bits=bits, quantizer=quantizer)
 
 
+def run_gemm(packed, x_q, array_cfg, **kw):
+    """`nmaccel.runner.run_gemm` (a whole GEMM on the accelerator top), imported at call time."""
+    from nmaccel.runner import run_gemm as _run_gemm
+    return _run_gemm(packed, x_q, array_cfg, **kw)
+
+
+BACKENDS = ("tile", "pyrtl", "verilator", "golden")
+
+
+def _load_model_layer(args):
+    """(float weight (out, in), layer name) of --weights (a model file; default the built-in
+    MiniLM) and --layer (default: the file's first linear layer, MiniLM's query projection)."""
+    if args.weights is None and args.layer is None:
+        return _default_weights(), "encoder.layer.0.attention.self.query.weight"
+    from nmaccel.models import linear_layers, load_weights
+    source = args.weights or "minilm"
+    weights = load_weights(source)
+    names = linear_layers(weights)
+    require(names, f"no linear layer in {source!r}: pass a packed file or another model")
+    if args.layer is None:
+        return weights[names[0]], names[0]
+    if args.layer not in names:
+        near = [n for n in names if args.layer in n][:4] or names[:4]
+        raise NmaccelError(f"no linear layer {args.layer!r} in {source!r}: use one of "
+                           f"{', '.join(near)}{' ...' if len(names) > len(near) else ''}")
+    return weights[args.layer], args.layer
+
+
+def _layer_top(a, packed, mode, tokens):
+    """TopConfig sized for one whole layer (K tiles, N tiles, token tile, raw sum width)."""
+    from nmaccel.golden.top import TopConfig
+    win = a.window(packed.n_keep, packed.m_group)
+    n_kt = -(-packed.k_padded // (a.rows * win))
+    n_nt = -(-packed.out_features // a.cols)
+    tps = 2 if mode == "int4" else 1
+    raw = max(32, a.required_acc_bits(n_kt * a.rows * a.m_max))
+    return TopConfig(array=a, t_max=max(2, min(256, -(-tokens // tps))), k_tiles_max=n_kt,
+                     n_tiles_max=n_nt, raw_bits=raw)
+
+
+def _calibrated_epilogue(packed, x_q, relu):
+    """INT8 requantization calibrated on this batch: channel o's largest |sum| maps to 127."""
+    from nmaccel.golden import gemm
+    from nmaccel.golden.epilogue import quantize_multiplier
+    from nmaccel.runner import EpilogueSpec
+    peak = np.maximum(np.abs(gemm(packed, x_q)).max(axis=0), 1).astype(np.float64)
+    mult, shift = quantize_multiplier(127.0 / peak)
+    return EpilogueSpec(mult, shift, np.zeros(packed.out_features, dtype=np.int64), relu)
+
+
 def cmd_sim(args):
     n_keep, m_group = _parse_pair(args.nm, ":", "--nm", "2:4 (n_keep:m_group)")
     rows, cols = _parse_pair(args.array, "x", "--array", "4x4 (rows x cols)")
     require(args.tokens >= 1, f"--tokens {args.tokens}: use a positive number of tokens")
     require(args.bits in (2, 4, 8), f"--bits {args.bits}: use 2, 4 or 8")
+    layer = args.backend != "tile"
+    require(layer or not args.epilogue,
+            "--epilogue runs in the accelerator top: use --backend pyrtl, verilator or golden")
+    require(not layer or args.simulator == "compiled",
+            f"--simulator {args.simulator} applies to --backend tile; the top runs compiled only")
+    require(not layer or args.vcd is None, "--vcd traces --backend tile only")
     cfg = ArrayConfig(rows=rows, cols=cols, n_max=args.n_max, m_max=args.m_max,
                       pipeline_product=args.pipeline, pipeline_mux=args.pipeline)
     quantizer = "lloyd-max" if args.codebook else "uniform"
-    packed, w = None, None
-    if args.weights and Path(args.weights).suffix.lower() in MODEL_SUFFIXES:
-        from nmaccel.models import linear_layers, load_weights
-        weights = load_weights(args.weights)
-        names = linear_layers(weights)
-        require(names, f"no linear layer in {args.weights!r}: pass a packed file or another model")
-        w = weights[names[0]]
-    elif args.weights:
+    packed, w, name = None, None, None
+    if args.weights and Path(args.weights).suffix.lower() not in MODEL_SUFFIXES:
+        require(args.layer is None, f"--layer picks a layer of a model file; {args.weights!r} is "
+                "a packed file (one layer): drop --layer")
         from nmaccel.pack import PackedWeights
         packed = PackedWeights.load(args.weights)
+        name = Path(args.weights).name
     else:
-        w = _default_weights()
+        w, name = _load_model_layer(args)
     if packed is None:
         RuntimeConfig("int8", n_keep, m_group).check(cfg)     # clear N:M errors before packing
-        k = min(w.shape[1], cfg.rows * cfg.window(n_keep, m_group))
-        packed = _pack(np.asarray(w, dtype=np.float32)[:cfg.cols, :k], n_keep, m_group, args.bits, quantizer)
+        w = np.asarray(w, dtype=np.float32)
+        if not layer:                                          # one tile of the layer
+            w = w[:cfg.cols, :min(w.shape[1], cfg.rows * cfg.window(n_keep, m_group))]
+        packed = _pack(w, n_keep, m_group, args.bits, quantizer)
     rng = np.random.default_rng(args.seed)
     x_q = rng.integers(-128, 128, size=(args.tokens, packed.in_features), dtype=np.int64)
-    res = run_tile(packed, x_q, cfg, simulator=args.simulator, trace=args.vcd)
-    from nmaccel.golden import gemm
-    ref = gemm(packed, x_q)
+    from nmaccel.golden import cyclemodel as cm
+    info = {"array": f"{rows}x{cols}", "backend": args.backend, "layer": name,
+            "nm": f"{packed.n_keep}:{packed.m_group}", "bits": packed.bits}
+    if layer:
+        from nmaccel.runner import reference
+        mode = gb.tile_mode(packed)
+        RuntimeConfig(mode, packed.n_keep, packed.m_group).check(cfg)
+        top = _layer_top(cfg, packed, mode, args.tokens)
+        ep = _calibrated_epilogue(packed, x_q, args.relu) if args.epilogue else None
+        res = run_gemm(packed, x_q, cfg, backend=args.backend, epilogue=ep, top_cfg=top)
+        ref = reference(packed, x_q, ep)
+        info.update(mode=res.mode, tokens=args.tokens,
+                    weights=f"{packed.out_features}x{packed.in_features}",
+                    epilogue="int8" if ep is not None else "raw", cycles=res.cycles,
+                    model_cycles=res.model_cycles, simulator="compiled" if args.backend == "pyrtl"
+                    else args.backend, cycles_per_second=round(res.cycles_per_second, 1),
+                    elaboration_s=round(res.elaboration_s, 3))
+    else:
+        res = run_tile(packed, x_q, cfg, simulator=args.simulator, trace=args.vcd)
+        from nmaccel.golden import gemm
+        ref = gemm(packed, x_q)
+        plan = gb.load_plan(packed, cfg)
+        formula = gb.tile_cycles(cfg, args.tokens, plan.int4)
+        info.update(mode=res.mode, tokens=args.tokens,
+                    weights=f"{packed.out_features}x{packed.in_features}", window=plan.window,
+                    cycles=res.cycles, model_cycles=formula, formula_cycles=formula,
+                    simulator=res.simulator, cycles_per_second=round(res.cycles_per_second, 1),
+                    elaboration_s=round(res.elaboration_s, 3))
     mism = int(np.count_nonzero(res.outputs != ref))
-    plan = gb.load_plan(packed, cfg)
-    info = {
-        "array": f"{rows}x{cols}", "nm": f"{packed.n_keep}:{packed.m_group}", "bits": packed.bits,
-        "mode": res.mode, "tokens": args.tokens, "weights": f"{packed.out_features}x{packed.in_features}",
-        "window": plan.window, "cycles": res.cycles,
-        "formula_cycles": gb.tile_cycles(cfg, args.tokens, plan.int4),
-        "outputs_match": mism == 0, "mismatches": mism, "simulator": res.simulator,
-        "cycles_per_second": round(res.cycles_per_second, 1),
-        "elaboration_s": round(res.elaboration_s, 3),
-    }
+    rt = RuntimeConfig(res.mode, packed.n_keep, packed.m_group)
+    util = cm.utilization((args.tokens, packed.in_features, packed.out_features), cfg, rt, res.cycles)
+    info.update(outputs_match=mism == 0, mismatches=mism, utilization=round(util, 4))
     if args.json:
         print(json.dumps(info))
     else:
@@ -374,9 +447,18 @@ def cmd_sim(args):
 
 
 def register_cli(subparsers):
-    p = subparsers.add_parser("sim", help="simulate one weight tile on the PyRTL systolic array",
-                              description="Simulate one N:M weight tile on the PyRTL array and "
-                              "compare with the golden GEMM bit for bit.")
+    p = subparsers.add_parser("sim", help="simulate a weight tile on the PyRTL array, or a whole "
+                              "layer on the accelerator top",
+                              description="Simulate N:M weights and compare with the golden GEMM bit "
+                              "for bit. --backend tile (default, kept from the first version: fast, "
+                              "no top to compile) runs one tile of the layer on the bare systolic "
+                              "array; pyrtl / verilator / golden run the whole layer through the "
+                              "accelerator top (nmaccel.runner.run_gemm: host stream, K/N tiling, "
+                              "double-buffered weights, fused epilogue).")
+    p.add_argument("--backend", default="tile", choices=BACKENDS,
+                   help="tile: one tile on the bare array (default); pyrtl / verilator: the whole "
+                   "layer on the accelerator top in PyRTL CompiledSimulation / Verilator; golden: "
+                   "the top's protocol twin and cycle model")
     p.add_argument("--nm", default="2:4", help="N:M sparsity n_keep:m_group (N == M: dense), default 2:4")
     p.add_argument("--bits", type=int, default=4, help="weight bits 2, 4 or 8 (default 4)")
     p.add_argument("--codebook", action="store_true", help="Lloyd-Max codebook weights")
@@ -385,12 +467,19 @@ def register_cli(subparsers):
     p.add_argument("--m-max", type=int, default=8, help="largest m_group (default 8)")
     p.add_argument("--pipeline", action="store_true", help="register mux outputs and products")
     p.add_argument("--tokens", type=int, default=64, help="activation rows T (default 64)")
-    p.add_argument("--weights", help="packed weights file that fits the array, or a model file "
-                   "(.safetensors/.gguf/.npy/.npz: a tile of its first linear layer, packed with --nm/--bits); "
-                   "default: a tile of a real MiniLM layer")
-    p.add_argument("--simulator", default="compiled", choices=SIMULATORS)
+    p.add_argument("--weights", help="packed weights file (run as is), or a model file "
+                   "(.safetensors/.gguf/.npy/.npz: a linear layer packed with --nm/--bits; with "
+                   "--backend tile only the tile that fits the array); default: a real MiniLM layer")
+    p.add_argument("--layer", help="linear layer of the model file (or of the built-in MiniLM "
+                   "without --weights) by name, e.g. encoder.layer.0.intermediate.dense.weight; "
+                   "default: the first one")
+    p.add_argument("--epilogue", action="store_true", help="fused INT8 epilogue in the top "
+                   "(per-channel multiplier calibrated so each channel's largest |sum| maps to 127)")
+    p.add_argument("--relu", action="store_true", help="ReLU in the --epilogue")
+    p.add_argument("--simulator", default="compiled", choices=SIMULATORS,
+                   help="simulator of --backend tile (the top runs compiled)")
     p.add_argument("--seed", type=int, default=0, help="activation RNG seed")
-    p.add_argument("--vcd", help="write a VCD trace to this file")
+    p.add_argument("--vcd", help="write a VCD trace to this file (--backend tile)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_sim)
     return p
