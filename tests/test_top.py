@@ -119,6 +119,19 @@ def test_single_register_path_and_overlap_gain(rng):
         assert r2.cycles < r1.cycles
 
 
+@pytest.mark.parametrize("db", [True, False])
+def test_one_pe_one_word_output_records(rng, db):
+    """1x1 array: output records narrower than a host word, tiles of one or two steps back to
+    back (the accumulator read of a tile follows the previous tile's write)."""
+    p = TopConfig(array=ArrayConfig(rows=1, cols=1, n_max=2, m_max=2, modes=("int8",)), t_max=2,
+                  k_tiles_max=6, n_tiles_max=4, double_buffer=db)
+    assert p.words("out") == 1
+    for T, K, N in ((1, 9, 3), (2, 12, 4), (3, 5, 2), (1, 1, 1)):
+        packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=2, m_group=2,
+                              bits=8)
+        _check(p, packed, rng.integers(-128, 128, size=(T, K)), _epilogue(rng, N) if T == 2 else None)
+
+
 def test_raw_bias_relu_and_saturation(rng):
     packed, x = _random_case(rng, P22, "int8", 4, 4)
     n = packed.out_features

@@ -154,7 +154,6 @@ def make_accelerator_top(name, cfg, inputs=None):
     sact = _reg(1, f"{name}.s.active")
     sq = _reg(sb, f"{name}.s.step")
     p_kt = _reg(ktb, f"{name}.s.next_kt")            # tile to swap in next
-    p_nt = _reg(ntb, f"{name}.s.next_nt")
     cur = {k: _reg(1, f"{name}.s.cur_{k}") for k in ("last", "first", "gend", "fg")}
     act_ra = _reg(ab, f"{name}.s.act_ra")
     ost = _reg(O_SB, f"{name}.o.state")
@@ -282,7 +281,6 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(sact, (hdr_done, _c(0, 1)), (swap, _c(1, 1)), (last_step, _c(0, 1)))
     _nxt(sq, (swap, _c(0, sb)), (sact, sq + 1))
     _nxt(p_kt, (hdr_done, _c(0, ktb)), (swap & p_last, _c(0, ktb)), (swap, p_kt + 1))
-    _nxt(p_nt, (hdr_done, _c(0, ntb)), (swap & p_last, p_nt + 1))
     ra_next <<= pyrtl.select(hdr_done | (swap & (p_kt == 0)), _c(0, ab),
                              pyrtl.select(sact, act_ra + 1, act_ra))
     act_ra.next <<= ra_next                       # x_in at cycle t: step act_ra(t)
@@ -408,7 +406,8 @@ def make_accelerator_top(name, cfg, inputs=None):
     outmem = _mem2p(f"{name}.out", ob, cfg.out_rec_bits, otag[:ob],
                     pyrtl.concat_list([e.out for e in eps]), o_we, oraddr)
     newrec = outmem.zero_extended(orec_bits)
-    _nxt(orec, (prime | adv, newrec), (o_acc, orec[H:].zero_extended(orec_bits)))
+    shifted = orec[H:].zero_extended(orec_bits) if orec_bits > H else _c(0, orec_bits)
+    _nxt(orec, (prime | adv, newrec), (o_acc, shifted))
     _nxt(ow, (prime | adv, _c(0, len(ow))), (o_acc, ow + 1))
     _nxt(onx, (prime, _c(1, sb)), (adv, onx + 1))
     _nxt(ost, (stream_end, _c(O_IDLE, O_SB)), (prime, _c(O_STREAM, O_SB)),
