@@ -131,13 +131,14 @@ def test_triton_kernel_with_scales_matches_reference(torch, rng, granularity):
         np.testing.assert_allclose(y, gpu.nm24_int4_reference(gpu.nm24_int4_streams(p), x), rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("out,k,granularity", [(256, 512, "group"), (200, 1000, "group"), (40, 130, "channel")])
+@pytest.mark.parametrize("out,k,granularity", [(256, 512, "group"), (200, 1000, "group"), (40, 130, "channel"),
+                                               (4500, 64, "group")])   # > 16 warps x SMs: several rows per warp
 def test_cuda_gemv_exact_vs_golden_and_scaled(torch, rng, out, k, granularity):
     pytest.importorskip("cupy")
     p = random_packed(rng, out, k, granularity=granularity, unit_scales=True)
     x_q = rng.integers(-128, 128, size=(1, k)).astype(np.int8)
-    for wpr in (1, 2, 4):
-        y = gpu.CudaNM24Int4Gemv(p, warps_per_row=wpr)(torch.from_numpy(x_q).cuda().half()).cpu().numpy()
+    for bps in (1, 2):
+        y = gpu.CudaNM24Int4Gemv(p, blocks_per_sm=bps)(torch.from_numpy(x_q).cuda().half()).cpu().numpy()
         np.testing.assert_array_equal(y.astype(np.int64), gemm(p, x_q))
     p2 = random_packed(rng, out, k, granularity=granularity)
     x = rng.standard_normal((1, k)).astype(np.float16)
@@ -145,6 +146,8 @@ def test_cuda_gemv_exact_vs_golden_and_scaled(torch, rng, out, k, granularity):
     np.testing.assert_allclose(y2, gpu.nm24_int4_reference(gpu.nm24_int4_streams(p2), x), rtol=1e-5, atol=1e-4)
     with pytest.raises(NmaccelError, match=r"shape \(1, "):
         gpu.CudaNM24Int4Gemv(p2)(torch.zeros(2, k, device="cuda", dtype=torch.float16))
+    with pytest.raises(NmaccelError, match="group_size = 64"):
+        gpu.CudaNM24Int4Gemv(random_packed(rng, 8, 128, group_size=32))
 
 
 def test_triton_kernel_rejects_bad_x(torch, rng):

@@ -384,64 +384,70 @@ CUDA_GEMV_SRC = r"""
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) nm24_int4_gemv(
     const __half* __restrict__ x, const unsigned int* __restrict__ v, const short* __restrict__ ih,
     const __half* __restrict__ scales, float* __restrict__ out,
-    int n_rows, int k, int words, int scale_stride, int scale_shift, int warps_per_row)
+    int n_rows, int k, int words, int scale_stride, int scale_shift)
 {
-    // Each row is split over warps_per_row warps of one block; lane j of sub-warp h takes the
-    // 16-byte value chunks q = 32 h + j, + 32 warps_per_row, ... (4 words = 32 kept weights each,
-    // with their 8-byte index chunk). x (k,) is staged as float in shared memory with one pad float
-    // per 64, so the lanes (64 columns apart) hit 32 different banks. The first chunk of every
-    // lane is loaded before the staging and each next chunk one iteration ahead.
+    // Persistent: warp g takes rows g, g + warps, ...; a row is ceil(nq / 32) steps, lane j of
+    // step i takes the 16-byte value chunk q = 32 i + j (4 words = 32 kept weights) and its 8-byte
+    // index chunk, loaded one step ahead (across rows too). x (k,) is staged as float in shared
+    // memory with one pad float per 64, so the lanes (64 columns apart) hit 32 different banks.
     extern __shared__ float xs[];
-    __shared__ float red[32];
-    const int kw = words * 16, nq = words >> 2;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int rows_per_block = (blockDim.x >> 5) / warps_per_row;
-    const int row = blockIdx.x * rows_per_block + warp / warps_per_row;
-    const int h = warp % warps_per_row, step = 32 * warps_per_row;
-    const bool live = row < n_rows;
-    const uint4* vr = reinterpret_cast<const uint4*>(v + (size_t)min(row, n_rows - 1) * words);
-    const uint2* ir = reinterpret_cast<const uint2*>(ih + (size_t)min(row, n_rows - 1) * words);
-    const __half* sr = scales + (size_t)min(row, n_rows - 1) * scale_stride;
-    int q = 32 * h + lane;
+    const int kw = words * 16, nq = words >> 2, steps = (nq + 31) >> 5;
+    const int lane = threadIdx.x & 31;
+    const int warps = (gridDim.x * blockDim.x) >> 5;
+    int row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, step = 0;
     uint4 vn = make_uint4(0u, 0u, 0u, 0u);
     uint2 in_ = make_uint2(0u, 0u);
-    if (live && q < nq) { vn = __ldcs(vr + q); in_ = __ldcs(ir + q); }
+    if (row < n_rows && lane < nq) {
+        vn = __ldcs(reinterpret_cast<const uint4*>(v + (size_t)row * words) + lane);
+        in_ = __ldcs(reinterpret_cast<const uint2*>(ih + (size_t)row * words) + lane);
+    }
     for (int i = threadIdx.x; i < kw; i += blockDim.x) xs[i + (i >> 6)] = i < k ? __half2float(x[i]) : 0.f;
     __syncthreads();
     float acc = 0.f;
-    for (; live && q < nq; q += step) {
+    while (row < n_rows) {
         const uint4 vq = vn;
         const uint2 iq = in_;
-        if (q + step < nq) { vn = __ldcs(vr + q + step); in_ = __ldcs(ir + q + step); }
-        const unsigned int vw[4] = {vq.x, vq.y, vq.z, vq.w};
-        const unsigned int iw[4] = {iq.x & 0xFFFFu, iq.x >> 16, iq.y & 0xFFFFu, iq.y >> 16};
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int w = 4 * q + j;
-            const unsigned int vv = vw[j] ^ 0x88888888u;   // offset-binary nibbles
-            const unsigned int ii = iw[j];
-            const float* xw = xs + w * 16 + (w >> 2);
-            float part[2] = {0.f, 0.f};   // two chains: shorter FMA dependency
-#pragma unroll
-            for (int s = 0; s < 8; ++s) {
-                const float code = __int_as_float(((vv >> (4 * s)) & 0xFu) | 0x4B000000u) - 8388616.f;
-                part[s & 1] = fmaf(code, xw[4 * (s >> 1) + ((ii >> (2 * s)) & 3u)], part[s & 1]);
-            }
-            acc = fmaf(part[0] + part[1], __half2float(sr[w >> scale_shift]), acc);
+        const int q = 32 * step + lane, crow = row;
+        if (++step == steps) { step = 0; row += warps; }
+        const int qn = 32 * step + lane;
+        if (row < n_rows && qn < nq) {
+            vn = __ldcs(reinterpret_cast<const uint4*>(v + (size_t)row * words) + qn);
+            in_ = __ldcs(reinterpret_cast<const uint2*>(ih + (size_t)row * words) + qn);
         }
-    }
+        if (q < nq) {
+            // Code at nibble p of a 16-bit half: mask it in place and OR in 2^23, giving
+            // 2^23 + u * 16^p (u = code + 8, offset binary); subtract 2^23 + 8 * 16^p. Each of the 8
+            // slots keeps its own sum (exact: |sum| <= 4 * 8 * 16^3 * 128 = 2^24) and is scaled by
+            // 16^-p once per chunk, so a kept weight costs 1 integer op for its code.
+            const unsigned int vw[4] = {vq.x, vq.y, vq.z, vq.w};
+            const unsigned int iw[4] = {iq.x & 0xFFFFu, iq.x >> 16, iq.y & 0xFFFFu, iq.y >> 16};
+            float ps[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (warps_per_row == 1) {
-        if (live && lane == 0) out[row] = acc;
-        return;
-    }
-    if (lane == 0) red[warp] = acc;
-    __syncthreads();
-    if (live && h == 0 && lane == 0) {
-        float s = 0.f;
-        for (int i = 0; i < warps_per_row; ++i) s += red[warp + i];
-        out[row] = s;
+            for (int j = 0; j < 4; ++j) {
+                const int w = 4 * q + j;
+                const unsigned int lo = vw[j] ^ 0x88888888u;
+                const unsigned int hi = lo >> 16;
+                const unsigned int ii = iw[j];
+                const float* xw = xs + w * 16 + (w >> 2);
+#pragma unroll
+                for (int s = 0; s < 8; ++s) {
+                    const int p = s & 3;
+                    const unsigned int bits = ((s < 4 ? lo : hi) & (0xFu << (4 * p))) | 0x4B000000u;
+                    const float code = __uint_as_float(bits) - (8388608.f + 8.f * (float)(1 << (4 * p)));
+                    ps[s] = fmaf(code, xw[4 * (s >> 1) + ((ii >> (2 * s)) & 3u)], ps[s]);
+                }
+            }
+            float chunk = 0.f;
+#pragma unroll
+            for (int s = 0; s < 8; ++s) chunk = fmaf(ps[s], 1.f / (float)(1 << (4 * (s & 3))), chunk);
+            acc = fmaf(chunk, __half2float(scales[(size_t)crow * scale_stride + ((4 * q) >> scale_shift)]), acc);
+        }
+        if (step == 0) {
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            if (lane == 0) out[crow] = acc;
+            acc = 0.f;
+        }
     }
 }
 """
@@ -451,13 +457,13 @@ CUDA_THREADS = 512
 class CudaNM24Int4Gemv:
     """CUDA C++ (CuPy NVRTC) T = 1 kernel over the same packed 2:4 INT4 streams as PackedNM24Int4.
 
-    y (1, out) float32 = x (1, in) float16 @ W.T. One warp per row; x staged in shared memory as
-    float32, so a kept weight costs a shift/mask/OR/FADD decode, a 2-bit index, one shared-memory
-    load and one FMA. Needs `words per scale group` to be a power of two (group_size 16 * 2^j)
-    and K padded to a multiple of 64.
+    y (1, out) float32 = x (1, in) float16 @ W.T. Persistent warps, one row at a time, loads one
+    step ahead; x staged in shared memory as float32, so a kept weight costs a shift/mask/OR/FADD decode, a 2-bit index, one shared-memory
+    load and one FMA. Needs group_size = 64 * 2^j (a lane's 4 words share one scale) and K padded
+    to a multiple of 64.
     """
 
-    def __init__(self, packed: PackedWeights, warps_per_row=1, min_blocks=2):
+    def __init__(self, packed: PackedWeights, blocks_per_sm=2):
         torch = _torch()
         try:
             import cupy
@@ -468,8 +474,8 @@ class CudaNM24Int4Gemv:
         st = nm24_int4_streams(packed)
         cols = packed.scale_group_cols if packed.granularity == "group" else 1 << 30
         wps = cols // COLS_PER_WORD
-        require(wps & (wps - 1) == 0, f"the CUDA decode kernel needs group_size = 16 * 2^j (got {cols}): "
-                "use PackedNM24Int4 or re-pack with --group-size 128")
+        require(wps & (wps - 1) == 0 and wps >= 4, f"the CUDA decode kernel needs group_size = 64 * 2^j "
+                f"(got {cols}): use PackedNM24Int4 or re-pack with --group-size 128")
         self.scale_shift = wps.bit_length() - 1
         self.out_features, self.in_features = packed.out_features, packed.in_features
         self.v_words = torch.from_numpy(st["v_words"]).cuda()
@@ -480,13 +486,11 @@ class CudaNM24Int4Gemv:
                 f"{self.words} words): use PackedNM24Int4")
         self.smem = (self.words * COLS_PER_WORD + self.words // 4) * 4
         self.kernel = cupy.RawKernel(CUDA_GEMV_SRC, "nm24_int4_gemv", options=(
-            "-std=c++17", f"-DTHREADS={CUDA_THREADS}", f"-DMIN_BLOCKS={min_blocks}"))
+            "-std=c++17", f"-DTHREADS={CUDA_THREADS}", f"-DMIN_BLOCKS={blocks_per_sm}"))
         if self.smem > 48 * 1024:
             self.kernel.max_dynamic_shared_size_bytes = self.smem
-        # one warp per row measured fastest on the H100 for K = 4096 and 11008 (2 or 4: slower)
-        self.warps_per_row = warps_per_row
-        require(self.warps_per_row in (1, 2, 4, 8, 16), "warps_per_row must be a power of two <= 16")
-        self.grid = -(-self.out_features // (CUDA_THREADS // 32 // self.warps_per_row))
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        self.grid = max(1, min(sms * blocks_per_sm, -(-self.out_features // (CUDA_THREADS // 32))))
 
     def __call__(self, x):
         torch = _torch()
@@ -500,6 +504,6 @@ class CudaNM24Int4Gemv:
             self.kernel((self.grid,), (CUDA_THREADS,),
                         (*ptr, np.int32(self.out_features),
                          np.int32(self.in_features), np.int32(self.words), np.int32(self.scales.stride(0)),
-                         np.int32(self.scale_shift), np.int32(self.warps_per_row)),
+                         np.int32(self.scale_shift)),
                         shared_mem=self.smem)
         return out
