@@ -9,6 +9,12 @@ whole input stream in one call (numpy-packed input limbs; works around CompiledS
 recording step 0's outputs for every step), "fast" pyrtl.FastSimulation, "python"
 pyrtl.Simulation. Elaborated simulators are cached per (ArrayConfig, simulator): a new tile,
 N:M or mode only reloads the runtime registers and weights (no re-elaboration).
+
+`run_gemm` is nmaccel.runner.run_gemm (a whole GEMM on the accelerator top). `nmaccel sim`
+runs one tile on the bare array (--backend tile, the default: no top to compile, every
+simulator, VCD) or a whole layer on the top (--backend pyrtl / verilator / golden, --layer,
+--epilogue); JSON fields cycles, model_cycles, outputs_match, mismatches, backend,
+cycles_per_second, utilization in both cases.
 """
 import ctypes
 import json
