@@ -166,10 +166,14 @@ NOTES = """## Notes (H100, this software stack)
   activation with a shift (no per-weight gather) measured 32.8 us vs 27.6 us and was dropped.
   At T = 16 the tensor-core kernel (dense FP16 expansion in registers + tl.dot) beats the
   transposed-x gather kernel (`gather_t`, 84 vs 75 us on 11008x4096) but not dense FP16.
-- `packed_nm24_cuda` (CUDA C++ through CuPy NVRTC, T = 1): one warp per row, 16-byte value and
-  8-byte index loads, x staged as float32 in shared memory with one pad word per 64 (without the
-  pad the lanes hit one bank: 62 us). Tried and slower on 11008x4096: 2 or 4 warps per row,
-  2 or 4 rows per warp, 32-register cap (spills). It plateaus near 24 us, latency-bound.
+- `packed_nm24_cuda` (CUDA C++ through CuPy NVRTC, T = 1): persistent warps, one row at a time,
+  16-byte value and 8-byte index loads one step ahead, x staged as float32 in shared memory with
+  one pad word per 64, codes decoded in place (mask + OR 2^23, no shift). Measured on 11008x4096
+  while developing it: 62 us without the pad (lanes on one bank), 24 us one warp per row, 22.4 us
+  as committed; slower: 2 or 4 warps per row, 2 or 4 rows per warp, a 32-register cap, a lane per
+  row with broadcast x reads (25.6 us). Nsight Compute on it: 14 SASS instructions per kept
+  weight before the in-place decode, ALU pipe 60%, issue slots 47%, and 58% of shared-memory
+  wavefronts are bank conflicts (lanes read x at data-dependent offsets).
 - Next step for T = 1..16: a kernel on the sparse tensor cores (mma.sp), whose 2:4 metadata is
   exactly the packing's 2-bit index stream (`PackedWeights.nvidia_24_metadata`).
 """
