@@ -164,6 +164,9 @@ def main(argv=None):
     ap.add_argument("--blocks", type=int, default=None, help="compress only the first N decoder blocks")
     ap.add_argument("--merge", nargs="*", default=[], help="also take finished rows from these JSON files "
                     "(same settings), e.g. from runs of other --configs in parallel")
+    ap.add_argument("--variants", nargs="*", default=[],
+                    help="JSON files of runs with other settings (damping, calibration size, one-shot): "
+                    "their rows are listed in a second table with PPL ratios to their own dense run")
     ap.add_argument("--skip-first", type=int, default=0,
                     help="leave the first N positions of every calibration window out of the calibration "
                     "activations (position 0 is an attention sink whose massive activations dominate Hessians)")
@@ -257,9 +260,31 @@ def main(argv=None):
     print(tabulate(table, headers=["config", "MiniLM W-SQNR dB", "MiniLM out-SQNR dB", "SmolLM2 out-SQNR dB", "PPL",
                                    "PPL / dense", "target", "SmolLM2 s"]))
     print(f"SmolLM2 settings: {json.dumps(settings)}\nMiniLM settings: {json.dumps(mini_settings)}")
+    if args.variants:
+        result["variants"] = variant_rows(args.variants, settings)
+        print("\nCalibration variants (ratio to the dense PPL of the same run):")
+        print(tabulate([[v["config"], v["settings"], f"{v['smollm2_ppl']:.2f}", f"{v['ppl_ratio']:.2f}x"]
+                        for v in result["variants"]], headers=["config", "settings vs main run", "PPL", "PPL / dense"]))
     if args.json:
         atomic_json(args.json, result)
     return 0
+
+
+def variant_rows(paths, main_settings):
+    """Rows of other runs, labelled by how their settings differ from the main run."""
+    out = []
+    for path in paths:
+        with open(path) as fh:
+            run = json.load(fh)
+        st, rows = run.get("settings", {}), run.get("rows", {})
+        if "dense" not in rows or "smollm2_ppl" not in rows["dense"]:
+            raise NmaccelError(f"{path} has no dense row: run it with the benchmark first")
+        diff = ", ".join(f"{k}={st[k]}" for k in sorted(st) if main_settings.get(k) != st[k]) or "same"
+        for cfg, r in rows.items():
+            if cfg != "dense" and "smollm2_ppl" in r:
+                out.append(dict(config=cfg, settings=diff, smollm2_ppl=r["smollm2_ppl"],
+                                ppl_ratio=r["smollm2_ppl"] / rows["dense"]["smollm2_ppl"], source=os.path.basename(path)))
+    return out
 
 
 if __name__ == "__main__":
