@@ -93,12 +93,21 @@ def minilm_eval(mini, cfg, names, calib_seqs, heldout_x, damp, sequential):
     return float(np.mean(wsq)), float(np.mean(osq))
 
 
-def smollm2_eval(base, cfg, names, calib, evals, heldout_x, damp, sequential, skip_first=0):
+def clip_rows(x, quantile):
+    """Scale rows of x whose L2 norm exceeds the given quantile of row norms down to it."""
+    norms = np.linalg.norm(x, axis=1)
+    cap = np.quantile(norms, quantile)
+    return x * np.minimum(1.0, cap / np.maximum(norms, 1e-30))[:, None].astype(x.dtype)
+
+
+def smollm2_eval(base, cfg, names, calib, evals, heldout_x, damp, sequential, skip_first=0, clip=None):
     needs_cal = CONFIGS[cfg][1]
     b, t = calib.shape
 
     def transform(n, w, x):
         x = x.reshape(b, t, -1)[:, skip_first:].reshape(-1, x.shape[-1])
+        if clip is not None:
+            x = clip_rows(x, clip)
         return compress_weight(n, w, x, cfg, damp)
     if cfg == "dense":
         model = base
@@ -170,6 +179,9 @@ def main(argv=None):
     ap.add_argument("--skip-first", type=int, default=0,
                     help="leave the first N positions of every calibration window out of the calibration "
                     "activations (position 0 is an attention sink whose massive activations dominate Hessians)")
+    ap.add_argument("--clip-tokens", type=float, default=None,
+                    help="scale calibration rows whose L2 norm exceeds this quantile of the layer's row "
+                    "norms down to it (e.g. 0.99), so a few massive-activation tokens cannot dominate H")
     ap.add_argument("--one-shot", action="store_true", help="calibrate every layer on dense-model inputs")
     args = ap.parse_args(argv)
 
@@ -211,6 +223,8 @@ def main(argv=None):
                     sequential=not args.one_shot, ctx=ctx)
     if args.skip_first:
         settings["skip_first"] = args.skip_first
+    if args.clip_tokens is not None:
+        settings["clip_tokens"] = args.clip_tokens
     mini_settings = dict(damp=args.damp, calib_tokens=int(sum(map(len, mini_calib))),
                          heldout_tokens=int(next(iter(mini_heldout_x.values())).shape[0]),
                          linears=len(mini_names), sequential=not args.one_shot)
@@ -238,7 +252,7 @@ def main(argv=None):
         if not all(f in row for f in SMOL_FIELDS):
             t1 = time.time()
             ppl, osq = smollm2_eval(base, cfg, names, calib, eval_ids, heldout_x, args.damp, not args.one_shot,
-                                    args.skip_first)
+                                    args.skip_first, args.clip_tokens)
             row.update(smollm2_ppl=ppl, smollm2_out_sqnr_db=osq, seconds=round(time.time() - t1, 1))
             print(f"{cfg}: ppl {ppl:.2f} ({time.time() - t1:.0f} s)", file=sys.stderr)
         if args.json:
