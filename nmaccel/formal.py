@@ -168,7 +168,8 @@ def prove_equivalent(spec, impl=None, *, outputs=None, assume=None, seq=0, tempi
 
 # ---------------------------------------------------------------- seeded bugs
 
-_SWAPS = {"&": "|", "|": "^", "^": "&", "+": "-", "-": "+", "<": ">", ">": "<", "~": "w"}
+_SWAPS = {"&": "|", "|": "^", "^": "&", "+": "-", "-": "+", "<": ">", ">": "<", "~": "w",
+          "x": "x"}   # select: its two data inputs swapped
 
 
 def mutable_nets(block=None):
@@ -179,7 +180,8 @@ def mutable_nets(block=None):
 
 
 def mutate(block, index):
-    """Copy of `block` with mutable net `index` changed (&->|, |->^, ^->&, +<->-, <-><, ~->wire).
+    """Copy of `block` with mutable net `index` changed (&->|, |->^, ^->&, +<->-, <-><, ~->wire,
+    select with its data inputs swapped).
 
     Returns (mutated block, description).
     """
@@ -191,6 +193,7 @@ def mutate(block, index):
     for net in list(new.logic):
         if net.op == target.op and net.dests[0].name == target.dests[0].name:
             new.logic.remove(net)
-            new.add_net(pyrtl.LogicNet(_SWAPS[net.op], net.op_param, net.args, net.dests))
+            args = net.args if net.op != "x" else (net.args[0], net.args[2], net.args[1])
+            new.add_net(pyrtl.LogicNet(_SWAPS[net.op], net.op_param, args, net.dests))
             return new, f"{target.op} -> {_SWAPS[target.op]} at {target.dests[0].name}"
     raise NmaccelError(f"mutation target {target.dests[0].name} not found in the copy")

@@ -150,3 +150,40 @@ def test_bad_spec_inputs():
         formal.prove_equivalent("module other(); endmodule")
     with pytest.raises(NmaccelError, match="verdict"):
         formal.prove_equivalent({"o": "a +* b"})   # Verilog syntax error: no verdict
+
+
+# ---------------------------------------------------------------- nmaccel.hdl blocks
+
+def decoder_spec(cfg):
+    """lane l = dense ? element l : (all elements, element 0 in the LSBs) >> (index_l * E)."""
+    e = cfg.tokens_per_step * cfg.act_bits
+    window = "{" + ", ".join(f"elem_{k}" for k in reversed(range(cfg.m_max))) + "}"
+    return {f"lane_{lane}": f"dense ? elem_{lane} : ({window} >> (idx_{lane} * {e}))"
+            for lane in range(cfg.n_max)}
+
+
+@pytest.mark.parametrize("n_max,m_max,modes", [(4, 8, ("int8", "int4")), (3, 6, ("int8",)),
+                                               (2, 4, ("int8", "int4"))])
+def test_nm_decoder_selects_indexed_activation(n_max, m_max, modes):
+    """For all activations, every stored window-local index and both dense settings - so for
+    every runtime n_keep <= n_max, m_group <= m_max (the decoder sees N:M only through the
+    indices and `dense`) - each lane carries the indexed activation (0 past m_max)."""
+    from nmaccel.export import build_decoder_top
+    from nmaccel.hdl.config import ArrayConfig
+    cfg = ArrayConfig(rows=1, cols=1, n_max=n_max, m_max=m_max, modes=modes)
+    build_decoder_top(cfg)
+    assert formal.prove_equivalent(decoder_spec(cfg)).proved
+
+
+def test_nm_decoder_proof_catches_swapped_mux():
+    from nmaccel.export import build_decoder_top
+    from nmaccel.hdl.config import ArrayConfig
+    cfg = ArrayConfig(rows=1, cols=1, n_max=2, m_max=4, modes=("int8", "int4"))
+    block = build_decoder_top(cfg) and pyrtl.working_block()
+    selects = [i for i, n in enumerate(formal.mutable_nets(block)) if n.op == "x"]
+    assert len(selects) >= 2 * 3      # per lane: mux tree + dense select
+    for i in selects[:: max(1, len(selects) // 3)]:
+        mutant, what = formal.mutate(block, i)
+        res = formal.prove_equivalent(decoder_spec(cfg), mutant)
+        assert not res.proved, what
+        assert {"dense", "idx_0", "idx_1"} <= set(res.counterexample)
