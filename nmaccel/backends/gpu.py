@@ -458,9 +458,9 @@ class CudaNM24Int4Gemv:
     """CUDA C++ (CuPy NVRTC) T = 1 kernel over the same packed 2:4 INT4 streams as PackedNM24Int4.
 
     y (1, out) float32 = x (1, in) float16 @ W.T. Persistent warps, one row at a time, loads one
-    step ahead; x staged in shared memory as float32, so a kept weight costs a shift/mask/OR/FADD decode, a 2-bit index, one shared-memory
-    load and one FMA. Needs group_size = 64 * 2^j (a lane's 4 words share one scale) and K padded
-    to a multiple of 64.
+    step ahead; x staged in shared memory as float32, so a kept weight costs a mask/OR/FADD
+    decode, a 2-bit index, one shared-memory load and one FMA. Needs group_size = 64 * 2^j (a
+    lane's 4 words share one scale) and K padded to a multiple of 64.
     """
 
     def __init__(self, packed: PackedWeights, blocks_per_sm=2):

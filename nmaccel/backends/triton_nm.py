@@ -17,9 +17,8 @@ integers (|sum| < 2^24), so with unit scales the result equals the integer golde
 import triton
 import triton.language as tl
 
-MAGIC_I32 = 0x4B000000          # float32 bit pattern of 2^23
-MAGIC_BIAS = 8388608.0 + 8.0    # 2^23 + offset-binary bias of a 4-bit code
-SIGN_FLIP = -0x77777778         # 0x88888888 as int32: flips every nibble's sign bit
+# Literals in the kernels: 0x4B000000 = float32 bits of 2^23, 8388616.0 = 2^23 + 8 (offset-binary
+# bias), -0x77777778 = 0x88888888 as int32 (flips every nibble's sign bit).
 
 
 @triton.jit
