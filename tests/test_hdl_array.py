@@ -8,32 +8,14 @@ from nmaccel.golden import gemm
 from nmaccel.hdl import ArrayConfig
 from nmaccel.pack import PackedWeights, pack_weights
 from nmaccel.sim import run_tile
+from nmtest import random_packed
 
 NMS = [(1, 2), (2, 4), (1, 4), (3, 8), (4, 8), (2, 8), (4, 4)]   # (4, 4): dense
 MODES = [("int8", 8), ("int4", 4), ("int4", 2), ("codebook", 4), ("codebook", 2)]
 
 
 def make_packed(rng, out, k, n, m, mode, bits, edge=False):
-    kp = -(-k // m) * m
-    mask = np.zeros((out, kp // m, m), dtype=bool)
-    for o in range(out):
-        for g in range(kp // m):
-            mask[o, g, rng.choice(m, n, replace=False)] = True
-    mask = mask.reshape(out, kp)
-    sc = np.ones((out, 1), dtype=np.float32)
-    if mode == "codebook":
-        codes = rng.integers(0, 1 << bits, size=(out, kp)) * mask
-        cb = rng.integers(-128, 128, size=(out, 1, 1 << bits))
-        if edge:
-            cb[..., 0], cb[..., -1] = -128, 127
-        return PackedWeights.from_dense_codes(codes, mask, in_features=k, n_keep=n, m_group=m, bits=bits,
-                                              quantizer="lloyd-max", scales=sc, codebook=cb)
-    lo = -(1 << (bits - 1))
-    codes = rng.integers(lo, -lo, size=(out, kp))
-    if edge:
-        codes = np.where(rng.random((out, kp)) < 0.5, lo, -lo - 1)
-    return PackedWeights.from_dense_codes(codes * mask, mask, in_features=k, n_keep=n, m_group=m,
-                                          bits=bits, scales=sc)
+    return random_packed(rng, out, k, n, m, bits, "lloyd-max" if mode == "codebook" else "uniform", edge)
 
 
 def check_tile(pw, x, cfg, simulator="fast"):

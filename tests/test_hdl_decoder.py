@@ -6,7 +6,7 @@ import pytest
 from nmaccel.golden import blocks as gb
 from nmaccel.hdl import ArrayConfig
 from nmaccel.hdl.decoder import make_nm_decoder
-from nmaccel.pack import PackedWeights
+from nmtest import random_packed
 
 
 @pytest.mark.parametrize("n_max,m_max,elem_bits", [(1, 2, 8), (2, 4, 16), (4, 8, 16), (3, 6, 8), (8, 16, 8)])
@@ -36,16 +36,7 @@ def test_decoder_matches_golden(rng, n_max, m_max, elem_bits):
 
 
 def _packed(rng, out, k, n, m, bits=8):
-    kp = -(-k // m) * m
-    mask = np.zeros((out, kp // m, m), dtype=bool)
-    for o in range(out):
-        for g in range(kp // m):
-            mask[o, g, rng.choice(m, n, replace=False)] = True
-    mask = mask.reshape(out, kp)
-    lo = -(1 << (bits - 1))
-    codes = rng.integers(lo, -lo, size=(out, kp)) * mask
-    return PackedWeights.from_dense_codes(codes, mask, in_features=k, n_keep=n, m_group=m, bits=bits,
-                                          scales=np.ones((out, 1), dtype=np.float32))
+    return random_packed(rng, out, k, n, m, bits)
 
 
 NMS = [(1, 2), (2, 4), (1, 4), (3, 8), (4, 8), (2, 8), (4, 4), (2, 2), (1, 1)]

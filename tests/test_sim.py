@@ -10,25 +10,13 @@ from nmaccel.errors import NmaccelError
 from nmaccel.golden import gemm
 from nmaccel.hdl import ArrayConfig, RuntimeConfig
 from nmaccel.pack import PackedWeights
+from nmtest import random_packed
 
 CFG = ArrayConfig(rows=2, cols=2)
 
 
 def _packed(rng, out, k, n, m, bits=8, quantizer="uniform"):
-    kp = -(-k // m) * m
-    mask = np.zeros((out, kp // m, m), dtype=bool)
-    for o in range(out):
-        for g in range(kp // m):
-            mask[o, g, rng.choice(m, n, replace=False)] = True
-    mask = mask.reshape(out, kp)
-    sc = np.ones((out, 1), dtype=np.float32)
-    if quantizer == "lloyd-max":
-        return PackedWeights.from_dense_codes(
-            rng.integers(0, 1 << bits, size=(out, kp)) * mask, mask, in_features=k, n_keep=n, m_group=m,
-            bits=bits, quantizer=quantizer, scales=sc, codebook=rng.integers(-128, 128, (out, 1, 1 << bits)))
-    lo = -(1 << (bits - 1))
-    return PackedWeights.from_dense_codes(rng.integers(lo, -lo, size=(out, kp)) * mask, mask, in_features=k,
-                                          n_keep=n, m_group=m, bits=bits, scales=sc)
+    return random_packed(rng, out, k, n, m, bits, quantizer)
 
 
 def test_simulators_agree(rng):
