@@ -9,8 +9,9 @@ Backends (same contract: `.outputs`, `.cycles`, `.utilization`):
   "pyrtl"   the PyRTL top in pyrtl.CompiledSimulation; a simulation-only host model (a word ROM
             and a read pointer that advances on in_valid & in_ready) keeps in_valid = 1 and
             out_ready = 1; `.cycles` is measured: first header word accepted .. last output word.
-  "verilator" the same harness exported to Verilog, built by Verilator (nmaccel.cosim, cached
-            build) and driven with the same stimulus; outputs and cycles measured the same way.
+  "verilator" the top exported to Verilog, built by Verilator with a dedicated C++ host
+            harness (nmaccel.cosim_top, cached build) that streams the same words with the same
+            handshake; outputs and cycles measured the same way.
   "golden"  nmaccel.golden.top.run_stream (the protocol twin) + the cycle model.
 Elaborated simulators are cached per (TopConfig, ROM size).
 """
@@ -361,32 +362,27 @@ class TopSim:
 
 
 class TopVerilator:
-    """The same harness exported to Verilog and compiled by Verilator (nmaccel.cosim)."""
+    """The top under Verilator with the dedicated host harness (nmaccel.cosim_top): the host
+    word stream goes to the C++ main as one file, outputs and cycles come back measured as in
+    TopSim.run. `rom_bits` is unused (kept for the simulator cache key)."""
 
-    def __init__(self, p, rom_bits):
-        from nmaccel.cosim import build_verilator
+    def __init__(self, p, rom_bits=0):
+        from nmaccel.cosim_top import TopVerilatorModel
         self.p, self.rom_bits = p, rom_bits
         t = time.perf_counter()
-        self.model = build_verilator(harness_block(p, rom_bits), module_name="nmaccel_top_harness")
+        self.model = TopVerilatorModel(p)
         self.elaboration_s = time.perf_counter() - t
+        self.last_run = None
 
     def run(self, words, n_out_words, budget):
-        n = len(words)
-        require(n < (1 << self.rom_bits), "host stream longer than the simulation ROM")
-        require(self.p.host_bits <= 64, "the Verilator harness drives host_bits <= 64")
-        go = budget + 64
-        while True:
-            res = self.model.run(_load_stream(words, go))
-            acc, got, vcyc = _collect(res.outputs, n + 1)
-            if len(got) >= n_out_words or go > 4 * budget + 100000:
-                break
-            go *= 2
-        require(len(got) == n_out_words, f"top sent {len(got)} output words, expected {n_out_words}")
-        return got, int(vcyc[-1] - acc[0] + 1)
+        self.last_run = self.model.run(words, n_out_words, 4 * budget + 100000)
+        return self.last_run.out_words, self.last_run.cycles
 
 
 def get_topsim(p, n_words, backend="pyrtl"):
     rom_bits = -(-max(16, int(n_words).bit_length()) // 4) * 4     # few sizes: few compiles
+    if backend == "verilator":
+        rom_bits = 0                      # the harness streams any length: one build per top
     key = (p, rom_bits, backend)
     if key in _CACHE:
         _CACHE.move_to_end(key)
