@@ -10,7 +10,11 @@ by layer (sequential calibration, as SparseGPT) unless --one-shot. SQNR = 10 log
     python benchmarks/quality.py [--quick] [--json PATH] [--configs a,b] [--damp 0.1]
 
 --quick: 2 decoder blocks / 1 MiniLM layer compressed, 256 eval and calibration tokens (< 2 min).
-Results are written to --json after every configuration; --resume skips finished ones.
+Results are written to --json after every configuration; --resume skips finished ones, --merge
+takes finished rows of runs with the same settings (e.g. configurations run in parallel), and
+--variants lists runs with other calibration settings (--damp, --calib-tokens, --one-shot,
+--skip-first, --clip-tokens) in a second table. benchmarks/results/quality.json was made with
+scripts/quality_full.sh.
 """
 import argparse
 import json
