@@ -412,7 +412,11 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
             f"array_cfg must be an ArrayConfig, got {type(array_cfg).__name__}")
     p = top_cfg if top_cfg is not None else default_top(array_cfg)
     require(p.array == array_cfg, "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
-    words, jobs, mode = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)
+    if backend == "verilator":           # same words, numpy bit packing (whole layers)
+        from nmaccel.cosim_top import encode_gemm_fast
+        words, jobs, mode = encode_gemm_fast(packed, x_q, p, epilogue, group_scales=group_scales)
+    else:
+        words, jobs, mode = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)
     gk, _ = group_layout(packed, p, mode, group_scales)
     T = np.asarray(x_q).shape[0]
     shape = (T, packed.in_features, packed.out_features)
