@@ -310,7 +310,8 @@ def build_verilator(design=None, *, module_name="toplevel", jobs=2):
     tools.require_cxx_toolchain()
     d = _Design(exp)
     harness = _harness_cpp(d)
-    flags = list(VERILATOR_FLAGS) + list(ver.extra_args) + ["-CFLAGS", CXX_OPT]
+    flags = list(VERILATOR_FLAGS) + list(ver.extra_args) + [
+        "-CFLAGS", CXX_OPT, "-MAKEFLAGS", f"OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"]
     key = hashlib.sha256("\0".join([text, harness, ver.version(), " ".join(flags)]).encode())
     final = cache_root() / "verilator" / key.hexdigest()[:20]
     exe = final / "obj" / "sim"
