@@ -11,6 +11,7 @@ first accepted host word .. last output word, both included.
 Builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator_top/<hash of Verilog +
 harness + Verilator version + flags>.
 """
+import contextlib
 import functools
 import hashlib
 import os
@@ -141,14 +142,28 @@ def _version(exe):
     return tools.Verilator(exe=exe).version() if exe else ""
 
 
+@contextlib.contextmanager
+def _fresh_names():
+    """PyRTL's global tmp / const / memory name counters start from 0 inside (restored after),
+    so the same TopConfig always exports the same Verilog (a stable build cache key)."""
+    from pyrtl import memory, wire
+    saved = (wire._wvIndexer, wire._constIndexer, memory._memIndex)
+    wire._reset_wire_indexers()
+    memory._reset_memory_indexer()
+    try:
+        yield
+    finally:
+        wire._wvIndexer, wire._constIndexer, memory._memIndex = saved
+
+
 def elaborate(p):
     """(Verilog text, elaboration seconds) of the top `p` with plain ports, module nmaccel_top."""
     require(isinstance(p, TopConfig), f"expected a TopConfig, got {type(p).__name__}")
     t = time.perf_counter()
     block = pyrtl.Block()
-    with pyrtl.set_working_block(block):
+    with _fresh_names(), pyrtl.set_working_block(block):
         make_top_ports(p)
-    text = verilog_text(block, module_name=MODULE)
+        text = verilog_text(block, module_name=MODULE)
     return text, time.perf_counter() - t
 
 
