@@ -147,20 +147,30 @@ def mac_reference(a, b, en, clear, acc_bits=20):
     return np.array(out), np.array(sat)
 
 
-@pytest.mark.tools
-def test_mac_matches_integer_model_valid_and_stop(tmp_path, rng):
+@pytest.fixture(scope="module")
+def mac_model(tmp_path_factory):
+    """The MAC exported and built once for this module (PyRTL's temporary names vary between
+    elaborations, so every elaboration would be a new Verilator build)."""
+    pyrtl.reset_working_block()
     build_mac()
-    exp = export.export_verilog(tmp_path / "mac.v", module_name="mac")
+    exp = export.export_verilog(tmp_path_factory.mktemp("mac") / "mac.v", module_name="mac")
+    block = pyrtl.working_block()
+    pyrtl.reset_working_block()
+    return exp, cosim.build_verilator(exp), block
+
+
+@pytest.mark.tools
+def test_mac_matches_integer_model_valid_and_stop(mac_model, rng):
+    exp, model, block = mac_model
     n = 500
     a, b = rng.integers(-128, 128, n), rng.integers(-128, 128, n)
     en, clear = rng.integers(0, 2, n), (rng.random(n) < 0.05).astype(int)
     stim = {"a": a, "b": b, "en": en, "clear": clear}
-    model = cosim.build_verilator(exp)
     res = model.run(stim)
     want_acc, want_sat = mac_reference(a, b, en, clear)
     np.testing.assert_array_equal(res.signed("acc_out", 20), want_acc)
     np.testing.assert_array_equal(res.signed("sat_sum", 8), want_sat)
-    ref = cosim.run_pyrtl(stim, export=exp)
+    ref = cosim.run_pyrtl(stim, block=block, export=exp)
     for k in ref.outputs:
         np.testing.assert_array_equal(res.outputs[k], ref.outputs[k], err_msg=k)
     # valid: only cycles with en=1 are recorded
@@ -181,16 +191,15 @@ def test_mac_matches_integer_model_valid_and_stop(tmp_path, rng):
 
 
 @pytest.mark.tools
-def test_reset_port_and_icarus_memory_init(tmp_path, rng):
-    build_mac()
-    exp = export.export_verilog(tmp_path / "mac.v", module_name="mac")
+def test_reset_port_and_icarus_memory_init(mac_model, rng):
+    exp, model, _ = mac_model
     n = 60
     stim = {"a": rng.integers(-128, 128, n), "b": rng.integers(-128, 128, n),
             "en": np.ones(n, int), "clear": np.zeros(n, int)}
     rst = np.zeros(n, int)
     rst[30] = 1
     ica = cosim.run_icarus(exp, {**stim, "rst": rst})
-    ver = cosim.run_verilator(exp, {**stim, "rst": rst})
+    ver = model.run({**stim, "rst": rst})
     np.testing.assert_array_equal(ica.outputs["acc_out"], ver.outputs["acc_out"])
     assert ver.outputs["acc_out"][31] == 0 and ver.outputs["count_out"][31] == 0
     assert ver.outputs["count_out"][30] == 30
@@ -276,18 +285,27 @@ def _wrap(v, bits):
     return np.where(v >> (bits - 1), v - (1 << bits), v)
 
 
+@pytest.fixture(scope="module")
+def pe_lane_model(tmp_path_factory):
+    from nmaccel.hdl.config import ArrayConfig
+    cfg = ArrayConfig(rows=1, cols=1, n_max=1, m_max=2, modes=("int8", "int4"))
+    pyrtl.reset_working_block()
+    export.build_pe_top(cfg)
+    exp = export.export_verilog(tmp_path_factory.mktemp("pe") / "pe.v", module_name="pe1")
+    block = pyrtl.working_block()
+    pyrtl.reset_working_block()
+    return cfg, exp, cosim.build_verilator(exp), block
+
+
 @pytest.mark.tools
 @pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_pe_lane_exhaustive_per_mode(tmp_path, rng, mode):
+def test_pe_lane_exhaustive_per_mode(pe_lane_model, rng, mode):
     """One PE lane (nmaccel.hdl.pe) against the arithmetic specification for EVERY weight /
     activation pair of the mode: INT8 256 x 256, INT4 16 weights x 256 x 256 token pairs
     (1M cycles), index and dense random, psum_in random; Verilator, checked against PyRTL on a
     prefix cycle for cycle."""
-    from nmaccel.hdl.config import ArrayConfig
     from nmaccel.hdl.pe import lane_store_bits
-    cfg = ArrayConfig(rows=1, cols=1, n_max=1, m_max=2, modes=("int8", "int4"))
-    export.build_pe_top(cfg)
-    exp = export.export_verilog(tmp_path / "pe.v", module_name="pe1")
+    cfg, exp, model, block = pe_lane_model
     if mode == "int8":
         w, a_lo = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
         a_hi = rng.integers(-128, 128, w.size)
@@ -314,12 +332,12 @@ def test_pe_lane_exhaustive_per_mode(tmp_path, rng, mode):
             "x_in": np.insert(x_in, 0, 0), "psum_in_0": np.insert(p0, 0, 0),
             "psum_in_1": np.insert(p1, 0, 0), "int4": np.full(n + 1, int(mode == "int4")),
             "dense": np.insert(dense, 0, 0)}
-    res = cosim.run_verilator(exp, stim, cycles=n + 2)
+    res = model.run(stim, cycles=n + 2)
     got0 = res.signed("psum_out_0", acc)[2:]
     got1 = res.signed("psum_out_1", acc)[2:]
     np.testing.assert_array_equal(got0, _wrap(p0 + w * a_lo, acc))
     np.testing.assert_array_equal(got1, _wrap(p1 + (w * a_hi if mode == "int4" else 0), acc))
     head = {k: v[:400] for k, v in stim.items()}
-    ref = cosim.run_pyrtl(head, export=exp)
+    ref = cosim.run_pyrtl(head, block=block, export=exp)
     for k in ref.outputs:
         np.testing.assert_array_equal(res.outputs[k][:400], ref.outputs[k], err_msg=k)
