@@ -193,6 +193,7 @@ class TopVerilatorModel:
         tools.require_cxx_toolchain()
         self.p = p
         text, self.elaboration_s = elaborate(p)
+        self.verilog_bytes = len(text)
         name, ports, _ = parse_module(text)
         widths = {q.name: q.width for q in ports}
         for port in ("clk", "in_data", "in_valid", "in_ready", "out_data", "out_valid", "out_ready"):
