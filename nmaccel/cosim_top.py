@@ -157,13 +157,15 @@ def _fresh_names():
 
 
 def elaborate(p):
-    """(Verilog text, elaboration seconds) of the top `p` with plain ports, module nmaccel_top."""
+    """(Verilog text, elaboration seconds) of the top `p` with plain ports, module nmaccel_top.
+
+    No reset port: registers start at 0 from their initial values, as in PyRTL simulation."""
     require(isinstance(p, TopConfig), f"expected a TopConfig, got {type(p).__name__}")
     t = time.perf_counter()
     block = pyrtl.Block()
     with _fresh_names(), pyrtl.set_working_block(block):
         make_top_ports(p)
-        text = verilog_text(block, module_name=MODULE)
+        text = verilog_text(block, module_name=MODULE, add_reset=False)    # ~8% faster eval
     return text, time.perf_counter() - t
 
 
