@@ -187,3 +187,81 @@ def test_nm_decoder_proof_catches_swapped_mux():
         res = formal.prove_equivalent(decoder_spec(cfg), mutant)
         assert not res.proved, what
         assert {"dense", "idx_0", "idx_1"} <= set(res.counterexample)
+
+
+EPI_SMALL = dict(acc_bits=6, mult_bits=3, bias_bits=6, max_shift=7, out_bits=3, raw_bits=8)
+
+
+def build_epilogue_top(**kw):
+    from nmaccel.hdl.epilogue import EpilogueConfig, make_epilogue
+    cfg = EpilogueConfig(**kw)
+    ins = {n: pyrtl.Input(w, n) for n, w in (("acc", cfg.acc_bits), ("mult", cfg.mult_bits),
+                                              ("shift", cfg.shift_bits), ("bias", cfg.bias_bits),
+                                              ("relu", 1), ("out_mode", 1), ("valid", 1))}
+    epi = make_epilogue("epi", cfg, ins["acc"], ins["mult"], ins["shift"], ins["bias"],
+                        ins["relu"], ins["out_mode"], ins["valid"])
+    o, ov = pyrtl.Output(cfg.raw_bits, "out"), pyrtl.Output(1, "out_valid")
+    o <<= epi.out
+    ov <<= epi.out_valid
+    return cfg, epi.latency
+
+
+def epilogue_spec(cfg, latency):
+    """The docstring arithmetic, written independently: s = acc + bias; p = raw ? s : s * mult;
+    r = (p + 2^(shift-1)) >> shift (half_up; shift 0 or raw: p); ReLU; saturate to out_bits
+    (scaled) or raw_bits (raw); sign-extended to raw_bits; `latency` cycles later."""
+    ins = [("acc", cfg.acc_bits), ("mult", cfg.mult_bits), ("shift", cfg.shift_bits),
+           ("bias", cfg.bias_bits), ("relu", 1), ("out_mode", 1), ("valid", 1)]
+    width = sum(w for _, w in ins)
+    cat = "{" + ", ".join(n for n, _ in ins) + "}"
+    lo_o, hi_o = -(1 << (cfg.out_bits - 1)), (1 << (cfg.out_bits - 1)) - 1
+    lo_r, hi_r = -(1 << (cfg.raw_bits - 1)), (1 << (cfg.raw_bits - 1)) - 1
+    decl = ", ".join(f"input [{w - 1}:0] {n}" if w > 1 else f"input {n}" for n, w in ins)
+    return f"""module spec(input clk, {decl}, output [{cfg.raw_bits - 1}:0] out, output out_valid);
+    reg [{width - 1}:0] d [0:{latency - 2}];
+    integer i;
+    initial for (i = 0; i < {latency - 1}; i = i + 1) d[i] = 0;
+    always @(posedge clk) begin
+        d[0] <= {cat};
+        for (i = 1; i < {latency - 1}; i = i + 1) d[i] <= d[i - 1];
+    end
+    wire [{cfg.acc_bits - 1}:0] a_;  wire [{cfg.mult_bits - 1}:0] m_;
+    wire [{cfg.shift_bits - 1}:0] sh_; wire [{cfg.bias_bits - 1}:0] b_;
+    wire relu_, raw_, v_;
+    assign {{a_, m_, sh_, b_, relu_, raw_, v_}} = d[{latency - 2}];
+    wire signed [63:0] s = $signed(a_) + $signed(b_);
+    wire signed [63:0] p = raw_ ? s : s * $signed(m_);
+    wire signed [63:0] r = (raw_ || sh_ == 0) ? p : ((p + (64'sd1 <<< (sh_ - 1))) >>> sh_);
+    wire signed [63:0] y = (relu_ && r < 0) ? 64'sd0 : r;
+    wire signed [63:0] lo = raw_ ? {lo_r} : {lo_o};
+    wire signed [63:0] hi = raw_ ? {hi_r} : {hi_o};
+    wire signed [63:0] z = y < lo ? lo : (y > hi ? hi : y);
+    reg [{cfg.raw_bits - 1}:0] o = 0;
+    reg ov = 0;
+    always @(posedge clk) begin o <= z[{cfg.raw_bits - 1}:0]; ov <= v_; end
+    assign out = o;
+    assign out_valid = ov;
+endmodule
+"""
+
+
+def test_epilogue_rounding_saturation_proof_and_seeded_bug():
+    """Every input sequence (all acc, bias, mult, shift, relu, mode) of a small-width epilogue
+    gives the specified output `latency` cycles later; a mutant of the rounding / saturation
+    logic fails the proof."""
+    cfg, lat = build_epilogue_top(**EPI_SMALL)
+    block = pyrtl.working_block()
+    spec = epilogue_spec(cfg, lat)
+    assert formal.prove_equivalent(spec, seq=lat + 1).proved
+    # seeded bugs: the first mutable net of each kind in the rounding/saturation stages
+    nets = formal.mutable_nets(block)
+    caught = 0
+    for op in ("+", "-", "x"):
+        cand = [i for i, n in enumerate(nets) if n.op == op]
+        if not cand:
+            continue
+        mutant, what = formal.mutate(block, cand[0])
+        res = formal.prove_equivalent(spec, mutant, seq=lat + 1)
+        assert not res.proved, what
+        caught += 1
+    assert caught >= 2
