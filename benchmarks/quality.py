@@ -9,7 +9,7 @@ by layer (sequential calibration, as SparseGPT) unless --one-shot. SQNR = 10 log
 
     python benchmarks/quality.py [--quick] [--json PATH] [--configs a,b] [--damp 0.1]
 
---quick: 2 decoder blocks / 1 MiniLM layer compressed, 256 eval and calibration tokens (< 2 min).
+--quick: 1 decoder block / 1 MiniLM layer compressed, 256 eval and calibration tokens (< 2 min).
 Results are written to --json after every configuration; --resume skips finished ones, --merge
 takes finished rows of runs with the same settings (e.g. configurations run in parallel), and
 --variants lists runs with other calibration settings (--damp, --calib-tokens, --one-shot,
@@ -167,7 +167,7 @@ def fmt(v, spec):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2 blocks, 256 tokens, fewer configs (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="1 block, 256 tokens, fewer configs (< 2 min)")
     ap.add_argument("--json", help="write results (after every configuration) to this JSON file")
     ap.add_argument("--resume", action="store_true", help="skip configurations already in --json with the same settings")
     ap.add_argument("--configs", help=f"comma list from: {','.join(CONFIGS)}")
@@ -196,7 +196,7 @@ def main(argv=None):
     if "dense" not in cfgs:
         cfgs = ["dense"] + cfgs
     calib_tokens = args.calib_tokens or (256 if args.quick else 1024)
-    blocks = args.blocks if args.blocks is not None else (2 if args.quick else None)
+    blocks = args.blocks if args.blocks is not None else (1 if args.quick else None)
     ctx = 256
 
     t0 = time.time()
