@@ -12,7 +12,6 @@ Builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator_top/
 harness + Verilator version + flags>.
 """
 import contextlib
-import functools
 import hashlib
 import os
 import shutil
@@ -137,9 +136,15 @@ int main(int argc, char** argv) {{
 """
 
 
-@functools.lru_cache(maxsize=8)
-def _version(exe):
-    return tools.Verilator(exe=exe).version() if exe else ""
+_VERSIONS = {}
+
+
+def _version(ver):
+    """`verilator --version` (cached per executable and environment)."""
+    key = (ver.exe, tuple(sorted(ver.env.items())))
+    if key not in _VERSIONS:
+        _VERSIONS[key] = ver.version()
+    return _VERSIONS[key]
 
 
 @contextlib.contextmanager
@@ -204,7 +209,7 @@ class TopVerilatorModel:
                 "exported top: in_data / out_data widths differ from host_bits")
         harness = harness_cpp(p.host_bits, "rst" in widths)
         flags = list(FLAGS) + list(ver.extra_args) + ["-CFLAGS", CXX_OPT]
-        key = hashlib.sha256("\0".join([text, harness, _version(ver.exe), " ".join(flags)]).encode())
+        key = hashlib.sha256("\0".join([text, harness, _version(ver), " ".join(flags)]).encode())
         final = cache_root() / key.hexdigest()[:20]
         self.exe = final / "obj" / "sim"
         self.cached, self.build_s = self.exe.is_file(), 0.0
