@@ -98,11 +98,11 @@ def test_lint_clean_with_waivers_and_catches_real_issues(tmp_path):
 
 
 @pytest.mark.tools
-@pytest.mark.parametrize("block", ["pe", "decoder"])
+@pytest.mark.parametrize("block", ["pe", "decoder", "array", "top"])
 def test_cli_export_block_lint_clean(tmp_path, block):
     out = tmp_path / "out"
-    assert main(["export", "--block", block, "--n-max", "2", "--m-max", "4", "-o", str(out),
-                 "--lint"]) == 0
+    assert main(["export", "--block", block, "--n-max", "2", "--m-max", "4", "--rows", "2", "--cols", "2",
+                 "-o", str(out), "--lint"]) == 0
     v = out / f"nmaccel_{block}.v"
     exp = export.load_export(v)
     desc = json.loads((out / f"nmaccel_{block}.ports.json").read_text())

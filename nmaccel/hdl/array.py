@@ -57,7 +57,7 @@ def make_runtime_config(name, cfg, load, mode, n_keep, m_group):
     return Bundle(int4=int4, codebook=codebook, dense=dense, **regs)
 
 
-def make_systolic_array(name, cfg, inputs=None):
+def make_systolic_array(name, cfg, inputs=None, with_valid=True):
     """Weight-stationary rows x cols array of N:M PEs.
 
     Dataflow: PE(r, c) holds, for output column c (INT8 / codebook) and window r of K (window =
@@ -90,6 +90,8 @@ def make_systolic_array(name, cfg, inputs=None):
     Returns a bundle: `inputs`, `outputs` (name -> wire), `pes` (grid), `rt`, `latency`.
     """
     widths = input_widths(cfg)
+    if not with_valid:
+        widths.pop("in_valid")
     inputs = dict(inputs or {})
     for port, width in widths.items():
         if port not in inputs:
@@ -130,10 +132,13 @@ def make_systolic_array(name, cfg, inputs=None):
                          psum_in=up.psum_out if up else [zero] * cfg.tokens_per_step,
                          w_in=up.w_out if up else top_words[c],
                          w_load=ins["w_load"],
-                         swap_in=swap if c == 0 else pes[r][c - 1].swap_out)
+                         swap_in=swap if c == 0 else pes[r][c - 1].swap_out,
+                         forward=c < cfg.cols - 1)
             pes[r][c] = pe
 
-    outputs = {"out_valid": delay(ins["in_valid"], cfg.latency, f"{name}.valid")}
+    outputs = {}
+    if with_valid:   # a parent that tracks validity itself passes with_valid=False
+        outputs["out_valid"] = delay(ins["in_valid"], cfg.latency, f"{name}.valid")
     for c in range(cfg.cols):
         bottom = pes[cfg.rows - 1][c].psum_out
         outputs[f"y_out_{c}"] = delay(bottom[0], cfg.cols - 1 - c, f"{name}.deskew{c}")

@@ -29,7 +29,7 @@ def lane_store_bits(cfg):
     return cfg.idx_bits + cfg.weight_bits
 
 
-def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None):
+def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=True):
     """One PE of the weight-stationary array.
 
     Ports: `x_in` (cfg.x_bits: m_max elements of tokens_per_step INT8 activations; element k in
@@ -37,7 +37,7 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None):
     `psum_in` (list, one acc_bits partial sum per token), `w_in` (n_max stored lane words:
     weight in bits [0, weight_bits), index above it, lane 0 in the LSBs), `w_load` (1 bit).
     Registers: weights (`w_out`, shifts from `w_in` when `w_load`), activation (`x_out`, one cycle
-    after `x_in`), partial sums (`psum_out`).
+    after `x_in`; None when `forward` is False, as in the last column), partial sums (`psum_out`).
     With cfg.double_buffer the shifting chain (`w_out`) is a shadow copy and the PE computes with
     active weights, which take the shadow's next value at the clock edge ending a cycle where
     `swap_in` is high; `swap_in` travels with x (`swap_out`, one cycle later), so a swap
@@ -51,14 +51,16 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None):
     w_reg = pyrtl.Register(cfg.n_max * sb, name=f"{name}.w")
     w_next = pyrtl.select(w_load, w_in, w_reg)
     w_reg.next <<= w_next
-    x_reg = pyrtl.Register(cfg.x_bits, name=f"{name}.x")
-    x_reg.next <<= x_in
+    x_reg = None
+    if forward:   # the last column forwards nothing (no dead registers in the Verilog)
+        x_reg = pyrtl.Register(cfg.x_bits, name=f"{name}.x")
+        x_reg.next <<= x_in
     swap_out = None
     if cfg.double_buffer:
         assert swap_in is not None, "double_buffer PE needs swap_in"
         w_act = pyrtl.Register(cfg.n_max * sb, name=f"{name}.w_act")
         w_act.next <<= pyrtl.select(swap_in, w_next, w_act)
-        swap_out = delay(swap_in, 1, f"{name}.swap")
+        swap_out = delay(swap_in, 1, f"{name}.swap") if forward else None
     else:
         w_act = w_reg
 

@@ -154,7 +154,8 @@ def make_accelerator_top(name, cfg, inputs=None):
     sact = _reg(1, f"{name}.s.active")
     sq = _reg(sb, f"{name}.s.step")
     p_kt = _reg(ktb, f"{name}.s.next_kt")            # tile to swap in next
-    cur = {k: _reg(1, f"{name}.s.cur_{k}") for k in ("last", "first", "gend", "fg")}
+    cur = {k: _reg(1, f"{name}.s.cur_{k}")
+           for k in ("last", "first", "gend") + (("fg",) if cfg.group_scales else ())}
     act_ra = _reg(ab, f"{name}.s.act_ra")
     ost = _reg(O_SB, f"{name}.o.state")
     o_busy = _reg(1, f"{name}.o.busy")
@@ -295,7 +296,7 @@ def make_accelerator_top(name, cfg, inputs=None):
         _nxt(gs_act, (swap, pyrtl.select(load_last, gs_lb, gs_sh)))
         nxt_flags = {"first": p_g == 0, "gend": p_gend, "fg": p_fg}
     else:
-        nxt_flags = {"first": p_kt == 0, "gend": p_last, "fg": _c(1, 1)}
+        nxt_flags = {"first": p_kt == 0, "gend": p_last}
     nxt_flags["last"] = p_last
     for k, r in cur.items():
         _nxt(r, (swap, nxt_flags[k]))
@@ -308,7 +309,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     # ---- array ---------------------------------------------------------------------------------
     w_load = lbusy
     arr_in = {"cfg_load": hdr_done, "cfg_mode": hv["mode"], "cfg_n_keep": hv["n_keep"],
-              "cfg_m_group": hv["m_group"], "w_load": w_load, "in_valid": sact}
+              "cfg_m_group": hv["m_group"], "w_load": w_load}
     if DB:
         arr_in["w_swap"] = swap
     wf = fields(stage[:cfg.w_rec_bits], A.w_bits, C)
@@ -332,14 +333,15 @@ def make_accelerator_top(name, cfg, inputs=None):
         wv = pyrtl.WireVector(len(v), name=f"{name}.a_{k}")
         wv <<= v
         arr_in[k] = wv
-    arr = make_systolic_array(f"{name}.array", cfg.core_array, arr_in)
+    arr = make_systolic_array(f"{name}.array", cfg.core_array, arr_in, with_valid=False)
 
     # ---- accumulate across K tiles, epilogue -------------------------------------------------
-    # tag bits: valid, last K tile, first tile of its group, group end, first group, step
-    tag = pyrtl.concat(sq, cur["fg"], cur["gend"], cur["first"], cur["last"], sact)
+    # tag bits: valid, last K tile, first tile of its group, group end, [first group,] step
+    STEP = 5 if GS else 4
+    tag = pyrtl.concat(sq, *([cur["fg"]] if GS else []), cur["gend"], cur["first"], cur["last"], sact)
     tag_y = delay(tag, A.latency, f"{name}.tag")
     tag_s = delay(tag_y, 1, f"{name}.tag_s")
-    v_s, last_s, first_s, gend_s, step_s = tag_s[0], tag_s[1], tag_s[2], tag_s[3], tag_s[5:]
+    v_s, last_s, first_s, gend_s, step_s = tag_s[0], tag_s[1], tag_s[2], tag_s[3], tag_s[STEP:]
     AB = cfg.acc_bits
     lanes_y = []
     for t in range(TPS):
@@ -348,7 +350,7 @@ def make_accelerator_top(name, cfg, inputs=None):
             lanes_y.append(delay(sext(y, AB), 1, f"{name}.y_t{t}_c{c}"))
     acc_wdata = pyrtl.WireVector(AB * len(lanes_y), name=f"{name}.acc_wdata")
     acc_old = _mem2p(f"{name}.acc", ob, AB * len(lanes_y), step_s[:ob], acc_wdata,
-                     v_s & ~gend_s, tag_y[5:][:ob])
+                     v_s & ~gend_s, tag_y[STEP:][:ob])
     olds = fields(acc_old, AB, len(lanes_y))
     sums = []
     for i, (y, old) in enumerate(zip(lanes_y, olds)):
@@ -365,7 +367,7 @@ def make_accelerator_top(name, cfg, inputs=None):
                        f"{name}.gprod{i}") for i, P in enumerate(sums)]
         tag_e = delay(tag_s, 1, f"{name}.tag_g")
         tot_wdata = pyrtl.WireVector(SB * len(sums), name=f"{name}.tot_wdata")
-        tot_old = _mem2p(f"{name}.tot", ob, SB * len(sums), tag_e[5:][:ob], tot_wdata,
+        tot_old = _mem2p(f"{name}.tot", ob, SB * len(sums), tag_e[STEP:][:ob], tot_wdata,
                          tag_e[0] & tag_e[3] & ~tag_e[1], step_s[:ob])
         fin = []
         for i, (pr, old) in enumerate(zip(prods, fields(tot_old, SB, len(sums)))):
@@ -373,7 +375,7 @@ def make_accelerator_top(name, cfg, inputs=None):
             t_ <<= pyrtl.select(tag_e[4], sext(pr, SB), sadd(old, pr, SB))
             fin.append(t_)
         tot_wdata <<= pyrtl.concat_list(fin)
-    v_e, last_e, step_e = tag_e[0], tag_e[1], tag_e[5:]
+    v_e, last_e, step_e = tag_e[0], tag_e[1], tag_e[STEP:]
 
     E = epilogue_config(cfg)
     epf = fields(ep_act, cfg.ep_col_bits, C)
@@ -387,8 +389,8 @@ def make_accelerator_top(name, cfg, inputs=None):
             bias = p[cfg.mult_bits + E.shift_bits:]
             eps.append(make_epilogue(f"{name}.ep_t{t}_c{c}", E, fin[t * C + c], mult, shift,
                                      bias, relu, raw, valid=v_e & last_e))
-    otag = delay(pyrtl.concat(step_e == ns_m1, step_e), EPILOGUE_LATENCY, f"{name}.otag")
-    o_we = eps[0].out_valid
+    otag = delay(pyrtl.concat(step_e == ns_m1, step_e[:ob]), EPILOGUE_LATENCY, f"{name}.otag")
+    o_we = pyrtl.rtl_all(*[e.out_valid for e in eps])   # identical copies; synthesis merges them
     final_write = o_we & otag[-1]
 
     # ---- output stream ---------------------------------------------------------------------
