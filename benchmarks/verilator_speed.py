@@ -36,9 +36,9 @@ def array(n):
     return ArrayConfig(rows=n, cols=n, n_max=4, m_max=8, modes=("int8", "int4"))
 
 
-def top_for(a, K, N, T):
+def top_for(a, K, N, T, host_bits=64):
     """Smallest top that holds a (T, K, N) GEMM in one job (dense: window of 4 columns)."""
-    return TopConfig(array=a, t_max=max(2, T), k_tiles_max=-(-K // (a.rows * 4)),
+    return TopConfig(array=a, host_bits=host_bits, t_max=max(2, T), k_tiles_max=-(-K // (a.rows * 4)),
                      n_tiles_max=-(-N // a.cols))
 
 
@@ -73,9 +73,9 @@ def speed_row(n, K, N, T, rng):
             "run_gemm wall_s": round(wall, 2)}
 
 
-def headline(K, N, T, rng):
+def headline(K, N, T, rng, host_bits=64):
     a = array(8)
-    p = top_for(a, K, N, T)
+    p = top_for(a, K, N, T, host_bits)
     w = rng.standard_normal((N, K)).astype(np.float32)
     x = rng.integers(-128, 128, size=(T, K))
     runner._CACHE.clear()
@@ -109,12 +109,15 @@ def main():
     ap.add_argument("--json", help="write results to this JSON file")
     ap.add_argument("--quick", action="store_true", help="1024 x 1024 headline, small speed runs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--host-bits", type=int, default=64,
+                    help="headline top's host stream width (an 8x8 top needs 128 for 2:4 INT4 weight words "
+                         "to keep up at T=64)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     KN = 1024 if args.quick else 4096
     T = 64
     speed = [speed_row(4, 512 if args.quick else 1024, 256 if args.quick else 1024, T, rng)]
-    p, head = headline(KN, KN, T, rng)
+    p, head = headline(KN, KN, T, rng, args.host_bits)
     r0 = head[0]
     speed.append({"array": "8x8", "GEMM (T,K,N)": f"({T},{KN},{KN}) dense INT8 (headline top)",
                   "cycles_run": r0["rtl_cycles"], "Mcycles/s": r0["Mcycles/s"],
@@ -124,7 +127,7 @@ def main():
           f"{os.getloadavg()[0]:.1f})")
     print(tabulate(speed, headers="keys"))
     print(f"\nHeadline: {KN} x {KN} weight, T = {T}, 8x8 top (n_max 4, m_max 8, t_max {p.t_max}, "
-          f"k_tiles_max {p.k_tiles_max}), every mode fully simulated by Verilator")
+          f"k_tiles_max {p.k_tiles_max}, host {p.host_bits} bits), every mode fully simulated by Verilator")
     print(tabulate(head, headers="keys"))
     ok = all(r["outputs == golden"] and r["cycles == model"] for r in head) and \
         all(r.get("outputs_exact", True) and r.get("cycles == model", True) for r in speed)
@@ -135,7 +138,7 @@ def main():
           + ", ".join(f"{r['mode']} {r['wall_s incl. build']} s" for r in head))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"quick": args.quick, "seed": args.seed, "cpus": os.cpu_count(),
+            json.dump({"quick": args.quick, "seed": args.seed, "host_bits": args.host_bits, "cpus": os.cpu_count(),
                        "load_avg_1min": os.getloadavg()[0], "speed": speed, "headline": head,
                        "all_exact": ok}, f, indent=1)
     return 0 if ok else 1
