@@ -5,7 +5,8 @@ mode keep *different* K positions, so they never share one activation; the opera
 products can always share is the stationary weight. In INT4 mode a lane therefore computes two
 tokens at once from one multiplier:
 
-    b = (a_hi << S) + a_lo            (S = int4_bits + act_bits = 12, b: act_bits + S + 1 bits)
+    b = (a_hi << S) + a_lo            (S = int4_bits + act_bits = 12, b: act_bits + S + 1 bits;
+                                       built carry-light, see packed_operand)
     P = w * b = (w*a_hi) << S + w*a_lo
     lo = sext(P[S-1:0])               (|w*a_lo| <= 1024 < 2**(S-1): no collision)
     hi = (P >>> S) + P[S-1]           (sign correction: the low field borrowed 1 when negative)
@@ -27,6 +28,20 @@ from nmaccel.hdl.signed import delay, fields, sadd, sext, smul_dsp, ssum
 def lane_store_bits(cfg):
     """Stored (decoded) lane word: window-local index + INT8 weight value."""
     return cfg.idx_bits + cfg.weight_bits
+
+
+def packed_operand(cfg, int4, a_lo, a_hi):
+    """Multiplier operand, cfg.operand_bits: (a_hi << S) + a_lo when `int4`, else sext(a_lo).
+
+    Built as concat(a_hi - sign(a_lo), sext(a_lo)[S-1:0]) (equal: a negative a_lo borrows 1
+    from the high field), so the only carry chain is the short a_hi decrement, not the whole
+    operand.
+    """
+    S = cfg.pack_shift
+    sign = a_lo[cfg.act_bits - 1]
+    top_bits = cfg.operand_bits - S
+    hi = sadd(a_hi, sign, top_bits)            # a 1-bit `sign` reads as signed: 0 or -1
+    return pyrtl.concat(pyrtl.select(int4, hi, sext(sign, top_bits)), sext(a_lo, S))
 
 
 def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=True):
@@ -79,13 +94,12 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
     los, his = [], []
     for lane in range(cfg.n_max):
         a_lo = acts[lane][:cfg.act_bits]
-        if cfg.has_int4:
-            a_hi = acts[lane][cfg.act_bits:]
-            packed = sadd(pyrtl.concat(a_hi, pyrtl.Const(0, bitwidth=S)), a_lo, cfg.operand_bits)
-            b = pyrtl.select(rt.int4, packed, sext(a_lo, cfg.operand_bits))
-        else:
-            b = a_lo
-        p = smul_dsp(weights[lane], b, cfg.dsp_width, f"{name}.mul{lane}")[:cfg.mult_bits]
+        w = weights[lane]
+        b = packed_operand(cfg, rt.int4, a_lo, acts[lane][cfg.act_bits:]) if cfg.has_int4 else a_lo
+        if cfg.pipeline_operand:   # the weight moves with its operand (same weight read cycle)
+            b = delay(b, 1, f"{name}.opnd{lane}")
+            w = delay(w, 1, f"{name}.wop{lane}")
+        p = smul_dsp(w, b, cfg.dsp_width, f"{name}.mul{lane}")[:cfg.mult_bits]
         if cfg.pipeline_product:
             p = delay(p, 1, f"{name}.prod{lane}")
         prod = pyrtl.WireVector(cfg.mult_bits, name=f"{name}.p{lane}")
@@ -101,8 +115,11 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
 
     psum_out = []
     for t, terms in enumerate([los, his][:cfg.tokens_per_step]):
+        tree = ssum(terms, cfg.acc_bits)
+        if cfg.pipeline_sum:
+            tree = delay(tree, 1, f"{name}.sum{t}")
         r = pyrtl.Register(cfg.acc_bits, name=f"{name}.psum{t}")
-        r.next <<= sadd(psum_in[t], ssum(terms, cfg.acc_bits), cfg.acc_bits)
+        r.next <<= sadd(psum_in[t], tree, cfg.acc_bits)
         psum_out.append(r)
     return _Bundle(x_out=x_reg, psum_out=psum_out, w_out=w_reg, weights=weights, indices=indices,
                    swap_out=swap_out)

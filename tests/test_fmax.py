@@ -1,0 +1,112 @@
+"""fmax pipelining options (pipeline_operand, pipeline_sum) and the carry-light INT4 packing:
+RTL == golden bit for bit, cycles == formula / cycle model, with every option combination."""
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pyrtl
+import pytest
+
+from nmaccel import golden
+from nmaccel.golden import blocks as gb
+from nmaccel.golden import gemm
+from nmaccel.golden.top import TopConfig
+from nmaccel.hdl import ArrayConfig
+from nmaccel.hdl.config import RuntimeConfig
+from nmaccel.golden.intops import wrap
+from nmaccel.hdl.pe import packed_operand
+from nmaccel.runner import reference, run_gemm
+from nmaccel.sim import run_tile, run_tiles
+from nmtest import random_packed
+
+FLAGS = ("pipeline_mux", "pipeline_operand", "pipeline_product", "pipeline_sum")
+COMBOS = [dict(zip(FLAGS, bits)) for bits in itertools.product((False, True), repeat=len(FLAGS))]
+
+
+def test_pipeline_stages_counts_every_flag():
+    for combo in COMBOS:
+        cfg = ArrayConfig(rows=2, cols=3, **combo)
+        assert cfg.pipeline_stages == sum(combo.values())
+        assert cfg.latency == 2 + 3 - 1 + sum(combo.values())
+    with pytest.raises(Exception, match="pipeline_sum"):
+        ArrayConfig(pipeline_sum=1)
+
+
+def test_packed_operand_equals_full_add_exhaustive():
+    """concat + a_hi decrement == (a_hi << S) + a_lo (INT4) / sext(a_lo) (INT8), every INT8 pair."""
+    pyrtl.reset_working_block()
+    cfg = ArrayConfig(rows=1, cols=1)
+    int4 = pyrtl.Input(1, "int4")
+    a_lo, a_hi = pyrtl.Input(cfg.act_bits, "a_lo"), pyrtl.Input(cfg.act_bits, "a_hi")
+    out = pyrtl.Output(cfg.operand_bits, "b")
+    out <<= packed_operand(cfg, int4, a_lo, a_hi)
+    a = np.arange(-128, 128)
+    lo, hi = (v.ravel() for v in np.meshgrid(a, a, indexing="ij"))
+    sim = pyrtl.Simulation()
+    for mode in (0, 1):
+        sim.step_multiple({"int4": [mode] * lo.size, "a_lo": list(lo & 255), "a_hi": list(hi & 255)})
+    got = wrap(np.array(sim.tracer.trace["b"], dtype=np.int64), cfg.operand_bits)
+    np.testing.assert_array_equal(got[:lo.size], lo)
+    np.testing.assert_array_equal(got[lo.size:], (hi << cfg.pack_shift) + lo)
+
+
+def _tile_check(rng, cfg, mode, bits, n, m, T):
+    k = cfg.rows * cfg.window(n, m)
+    pw = random_packed(rng, cfg.cols, k, n, m, bits, "lloyd-max" if mode == "codebook" else "uniform")
+    x = rng.integers(-128, 128, size=(T, k))
+    x[0] = -128
+    res = run_tile(pw, x, cfg, simulator="fast")
+    np.testing.assert_array_equal(res.outputs, gemm(pw, x))
+    plan = gb.load_plan(pw, cfg)
+    np.testing.assert_array_equal(gb.array_tile(cfg, plan, x), gemm(pw, x))
+    assert res.cycles == gb.tile_cycles(cfg, T, mode == "int4")
+    assert res.cycles == 1 + cfg.rows + (-(-T // 2) if mode == "int4" else T) + cfg.latency
+
+
+@pytest.mark.parametrize("ci", range(len(COMBOS)))
+def test_tile_all_pipeline_combos(rng, ci):
+    cfg = ArrayConfig(rows=2, cols=2, n_max=2, m_max=4, **COMBOS[ci])
+    for (mode, bits), (n, m) in [(("int4", 4), (1, 2)), (("int8", 8), (2, 4)), (("codebook", 4), (2, 2))]:
+        _tile_check(rng, cfg, mode, bits, n, m, int(rng.integers(3, 8)))
+
+
+@pytest.mark.parametrize("combo", [dict(pipeline_operand=True), dict(pipeline_sum=True),
+                                   dict(pipeline_operand=True, pipeline_sum=True, pipeline_mux=True,
+                                        pipeline_product=True)])
+def test_tile_default_shape_new_flags(rng, combo):
+    """4 lanes, m_max 8, 3 x 2: INT4 with the full N:M sweep."""
+    cfg = ArrayConfig(rows=3, cols=2, **combo)
+    for n, m in [(1, 2), (2, 4), (3, 8), (4, 4)]:
+        _tile_check(rng, cfg, "int4", 4, n, m, 5)
+
+
+@pytest.mark.parametrize("combo", [dict(pipeline_operand=True), dict(pipeline_sum=True),
+                                   dict(pipeline_operand=True, pipeline_mux=True, pipeline_sum=True)])
+def test_double_buffer_with_new_flags(rng, combo):
+    """Weights swapped mid-stream stay aligned with their steps through the new registers."""
+    cfg = ArrayConfig(rows=2, cols=3, n_max=2, m_max=4, double_buffer=True, **combo)
+    n, m = 2, 4
+    k = cfg.rows * cfg.window(n, m)
+    tiles = [(random_packed(rng, cfg.cols, k, n, m, 4, "uniform"), rng.integers(-128, 128, (T, k)))
+             for T in (12, 2, 9)]
+    res = run_tiles(tiles, cfg, simulator="fast")
+    for (pw, x), y in zip(tiles, res.outputs):
+        np.testing.assert_array_equal(y, gemm(pw, x))
+    assert res.cycles == gb.tile_schedule(cfg, [-(-x.shape[0] // 2) for _, x in tiles])[2]
+
+
+@pytest.mark.parametrize("combo", [dict(pipeline_operand=True, pipeline_sum=True),
+                                   dict(pipeline_mux=True, pipeline_operand=True, pipeline_product=True,
+                                        pipeline_sum=True)])
+def test_top_run_gemm_cycles_match_model(rng, combo):
+    """Small top on the pyrtl backend: outputs == reference, cycles == golden.cycles."""
+    a = ArrayConfig(rows=2, cols=2, n_max=2, m_max=4, modes=("int8", "int4"), **combo)
+    p = TopConfig(array=a, t_max=4, k_tiles_max=4, n_tiles_max=4, host_bits=32)
+    for mode, bits, n, m in [("int4", 4, 1, 2), ("int8", 8, 2, 4)]:
+        k = 2 * a.rows * a.window(n, m)
+        packed = random_packed(rng, 3, k, n, m, bits, "uniform")
+        x = rng.integers(-128, 128, size=(5, k))
+        res = run_gemm(packed, x, a, top_cfg=p, backend="pyrtl")
+        np.testing.assert_array_equal(res.outputs, reference(packed, x))
+        assert res.cycles == res.model_cycles
+        assert res.cycles == golden.cycles((5, k, 3), a, RuntimeConfig(mode, n, m), top_cfg=p)
