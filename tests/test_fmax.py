@@ -1,4 +1,4 @@
-"""fmax pipelining options (pipeline_operand, pipeline_sum) and the carry-light INT4 packing:
+"""fmax pipelining options (pipeline_operand, pipeline_dsp, pipeline_sum) and the carry-light INT4 packing:
 RTL == golden bit for bit, cycles == formula / cycle model, with every option combination."""
 import itertools
 from dataclasses import replace
@@ -19,7 +19,7 @@ from nmaccel.runner import reference, run_gemm
 from nmaccel.sim import run_tile, run_tiles
 from nmtest import random_packed
 
-FLAGS = ("pipeline_mux", "pipeline_operand", "pipeline_product", "pipeline_sum")
+FLAGS = ("pipeline_mux", "pipeline_operand", "pipeline_dsp", "pipeline_product", "pipeline_sum")
 COMBOS = [dict(zip(FLAGS, bits)) for bits in itertools.product((False, True), repeat=len(FLAGS))]
 
 
@@ -42,7 +42,7 @@ def test_packed_operand_equals_full_add_exhaustive():
     out <<= packed_operand(cfg, int4, a_lo, a_hi)
     a = np.arange(-128, 128)
     lo, hi = (v.ravel() for v in np.meshgrid(a, a, indexing="ij"))
-    sim = pyrtl.Simulation()
+    sim = pyrtl.FastSimulation()
     for mode in (0, 1):
         sim.step_multiple({"int4": [mode] * lo.size, "a_lo": list(lo & 255), "a_hi": list(hi & 255)})
     got = wrap(np.array(sim.tracer.trace["b"], dtype=np.int64), cfg.operand_bits)
@@ -71,8 +71,7 @@ def test_tile_all_pipeline_combos(rng, ci):
 
 
 @pytest.mark.parametrize("combo", [dict(pipeline_operand=True), dict(pipeline_sum=True),
-                                   dict(pipeline_operand=True, pipeline_sum=True, pipeline_mux=True,
-                                        pipeline_product=True)])
+                                   dict(pipeline_dsp=True), dict(zip(FLAGS, [True] * len(FLAGS)))])
 def test_tile_default_shape_new_flags(rng, combo):
     """4 lanes, m_max 8, 3 x 2: INT4 with the full N:M sweep."""
     cfg = ArrayConfig(rows=3, cols=2, **combo)
@@ -81,7 +80,7 @@ def test_tile_default_shape_new_flags(rng, combo):
 
 
 @pytest.mark.parametrize("combo", [dict(pipeline_operand=True), dict(pipeline_sum=True),
-                                   dict(pipeline_operand=True, pipeline_mux=True, pipeline_sum=True)])
+                                   dict(pipeline_dsp=True), dict(zip(FLAGS, [True] * len(FLAGS)))])
 def test_double_buffer_with_new_flags(rng, combo):
     """Weights swapped mid-stream stay aligned with their steps through the new registers."""
     cfg = ArrayConfig(rows=2, cols=3, n_max=2, m_max=4, double_buffer=True, **combo)
@@ -95,9 +94,8 @@ def test_double_buffer_with_new_flags(rng, combo):
     assert res.cycles == gb.tile_schedule(cfg, [-(-x.shape[0] // 2) for _, x in tiles])[2]
 
 
-@pytest.mark.parametrize("combo", [dict(pipeline_operand=True, pipeline_sum=True),
-                                   dict(pipeline_mux=True, pipeline_operand=True, pipeline_product=True,
-                                        pipeline_sum=True)])
+@pytest.mark.parametrize("combo", [dict(pipeline_operand=True, pipeline_dsp=True, pipeline_sum=True),
+                                   dict(zip(FLAGS, [True] * len(FLAGS)))])
 def test_top_run_gemm_cycles_match_model(rng, combo):
     """Small top on the pyrtl backend: outputs == reference, cycles == golden.cycles."""
     a = ArrayConfig(rows=2, cols=2, n_max=2, m_max=4, modes=("int8", "int4"), **combo)
@@ -110,3 +108,14 @@ def test_top_run_gemm_cycles_match_model(rng, combo):
         np.testing.assert_array_equal(res.outputs, reference(packed, x))
         assert res.cycles == res.model_cycles
         assert res.cycles == golden.cycles((5, k, 3), a, RuntimeConfig(mode, n, m), top_cfg=p)
+
+
+@pytest.mark.parametrize("combo", [dict(pipeline_dsp=True), dict(pipeline_dsp=True, pipeline_operand=True,
+                                                                 pipeline_sum=True, dsp_width=25)])
+def test_int8_only_and_wide_dsp(rng, combo):
+    """pipeline_dsp where the operand fits the DSP (INT8-only build, or dsp_width >= operand)."""
+    modes = ("int8",) if "dsp_width" not in combo else ("int8", "int4")
+    cfg = ArrayConfig(rows=2, cols=2, n_max=2, m_max=4, modes=modes, **combo)
+    for (mode, bits), (n, m) in [(("int8", 8), (1, 2)), (("int8", 8), (2, 2))] + \
+            ([(("int4", 4), (2, 4))] if "int4" in modes else []):
+        _tile_check(rng, cfg, mode, bits, n, m, 6)

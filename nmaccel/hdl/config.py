@@ -34,8 +34,9 @@ class ArrayConfig:
     `k_max` is the largest K one column sum accumulates (default: what one tile can hold,
     rows * m_max); `acc_bits` is derived from it, or given and checked.
     `pipeline_mux` / `pipeline_product` add a register after the index muxes / multipliers,
-    `pipeline_operand` after the packed multiplier operand (with its weight), `pipeline_sum`
-    after the lanes' adder tree (before the psum add): +1 cycle latency each. `double_buffer` adds shadow weight registers and a `w_swap` input so
+    `pipeline_operand` after the packed multiplier operand (with its weight), `pipeline_dsp`
+    right after the DSP multiplier (before smul_dsp's combining adds), `pipeline_sum` after the
+    lanes' adder tree (before the psum add): +1 cycle latency each. `double_buffer` adds shadow weight registers and a `w_swap` input so
     the next tile's weights load while the current tile streams (see make_systolic_array).
     """
     rows: int = 4
@@ -52,6 +53,7 @@ class ArrayConfig:
     pipeline_mux: bool = False
     pipeline_product: bool = False
     pipeline_operand: bool = False
+    pipeline_dsp: bool = False
     pipeline_sum: bool = False
     double_buffer: bool = False
     dsp_width: int = 18
@@ -83,7 +85,7 @@ class ArrayConfig:
                 f"ArrayConfig.dsp_width={self.dsp_width!r}: use the DSP's signed operand width (e.g. 18)")
         require(self.codebook_bits in (2, 4),
                 f"ArrayConfig.codebook_bits must be 2 or 4, got {self.codebook_bits}")
-        for f in ("pipeline_mux", "pipeline_product", "pipeline_operand", "pipeline_sum",
+        for f in ("pipeline_mux", "pipeline_product", "pipeline_operand", "pipeline_dsp", "pipeline_sum",
                   "double_buffer"):
             require(isinstance(getattr(self, f), bool), f"ArrayConfig.{f} must be True or False")
         require(len(set(modes)) == len(modes), f"ArrayConfig.modes {modes!r} repeats a mode")
@@ -162,8 +164,8 @@ class ArrayConfig:
 
     @property
     def pipeline_stages(self):
-        return (int(self.pipeline_mux) + int(self.pipeline_operand) + int(self.pipeline_product)
-                + int(self.pipeline_sum))
+        return (int(self.pipeline_mux) + int(self.pipeline_operand) + int(self.pipeline_dsp)
+                + int(self.pipeline_product) + int(self.pipeline_sum))
 
     @property
     def latency(self):

@@ -22,7 +22,7 @@ LUT). So dsp_width=18 gives 2 INT4 MACs per DSP on both; use 27 for DSP48E2-only
 import pyrtl
 
 from nmaccel.hdl.decoder import make_nm_decoder
-from nmaccel.hdl.signed import delay, fields, sadd, sext, smul_dsp, ssum
+from nmaccel.hdl.signed import delay, fields, sadd, sext, smul, smul_dsp, smul_shift_add, ssum
 
 
 def lane_store_bits(cfg):
@@ -42,6 +42,27 @@ def packed_operand(cfg, int4, a_lo, a_hi):
     top_bits = cfg.operand_bits - S
     hi = sadd(a_hi, sign, top_bits)            # a 1-bit `sign` reads as signed: 0 or -1
     return pyrtl.concat(pyrtl.select(int4, hi, sext(sign, top_bits)), sext(a_lo, S))
+
+
+def _multiply(cfg, w, b, name):
+    """Signed w * b as signed.smul_dsp; with cfg.pipeline_dsp, one register stage sits right
+    after the DSP multiplier (and its parallel LUT partial products), before the combining adds."""
+    if not cfg.pipeline_dsp:
+        return smul_dsp(w, b, cfg.dsp_width, name)
+    bits = len(w) + len(b)
+    if len(b) <= cfg.dsp_width:
+        return delay(smul(w, b)[:bits], 1, f"{name}.q")
+    n, cut = len(w), cfg.dsp_width - 1    # same split as signed.smul_dsp
+    lo = b[:cut]
+    core = pyrtl.WireVector(cut + n - 1, name=f"{name}.dsp")
+    core <<= w[:n - 1] * lo                                    # unsigned (n-1) x cut: one DSP
+    corr = pyrtl.select(w[n - 1], pyrtl.concat(lo, pyrtl.Const(0, bitwidth=n - 1)),
+                        pyrtl.Const(0, bitwidth=cut + n - 1))
+    p_hi = smul_shift_add(w, b[cut:], bits - cut)
+    core, corr, p_hi = (delay(v, 1, f"{name}.q{i}") for i, v in enumerate((core, corr, p_hi)))
+    p_lo = sadd(core.zero_extended(bits), ~corr.zero_extended(bits), bits)
+    p_lo = sadd(p_lo, pyrtl.Const(1, bitwidth=bits), bits)     # core - corr
+    return sadd(p_lo, pyrtl.concat(p_hi, pyrtl.Const(0, bitwidth=cut)), bits)
 
 
 def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=True):
@@ -99,7 +120,7 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
         if cfg.pipeline_operand:   # the weight moves with its operand (same weight read cycle)
             b = delay(b, 1, f"{name}.opnd{lane}")
             w = delay(w, 1, f"{name}.wop{lane}")
-        p = smul_dsp(w, b, cfg.dsp_width, f"{name}.mul{lane}")[:cfg.mult_bits]
+        p = _multiply(cfg, w, b, f"{name}.mul{lane}")[:cfg.mult_bits]
         if cfg.pipeline_product:
             p = delay(p, 1, f"{name}.prod{lane}")
         prod = pyrtl.WireVector(cfg.mult_bits, name=f"{name}.p{lane}")
