@@ -119,3 +119,17 @@ def test_int8_only_and_wide_dsp(rng, combo):
     for (mode, bits), (n, m) in [(("int8", 8), (1, 2)), (("int8", 8), (2, 2))] + \
             ([(("int4", 4), (2, 4))] if "int4" in modes else []):
         _tile_check(rng, cfg, mode, bits, n, m, 6)
+
+
+@pytest.mark.tools
+def test_ecp5_pe_all_flags_fmax(tmp_path):
+    """One PE with every pipeline flag places on ECP5-85k well above the unpipelined 41-43 MHz
+    (benchmarks/fmax_study.py: ~129 MHz, seed 1) and still uses one MULT18X18D per lane."""
+    from nmaccel import export, synth
+    pyrtl.reset_working_block()
+    cfg = ArrayConfig(rows=1, cols=1, modes=("int8", "int4"), **dict(zip(FLAGS, [True] * len(FLAGS))))
+    export.build_pe_top(cfg)
+    export.export_verilog(tmp_path / "pe.v", module_name="pe", port_description=False)
+    rep = synth.synthesize(tmp_path / "pe.v", "pe", "ecp5", pnr=True, freq_mhz=250)
+    assert rep["dsp"] == cfg.n_max
+    assert rep["fmax_mhz"] > 110

@@ -36,7 +36,7 @@ class ArrayConfig:
     `pipeline_mux` / `pipeline_product` add a register after the index muxes / multipliers,
     `pipeline_operand` after the packed multiplier operand (with its weight), `pipeline_dsp`
     right after the DSP multiplier (before smul_dsp's combining adds), `pipeline_sum` after the
-    lanes' adder tree (before the psum add): +1 cycle latency each. `double_buffer` adds shadow weight registers and a `w_swap` input so
+    first level of the lanes' adder tree: +1 cycle latency each. `double_buffer` adds shadow weight registers and a `w_swap` input so
     the next tile's weights load while the current tile streams (see make_systolic_array).
     """
     rows: int = 4

@@ -60,8 +60,7 @@ def _multiply(cfg, w, b, name):
                         pyrtl.Const(0, bitwidth=cut + n - 1))
     p_hi = smul_shift_add(w, b[cut:], bits - cut)
     core, corr, p_hi = (delay(v, 1, f"{name}.q{i}") for i, v in enumerate((core, corr, p_hi)))
-    p_lo = sadd(core.zero_extended(bits), ~corr.zero_extended(bits), bits)
-    p_lo = sadd(p_lo, pyrtl.Const(1, bitwidth=bits), bits)     # core - corr
+    p_lo = (core.zero_extended(bits) - corr.zero_extended(bits))[:bits]   # both >= 0: mod 2**bits
     return sadd(p_lo, pyrtl.concat(p_hi, pyrtl.Const(0, bitwidth=cut)), bits)
 
 
@@ -136,9 +135,11 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
 
     psum_out = []
     for t, terms in enumerate([los, his][:cfg.tokens_per_step]):
+        if cfg.pipeline_sum:   # register after the tree's first level (pairs), the rest after
+            pairs = [sadd(terms[i], terms[i + 1], cfg.acc_bits) if i + 1 < len(terms) else
+                     sext(terms[i], cfg.acc_bits) for i in range(0, len(terms), 2)]
+            terms = [delay(v, 1, f"{name}.sum{t}_{i}") for i, v in enumerate(pairs)]
         tree = ssum(terms, cfg.acc_bits)
-        if cfg.pipeline_sum:
-            tree = delay(tree, 1, f"{name}.sum{t}")
         r = pyrtl.Register(cfg.acc_bits, name=f"{name}.psum{t}")
         r.next <<= sadd(psum_in[t], tree, cfg.acc_bits)
         psum_out.append(r)
