@@ -94,12 +94,16 @@ def test_double_buffer_with_new_flags(rng, combo):
     assert res.cycles == gb.tile_schedule(cfg, [-(-x.shape[0] // 2) for _, x in tiles])[2]
 
 
-@pytest.mark.parametrize("combo", [dict(pipeline_operand=True, pipeline_dsp=True, pipeline_sum=True),
-                                   dict(zip(FLAGS, [True] * len(FLAGS)))])
-def test_top_run_gemm_cycles_match_model(rng, combo):
-    """Small top on the pyrtl backend: outputs == reference, cycles == golden.cycles."""
+@pytest.mark.parametrize("combo,db", [
+    (dict(pipeline_operand=True, pipeline_dsp=True, pipeline_sum=True), True),
+    (dict(zip(FLAGS, [True] * len(FLAGS))), True),
+    (dict(zip(FLAGS, [True] * len(FLAGS))), False),       # single weight register: load_gap
+    (dict(pipeline_operand=True), False)])
+def test_top_run_gemm_cycles_match_model(rng, combo, db):
+    """Small top on the pyrtl backend (several K and N tiles): outputs == reference,
+    cycles == golden.cycles."""
     a = ArrayConfig(rows=2, cols=2, n_max=2, m_max=4, modes=("int8", "int4"), **combo)
-    p = TopConfig(array=a, t_max=4, k_tiles_max=4, n_tiles_max=4, host_bits=32)
+    p = TopConfig(array=a, t_max=4, k_tiles_max=4, n_tiles_max=4, host_bits=32, double_buffer=db)
     for mode, bits, n, m in [("int4", 4, 1, 2), ("int8", 8, 2, 4)]:
         k = 2 * a.rows * a.window(n, m)
         packed = random_packed(rng, 3, k, n, m, bits, "uniform")
