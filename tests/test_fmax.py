@@ -137,3 +137,14 @@ def test_ecp5_pe_all_flags_fmax(tmp_path):
     rep = synth.synthesize(tmp_path / "pe.v", "pe", "ecp5", pnr=True, freq_mhz=250)
     assert rep["dsp"] == cfg.n_max
     assert rep["fmax_mhz"] > 110
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("extra", [{}, dict(modes=("int8",), n_max=3, m_max=6)])
+def test_all_flags_array_lint_clean(tmp_path, extra):
+    from nmaccel import export
+    from nmaccel.hdl.array import make_array_top
+    pyrtl.reset_working_block()
+    make_array_top(ArrayConfig(rows=2, cols=2, **dict(zip(FLAGS, [True] * len(FLAGS))), **extra))
+    export.export_verilog(tmp_path / "arr.v", module_name="arr", port_description=False)
+    assert export.lint(tmp_path / "arr.v") == []
