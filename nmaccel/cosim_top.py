@@ -361,16 +361,7 @@ def encode_gemm_fast(packed, x_q, p, epilogue=None, mode=None, group_scales=None
         segs.append((tb.reshape(n_nt * n_kt * R, -1), wb))
         rec_bits += p.cb_rec_bits
     wwords = records_to_words(segs, rec_bits, H).reshape(n_nt, -1)
-    eprecs = []
-    for nt in range(n_nt):
-        v = 0
-        for c in range(C):
-            o = nt * C + c
-            if o < N:
-                col = (int(mult[o]) | (int(shift[o]) << p.mult_bits)
-                       | ((int(bias[o]) & ((1 << p.bias_bits) - 1)) << (p.mult_bits + p.shift_bits)))
-                v |= col << (c * p.ep_col_bits)
-        eprecs.append(split_record(v, p.ep_rec_bits, H))
+    eprecs = runner.epilogue_records(p, mult, shift, bias, N, n_nt)
     body = np.concatenate([wwords, np.asarray(eprecs, dtype=np.uint64).reshape(n_nt, -1)],
                           axis=1).ravel()
     tps = 2 if mode == "int4" else 1

@@ -131,6 +131,22 @@ def group_layout(packed, p, mode, group_scales=None):
     return params.group_cols // tile_k, params.mult
 
 
+def epilogue_records(p, mult, shift, bias, N, n_nt):
+    """Per output-column tile: the host words of its epilogue record (mult | shift | bias per column)."""
+    C = p.array.cols
+    recs = []
+    for nt in range(n_nt):
+        v = 0
+        for c in range(C):
+            o = nt * C + c
+            if o < N:
+                col = (int(mult[o]) | (int(shift[o]) << p.mult_bits)
+                       | ((int(bias[o]) & ((1 << p.bias_bits) - 1)) << (p.mult_bits + p.shift_bits)))
+                v |= col << (c * p.ep_col_bits)
+        recs.append(split_record(v, p.ep_rec_bits, p.host_bits))
+    return recs
+
+
 def encode_gemm(packed, x_q, p, epilogue=None, mode=None, group_scales=None):
     """Host words of the whole GEMM and its job list: (words, jobs, mode)."""
     a = p.array
@@ -178,16 +194,7 @@ def encode_gemm(packed, x_q, p, epilogue=None, mode=None, group_scales=None):
                         v |= pack(plan.tables[r, nt * C + c], wb) << (C * a.w_bits + c * a.cb_bits_total)
                 recs.append(split_record(v, p.w_rec_bits + (p.cb_rec_bits if cbk else 0), H))
             wrecs[nt][kt] = recs
-    eprecs = []
-    for nt in range(n_nt):
-        v = 0
-        for c in range(C):
-            o = nt * C + c
-            if o < N:
-                col = (int(mult[o]) | (int(shift[o]) << p.mult_bits)
-                       | ((int(bias[o]) & ((1 << p.bias_bits) - 1)) << (p.mult_bits + p.shift_bits)))
-                v |= col << (c * p.ep_col_bits)
-        eprecs.append(split_record(v, p.ep_rec_bits, H))
+    eprecs = epilogue_records(p, mult, shift, bias, N, n_nt)
 
     words = []
     tps = 2 if mode == "int4" else 1
