@@ -257,9 +257,9 @@ BLOCKS = ("top", "array", "pe", "decoder")
 
 
 def _array_config(rows=4, cols=4, n_max=4, m_max=8, modes=("int8", "int4"), pipeline=False):
-    from nmaccel.hdl.config import ArrayConfig
+    from nmaccel.hdl.config import ArrayConfig, pipeline_options
     return ArrayConfig(rows=rows, cols=cols, n_max=n_max, m_max=m_max, modes=tuple(modes),
-                       pipeline_mux=pipeline, pipeline_product=pipeline)
+                       **pipeline_options(pipeline))
 
 
 def build_pe_top(cfg, name="pe"):
@@ -354,7 +354,8 @@ def add_block_args(p):
     p.add_argument("--n-max", type=int, default=None, help="lanes per PE (default 4)")
     p.add_argument("--m-max", type=int, default=None, help="largest N:M group (default 8)")
     p.add_argument("--modes", default=None, help="comma list of int8,int4,codebook (default int8,int4)")
-    p.add_argument("--pipeline", action="store_true", help="register mux and product outputs")
+    p.add_argument("--pipeline", action="store_true",
+                   help="every PE pipeline register (mux, operand, DSP, partial sum, product)")
     p.add_argument("--t-max", type=int, default=None, help="top: array steps per job")
     p.add_argument("--k-tiles-max", type=int, default=None, help="top: K tiles per job")
     p.add_argument("--n-tiles-max", type=int, default=None, help="top: N tiles per job")

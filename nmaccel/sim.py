@@ -31,7 +31,7 @@ from nmaccel.errors import NmaccelError, require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.array import input_widths, make_array_top, output_widths
-from nmaccel.hdl.config import MODE_CODE, ArrayConfig, RuntimeConfig
+from nmaccel.hdl.config import MODE_CODE, ArrayConfig, RuntimeConfig, pipeline_options
 
 SIMULATORS = ("compiled", "fast", "python")
 MODEL_SUFFIXES = (".safetensors", ".gguf", ".npy", ".npz")
@@ -393,7 +393,7 @@ def cmd_sim(args):
             f"--simulator {args.simulator} applies to --backend tile; the top runs compiled only")
     require(not layer or args.vcd is None, "--vcd traces --backend tile only")
     cfg = ArrayConfig(rows=rows, cols=cols, n_max=args.n_max, m_max=args.m_max,
-                      pipeline_product=args.pipeline, pipeline_mux=args.pipeline)
+                      **pipeline_options(args.pipeline))
     quantizer = "lloyd-max" if args.codebook else "uniform"
     packed, w, name = None, None, None
     if args.weights and Path(args.weights).suffix.lower() not in MODEL_SUFFIXES:
@@ -471,7 +471,8 @@ def register_cli(subparsers):
     p.add_argument("--array", default="4x4", help="array rows x cols (default 4x4)")
     p.add_argument("--n-max", type=int, default=4, help="multiplier lanes per PE (default 4)")
     p.add_argument("--m-max", type=int, default=8, help="largest m_group (default 8)")
-    p.add_argument("--pipeline", action="store_true", help="register mux outputs and products")
+    p.add_argument("--pipeline", action="store_true",
+                   help="every PE pipeline register (mux, operand, DSP, partial sum, product)")
     p.add_argument("--tokens", type=int, default=64, help="activation rows T (default 64)")
     p.add_argument("--weights", help="packed weights file (run as is), or a model file "
                    "(.safetensors/.gguf/.npy/.npz: a linear layer packed with --nm/--bits; with "

@@ -24,6 +24,14 @@ def window_groups(n_keep, m_group, n_max, m_max):
     return min(n_max // n_keep, m_max // m_group)
 
 
+PIPELINE_FLAGS = ("pipeline_mux", "pipeline_product", "pipeline_operand", "pipeline_dsp", "pipeline_sum")
+
+
+def pipeline_options(on):
+    """ArrayConfig keyword arguments turning every pipeline register on (or all off)."""
+    return {f: bool(on) for f in PIPELINE_FLAGS}
+
+
 @dataclass(frozen=True)
 class ArrayConfig:
     """Systolic array elaboration parameters.
@@ -85,8 +93,7 @@ class ArrayConfig:
                 f"ArrayConfig.dsp_width={self.dsp_width!r}: use the DSP's signed operand width (e.g. 18)")
         require(self.codebook_bits in (2, 4),
                 f"ArrayConfig.codebook_bits must be 2 or 4, got {self.codebook_bits}")
-        for f in ("pipeline_mux", "pipeline_product", "pipeline_operand", "pipeline_dsp", "pipeline_sum",
-                  "double_buffer"):
+        for f in PIPELINE_FLAGS + ("double_buffer",):
             require(isinstance(getattr(self, f), bool), f"ArrayConfig.{f} must be True or False")
         require(len(set(modes)) == len(modes), f"ArrayConfig.modes {modes!r} repeats a mode")
         k_max = self.k_max if self.k_max is not None else self.rows * self.m_max
