@@ -4,7 +4,7 @@ import pyrtl
 from nmaccel.hdl.codebook import make_codebook_decoder
 from nmaccel.hdl.config import MODE_CODE
 from nmaccel.hdl.pe import lane_store_bits, make_pe
-from nmaccel.hdl.signed import delay, fields
+from nmaccel.hdl.signed import delay, fields, make_io_top
 
 
 class Bundle:
@@ -149,9 +149,4 @@ def make_systolic_array(name, cfg, inputs=None, with_valid=True):
 
 def make_array_top(cfg, name="array"):
     """Array as a top level: pyrtl.Input / pyrtl.Output ports named as in input/output_widths."""
-    ins = {port: pyrtl.Input(width, name=port) for port, width in input_widths(cfg).items()}
-    arr = make_systolic_array(name, cfg, ins)
-    for port, width in output_widths(cfg).items():
-        o = pyrtl.Output(width, name=port)
-        o <<= arr.outputs[port]
-    return arr
+    return make_io_top(make_systolic_array, name, cfg, input_widths(cfg), output_widths(cfg))

@@ -85,3 +85,14 @@ def smul_dsp(w, b, dsp_width, name):
     p_lo = sadd(p_lo, pyrtl.Const(1, bitwidth=bits), bits)     # core - corr
     p_hi = smul_shift_add(w, b[cut:], bits - cut)
     return sadd(p_lo, pyrtl.concat(p_hi, pyrtl.Const(0, bitwidth=cut)), bits)
+
+
+def make_io_top(make_block, name, cfg, in_widths, out_widths):
+    """Build `make_block(name, cfg, inputs)` as a top level: pyrtl.Input / pyrtl.Output ports
+    named as the keys of in_widths / out_widths (block outputs `bundle.outputs[port]`)."""
+    ins = {port: pyrtl.Input(width, name=port) for port, width in in_widths.items()}
+    block = make_block(name, cfg, ins)
+    for port, width in out_widths.items():
+        o = pyrtl.Output(width, name=port)
+        o <<= block.outputs[port]
+    return block

@@ -31,7 +31,7 @@ from nmaccel.golden.gemm import check_activations
 from nmaccel.golden.strassen import strassen_bit_growth
 from nmaccel.hdl.array import Bundle, make_systolic_array
 from nmaccel.hdl.config import MODE_CODE, ArrayConfig, _bits_for
-from nmaccel.hdl.signed import delay, fields, sadd, sext
+from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
 from nmaccel.hdl.strassen import (COMBINER_LATENCY, N_PRODUCTS, PREADD_LATENCY, StrassenConfig,
                                   make_strassen_combiner, make_strassen_preadd)
 from nmaccel.pack.strassen import pad_to, padded_shape, quadrants
@@ -198,12 +198,7 @@ def make_strassen_tile(name, cfg, inputs=None):
 
 def make_strassen_tile_top(cfg, name="stile"):
     """The tile as a top level: pyrtl.Input / pyrtl.Output ports named as in input/output_widths."""
-    ins = {p: pyrtl.Input(w, name=p) for p, w in input_widths(cfg).items()}
-    t = make_strassen_tile(name, cfg, ins)
-    for p, w in output_widths(cfg).items():
-        o = pyrtl.Output(w, name=p)
-        o <<= t.outputs[p]
-    return t
+    return make_io_top(make_strassen_tile, name, cfg, input_widths(cfg), output_widths(cfg))
 
 
 # ---- simulation driver ---------------------------------------------------------------------

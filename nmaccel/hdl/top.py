@@ -60,7 +60,7 @@ from nmaccel.golden.top import TopConfig  # noqa: F401  (elaboration parameters,
 from nmaccel.golden.top import EPILOGUE_LATENCY as _GOLDEN_EPI_LAT
 from nmaccel.hdl.config import MODE_CODE
 from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
-from nmaccel.hdl.signed import delay, fields, sadd, sext
+from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
 
 IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE, IN_GS = range(6)
 O_IDLE, O_PRIME, O_STREAM = range(3)
@@ -341,7 +341,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     tag = pyrtl.concat(sq, *([cur["fg"]] if GS else []), cur["gend"], cur["first"], cur["last"], sact)
     tag_y = delay(tag, A.latency, f"{name}.tag")
     tag_s = delay(tag_y, 1, f"{name}.tag_s")
-    v_s, last_s, first_s, gend_s, step_s = tag_s[0], tag_s[1], tag_s[2], tag_s[3], tag_s[STEP:]
+    v_s, first_s, gend_s, step_s = tag_s[0], tag_s[2], tag_s[3], tag_s[STEP:]
     AB = cfg.acc_bits
     lanes_y = []
     for t in range(TPS):
@@ -430,9 +430,4 @@ def make_accelerator_top(name, cfg, inputs=None):
 
 def make_top_ports(cfg, name="top"):
     """The accelerator as a top level: pyrtl.Input / pyrtl.Output ports, snake_case names."""
-    ins = {p: pyrtl.Input(w, name=p) for p, w in top_input_widths(cfg).items()}
-    top = make_accelerator_top(name, cfg, ins)
-    for p, w in top_output_widths(cfg).items():
-        o = pyrtl.Output(w, name=p)
-        o <<= top.outputs[p]
-    return top
+    return make_io_top(make_accelerator_top, name, cfg, top_input_widths(cfg), top_output_widths(cfg))
