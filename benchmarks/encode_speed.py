@@ -51,6 +51,20 @@ def layer_top(a, packed, tokens, host_bits):
                      n_tiles_max=n_nt, raw_bits=raw)
 
 
+def summarize(data):
+    """Per label pair before<suffix> / after<suffix>: speedup and whether the words are equal."""
+    runs = data["runs"]
+    data["comparisons"] = {
+        suffix.lstrip("_") or "host128": {"speedup_after_vs_before": round(runs["before" + suffix]["seconds"]
+                                                            / runs["after" + suffix]["seconds"], 2),
+                              "same_words": runs["before" + suffix]["words_sha256"]
+                              == runs["after" + suffix]["words_sha256"]}
+        for suffix in sorted({k[len("before"):] for k in runs if k.startswith("before")})
+        if "after" + suffix in runs}
+    data.pop("speedup_after_vs_before", None)
+    data.pop("same_words", None)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=4096)
@@ -92,10 +106,7 @@ def main():
             with open(args.json) as f:
                 data = json.load(f)
         data.setdefault("runs", {})[args.label] = res
-        runs = data["runs"]
-        if "before" in runs and "after" in runs:
-            data["speedup_after_vs_before"] = round(runs["before"]["seconds"] / runs["after"]["seconds"], 2)
-            data["same_words"] = runs["before"]["words_sha256"] == runs["after"]["words_sha256"]
+        summarize(data)
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1)
