@@ -44,7 +44,8 @@ def build(block, flags, rows, cols):
     cfg = ArrayConfig(rows=1 if one else rows, cols=1 if one else cols, modes=("int8", "int4"),
                       **flags)
     if block == "pe":
-        export.build_pe_top(cfg)
+        from nmaccel.hdl.pe import make_pe_top
+        make_pe_top(cfg)
     elif block == "array":
         from nmaccel.hdl.array import make_array_top
         make_array_top(cfg)

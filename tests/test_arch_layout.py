@@ -42,12 +42,13 @@ def _random_values(rng, lay, n):
     vals = {}
     for f in lay.fields:
         if isinstance(f.shape, layout.Layout):
-            sub = _random_values(rng, f.shape, n * f.count)
-            vals[f.name] = {k: v.reshape((n, f.count) + v.shape[1:]) for k, v in sub.items()}
+            sub = _random_values(rng, f.shape, n * f.n)
+            shape = (n, f.n) if f.count is not None else (n,)
+            vals[f.name] = {k: v.reshape(shape + v.shape[1:]) for k, v in sub.items()}
             continue
         lo, hi = (-(1 << (f.shape - 1)), 1 << (f.shape - 1)) if f.signed else (0, 1 << f.shape)
-        v = rng.integers(lo, hi, size=(n, f.count))
-        vals[f.name] = v if f.count > 1 else v[:, 0]
+        v = rng.integers(lo, hi, size=(n, f.n))
+        vals[f.name] = v if f.count is not None else v[:, 0]
     return vals
 
 
@@ -101,9 +102,9 @@ def test_split_reads_the_encoded_bits(name, lay):
     parts = lay.split(word)
     for f in lay.fields:
         if isinstance(f.shape, layout.Layout):
-            subs = parts[f.name] if f.count > 1 else [parts[f.name]]
+            subs = parts[f.name] if f.count is not None else [parts[f.name]]
             for j, sub in enumerate(subs):
-                probe(f"{f.name}{j}_", sub, {k: np.asarray(v).reshape(f.count, -1)[j]
+                probe(f"{f.name}{j}_", sub, {k: np.asarray(v).reshape(f.n, -1)[j]
                                              for k, v in vals[f.name].items()})
         else:
             probe("", {f.name: parts[f.name]}, {f.name: vals[f.name]})
@@ -146,6 +147,16 @@ def test_record_bit_order_and_wrap():
     wide = lay.to_words(72, v=vals)
     assert wide.dtype == object and [int(w) for w in wide[:, 0]] == \
         [sum((int(f) & 15) << (4 * i) for i, f in enumerate(row)) for row in vals]
+
+
+def test_vector_of_one_stays_a_vector():
+    """count=1 is a 1-element vector ((n, 1), a list from split), count=None a scalar."""
+    lay = layout.Layout([("v", 5, 1, True), ("s", 3)])
+    vals = lay.from_words(lay.to_words(8, v=np.array([[-3], [4]]), s=np.array([1, 7])), 8)
+    assert vals["v"].shape == (2, 1) and vals["s"].shape == (2,)
+    assert lay.decode(lay.encode(v=[-3], s=5))["v"].tolist() == [-3]
+    parts = lay.split(pyrtl.Const(0, bitwidth=8))
+    assert isinstance(parts["v"], list) and len(parts["v"]) == 1 and not isinstance(parts["s"], list)
 
 
 def test_bad_layouts():

@@ -12,19 +12,13 @@ wrapped to the array's acc_bits), combiner accumulators wrapped to `comb_bits`.
 """
 import numpy as np
 
+from nmaccel.arch.config import COMBINER_LATENCY, PLAIN_A, PLAIN_C, PLAIN_W
 from nmaccel.errors import require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.intops import wrap
 from nmaccel.golden.strassen import A_COEF, C_COEF
 from nmaccel.pack.strassen import pad_to, padded_shape, quadrants, strassen_weight_blocks
 
-# Plain mode, product p: A-quadrant PLAIN_A[p] (over [A11, A12, A21, A22]) times B-quadrant
-# PLAIN_W[p] (over [B11, B12, B21, B22]) added to output block PLAIN_C[p] (C11, C12, C21, C22).
-PLAIN_A = (0, 1, 0, 1, 2, 3, 2, 3)
-PLAIN_W = (0, 2, 1, 3, 0, 2, 1, 3)
-PLAIN_C = (0, 0, 1, 1, 2, 2, 3, 3)
-PREADD_LATENCY = 1      # make_strassen_preadd registers its operands
-COMBINER_LATENCY = 1    # make_strassen_combiner registers its blocks
 
 
 def n_products(strassen):

@@ -4,15 +4,14 @@ clear errors for missing tools / stalls."""
 import numpy as np
 import pytest
 
-from nmaccel.verilog import cosim_top, tools
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig
 from nmaccel.errors import NmaccelError, ToolMissingError
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.epilogue import quantize_multiplier
-from nmaccel.arch.config import TopConfig
 from nmaccel.golden.top import run_stream
-from nmaccel.arch.config import ArrayConfig, RuntimeConfig
-from nmaccel.pack import pack_weights
-from nmaccel.run.runner import EpilogueSpec, encode_gemm, reference, run_gemm
+from nmaccel.program.encoder import encode_gemm
+from nmaccel.run.runner import reference, run_gemm
+from nmaccel.verilog import cosim_top, tools
+from nmtest import random_epilogue, random_gemm
 
 # one top with every mode (INT8, INT4, codebook); small so that build + PyRTL stay fast
 PALL = TopConfig(array=ArrayConfig(rows=2, cols=2, n_max=4, m_max=4), t_max=4, k_tiles_max=4,
@@ -24,29 +23,13 @@ CASES = [("int8", 4, 4, 8, "uniform"), ("int8", 2, 4, 8, "uniform"), ("int4", 2,
          ("int4", 1, 2, 4, "uniform"), ("codebook", 2, 4, 4, "lloyd-max")]
 
 
-def _epilogue(rng, n_out):
-    mult, shift = quantize_multiplier(rng.uniform(1e-4, 2e-2, n_out))
-    return EpilogueSpec(mult, shift, rng.integers(-3000, 3000, n_out), bool(rng.integers(2)))
-
-
-def _gemm(rng, nk, mg, bits, q, p, T=None, K=None, N=None):
-    a = p.array
-    win = min(a.n_max // nk, a.m_max // mg) * mg
-    K = K or int(rng.integers(1, p.k_tiles_max * a.rows * win + 1))
-    N = N or int(rng.integers(1, 3 * a.cols + 1))
-    T = T or int(rng.integers(1, 3 * p.t_max + 1))
-    packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk, m_group=mg,
-                          bits=bits, quantizer=q)
-    return packed, rng.integers(-128, 128, size=(T, K))
-
-
 @pytest.mark.tools
 @pytest.mark.parametrize("mode,nk,mg,bits,q", CASES)
 def test_verilator_equals_golden_and_pyrtl(rng, mode, nk, mg, bits, q):
     """Per mode, epilogue off / on: Verilator outputs == golden, words == PyRTL and protocol
     twin, cycles == PyRTL cycles == nmaccel.golden.cycles."""
-    packed, x = _gemm(rng, nk, mg, bits, q, PALL)
-    for ep in (None, _epilogue(rng, packed.out_features)):
+    packed, x = random_gemm(rng, nk, mg, bits, q, PALL)
+    for ep in (None, random_epilogue(rng, packed.out_features)):
         rv = run_gemm(packed, x, PALL.array, top_cfg=PALL, epilogue=ep, backend="verilator")
         rp = run_gemm(packed, x, PALL.array, top_cfg=PALL, epilogue=ep, backend="pyrtl")
         np.testing.assert_array_equal(rv.outputs, reference(packed, x, ep))
@@ -62,8 +45,8 @@ def test_wide_host_words(rng):
     """80-bit host words (VlWide in_data / out_data): equals golden and the cycle model."""
     hi = []
     for nk, mg, with_ep in ((2, 2, False), (1, 2, True)):
-        packed, x = _gemm(rng, nk, mg, 8, "uniform", PWIDE, N=7)
-        ep = _epilogue(rng, packed.out_features) if with_ep else None
+        packed, x = random_gemm(rng, nk, mg, 8, "uniform", PWIDE, N=7)
+        ep = random_epilogue(rng, packed.out_features) if with_ep else None
         rv = run_gemm(packed, x, PWIDE.array, top_cfg=PWIDE, epilogue=ep, backend="verilator")
         np.testing.assert_array_equal(rv.outputs, reference(packed, x, ep))
         words = encode_gemm(packed, x, PWIDE, ep)[0]
@@ -79,7 +62,7 @@ def test_build_cache_hit_and_stall(rng):
     first = cosim_top.TopVerilatorModel(PALL)
     again = cosim_top.TopVerilatorModel(PALL)
     assert again.cached and again.build_s == 0.0 and again.exe == first.exe
-    packed, x = _gemm(rng, 2, 4, 8, "uniform", PALL, T=3, K=8, N=2)
+    packed, x = random_gemm(rng, 2, 4, 8, "uniform", PALL, T=3, K=8, N=2)
     words, jobs, _ = encode_gemm(packed, x, PALL)
     n_out = sum(j.n_nt * j.n_steps for j in jobs) * PALL.words("out")
     run = again.run(words, n_out, 10000)
