@@ -77,13 +77,13 @@ def reference(packed, x_q, epilogue=None, group_scales=False):
 
 
 # ---- PyRTL simulation -------------------------------------------------------------------------
-def harness_block(p, rom_bits):
+def harness_block(top_cfg, rom_bits):
     """The top plus a simulation-only host model: a word ROM (written through h_we / h_addr /
     h_data) and a read pointer (reset by h_rst) that drives in_valid = h_go & (ptr < h_n) and
     advances on in_valid & in_ready; out_ready = 1. Outputs: out_data, out_valid, accept, busy."""
     block = pyrtl.Block()
     with pyrtl.set_working_block(block):
-        H = p.host_bits
+        H = top_cfg.host_bits
         h_rst = pyrtl.Input(1, "h_rst")
         h_we = pyrtl.Input(1, "h_we")
         h_addr = pyrtl.Input(rom_bits, "h_addr")
@@ -94,7 +94,7 @@ def harness_block(p, rom_bits):
         rom[h_addr] <<= pyrtl.MemBlock.EnabledWrite(h_data, h_we)
         ptr = pyrtl.Register(rom_bits + 1, name="host_ptr")
         valid = h_go & (ptr < h_n)
-        top = make_accelerator_top("top", p, {"in_data": rom[ptr[:rom_bits]], "in_valid": valid,
+        top = make_accelerator_top("top", top_cfg, {"in_data": rom[ptr[:rom_bits]], "in_valid": valid,
                                               "out_ready": pyrtl.Const(1, bitwidth=1)})
         accept = valid & top.outputs["in_ready"]
         ptr.next <<= pyrtl.select(h_rst, pyrtl.Const(0, bitwidth=rom_bits + 1),
@@ -131,10 +131,10 @@ def _collect(o, offset):
 class TopSim:
     """The harness (see harness_block) in pyrtl.CompiledSimulation."""
 
-    def __init__(self, p, rom_bits):
-        self.p, self.rom_bits = p, rom_bits
+    def __init__(self, top_cfg, rom_bits):
+        self.p, self.rom_bits = top_cfg, rom_bits
         t = time.perf_counter()
-        self.block = harness_block(p, rom_bits)
+        self.block = harness_block(top_cfg, rom_bits)
         with pyrtl.set_working_block(self.block):
             outs = list(self.block.wirevector_subset(pyrtl.Output))
             tracer = pyrtl.SimulationTrace(wires_to_track=outs, block=self.block)
@@ -183,10 +183,10 @@ class TopVerilator:
     word stream goes to the C++ main as one file, outputs and cycles come back measured as in
     TopSim.run. `rom_bits` is unused (kept for the simulator cache key)."""
 
-    def __init__(self, p, rom_bits=0):
-        self.p, self.rom_bits = p, rom_bits
+    def __init__(self, top_cfg, rom_bits=0):
+        self.p, self.rom_bits = top_cfg, rom_bits
         t = time.perf_counter()
-        self.model = TopVerilatorModel(p)
+        self.model = TopVerilatorModel(top_cfg)
         self.elaboration_s = time.perf_counter() - t
         self.last_run = None
 
@@ -195,15 +195,15 @@ class TopVerilator:
         return self.last_run.out_words, self.last_run.cycles
 
 
-def get_topsim(p, n_words, backend="pyrtl"):
+def get_topsim(top_cfg, n_words, backend="pyrtl"):
     rom_bits = -(-max(16, int(n_words).bit_length()) // 4) * 4     # few sizes: few compiles
     if backend == "verilator":
         rom_bits = 0                      # the harness streams any length: one build per top
-    key = (p, rom_bits, backend)
+    key = (top_cfg, rom_bits, backend)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    ts = (TopSim if backend == "pyrtl" else TopVerilator)(p, rom_bits)
+    ts = (TopSim if backend == "pyrtl" else TopVerilator)(top_cfg, rom_bits)
     _CACHE[key] = ts
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -25,6 +25,7 @@ from nmaccel.errors import NmaccelError, require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.array import input_widths, make_array_top, output_widths
+from nmaccel.run import runner as top_runner
 from nmaccel.arch import layout
 from nmaccel.arch.config import MODE_CODE, ArrayConfig
 from nmaccel.arch.layout import to_signed
@@ -279,6 +280,5 @@ def _write_vcd(tracer, trace):
 
 
 def run_gemm(packed, x_q, array_cfg, **kw):
-    """`nmaccel.run.runner.run_gemm` (a whole GEMM on the accelerator top), imported at call time."""
-    from nmaccel.run.runner import run_gemm as _run_gemm
-    return _run_gemm(packed, x_q, array_cfg, **kw)
+    """`nmaccel.run.runner.run_gemm`: a whole GEMM on the accelerator top."""
+    return top_runner.run_gemm(packed, x_q, array_cfg, **kw)

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pyrtl
 
+from nmaccel.arch.config import ArrayConfig, TopConfig, pipeline_options
 from nmaccel.errors import NmaccelError, require
+from nmaccel.hdl.array import make_array_top
+from nmaccel.hdl.decoder import make_decoder_top
+from nmaccel.hdl.pe import make_pe_top
+from nmaccel.hdl.top import make_top_ports
+from nmaccel.pack.bitpack import words_to_memh
 from nmaccel.verilog import tools
 
 RESERVED_WIRE_NAMES = ("clk", "rst")
@@ -257,7 +263,6 @@ BLOCKS = ("top", "array", "pe", "decoder")
 
 
 def _array_config(rows=4, cols=4, n_max=4, m_max=8, modes=("int8", "int4"), pipeline=False):
-    from nmaccel.arch.config import ArrayConfig, pipeline_options
     return ArrayConfig(rows=rows, cols=cols, n_max=n_max, m_max=m_max, modes=tuple(modes),
                        **pipeline_options(pipeline))
 
@@ -274,17 +279,8 @@ def build_block(block, **kw):
             del kw[k]
     cfg = _array_config(**kw)
     if block == "top":
-        try:
-            from nmaccel.arch.config import TopConfig
-            from nmaccel.hdl.top import make_top_ports
-        except ImportError as exc:
-            raise NmaccelError(f"the accelerator top cannot be built in this checkout ({exc}): "
-                               "use --block array|pe|decoder") from exc
         make_top_ports(TopConfig(array=cfg, **top_kw))
         return "nmaccel_top"
-    from nmaccel.hdl.array import make_array_top
-    from nmaccel.hdl.decoder import make_decoder_top
-    from nmaccel.hdl.pe import make_pe_top
     make = {"array": make_array_top, "pe": make_pe_top, "decoder": make_decoder_top}[block]
     make(cfg)                # the block's ports: its input_widths / output_widths signature
     return f"nmaccel_{block}"
@@ -308,7 +304,6 @@ MEMORY_SECTIONS = ("values", "indices", "scales", "zero_points", "codebook")
 
 def memory_images(packed, word_bits=32):
     """{section file name: $readmemh text} for every section of a PackedWeights."""
-    from nmaccel.pack.bitpack import words_to_memh
     out = {}
     for sec in MEMORY_SECTIONS:
         try:
