@@ -173,3 +173,28 @@ def test_to_signed():
     np.testing.assert_array_equal(layout.to_signed(np.array([0, 127, 128, 255], dtype=object), 8),
                                   [0, 127, -128, -1])
     assert list(layout.to_signed(np.array([(1 << 70) - 1, 5], dtype=object), 70)) == [-1, 5]
+
+
+@pytest.mark.parametrize("p", TOPS, ids=["gs-h32", "h80"])
+def test_layout_widths_equal_config_record_widths(p):
+    """TopConfig's word counts (TopConfig.words) and the tables describe the same records."""
+    a = p.array
+    assert layout.lane_layout(a).bits == a.lane_load_bits
+    assert layout.pe_word_layout(a).bits == a.w_bits
+    assert layout.header_layout(p).bits == p.hdr_bits
+    assert layout.activation_layout(p).bits == p.act_tok_bits
+    assert layout.weight_layout(p).bits == p.w_rec_bits
+    assert layout.epilogue_layout(p).bits == p.ep_rec_bits
+    assert layout.output_layout(p).bits == p.out_rec_bits
+    assert layout.groupscale_layout(p).bits == a.cols * p.gs_mult_bits
+    for rec, lay in (("header", layout.header_layout(p)), ("weight", layout.weight_layout(p)),
+                     ("epilogue", layout.epilogue_layout(p)), ("out", layout.output_layout(p)),
+                     ("gs", layout.groupscale_layout(p))):
+        assert p.words(rec) == lay.words(p.host_bits), rec
+    if a.has_int4:
+        assert layout.activation_layout(p, int4=True).bits == 2 * p.act_tok_bits
+        assert p.words("act", int4=True) == layout.activation_layout(p, int4=True).words(p.host_bits)
+    if a.has_codebook:
+        assert layout.codebook_layout(a).bits == a.cb_bits_total
+        assert layout.weight_layout(p, codebook=True).bits == p.w_rec_bits + p.cb_rec_bits
+        assert p.words("weight", True) == layout.weight_layout(p, codebook=True).words(p.host_bits)

@@ -30,19 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nmaccel.arch.config import n_words
 from nmaccel.errors import require
 
 _CHUNK_BITS = 1 << 24       # bound on the uint8 bit-plane temporaries of one encode / decode pass
-
-
-def ubits(n):
-    """Unsigned bits needed to hold 0 .. n (at least 1)."""
-    return max(1, int(n).bit_length())
-
-
-def n_words(bits, h):
-    """h-bit host words holding `bits` bits."""
-    return -(-bits // h)
 
 
 @dataclass(frozen=True)
@@ -269,16 +260,9 @@ def codebook_layout(array_cfg):
     return Layout([("entry", array_cfg.weight_bits, array_cfg.cb_entries, True)])
 
 
-def header_fields(top_cfg):
-    """(name, width) of the job header, LSB first."""
-    a, kt = top_cfg.array, ubits(top_cfg.k_tiles_max)
-    f = (("mode", a.mode_bits), ("n_keep", a.nk_bits), ("m_group", a.mg_bits), ("relu", 1),
-         ("raw", 1), ("n_steps", ubits(top_cfg.t_max)), ("n_kt", kt), ("n_nt", ubits(top_cfg.n_tiles_max)))
-    return f + ((("kt_per_group", kt),) if top_cfg.group_scales else ())
-
-
 def header_layout(top_cfg):
-    return Layout(header_fields(top_cfg))
+    """The job header: TopConfig.hdr_fields (mode, N:M, relu, raw, n_steps, n_kt, n_nt[, kt_per_group])."""
+    return Layout(top_cfg.hdr_fields)
 
 
 def activation_layout(top_cfg, int4=False):
