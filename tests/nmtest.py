@@ -55,3 +55,25 @@ def random_epilogue(rng, n_out):
     from nmaccel.program.encoder import EpilogueSpec
     mult, shift = quantize_multiplier(rng.uniform(1e-4, 2e-2, n_out))
     return EpilogueSpec(mult, shift, rng.integers(-3000, 3000, n_out), bool(rng.integers(2)))
+
+
+def pack_fields(values, width):
+    """Integers (negative allowed) -> one int, `width` bits each, value 0 lowest (a one-field
+    nmaccel.arch.layout table)."""
+    from nmaccel.arch.layout import Layout
+    values = np.asarray(values).ravel()
+    return Layout([("v", width, len(values))]).encode(v=values)
+
+
+def step_ports(sim, values):
+    """sim.step with port values wrapped to each Input's width (negative values allowed): the one
+    helper tests use to drive PyRTL ports."""
+    import pyrtl
+    widths = {w.name: w.bitwidth for w in sim.block.wirevector_subset(pyrtl.Input)}
+    sim.step({k: int(v) & ((1 << widths[k]) - 1) for k, v in values.items()})
+
+
+def inspect_signed(sim, name):
+    """A PyRTL output read back as a two's-complement integer of its own width."""
+    import pyrtl
+    return pyrtl.val_to_signed_integer(sim.inspect(name), sim.block.get_wirevector_by_name(name).bitwidth)

@@ -15,15 +15,11 @@ from nmtest import random_packed
 CFG = ArrayConfig(rows=2, cols=2)
 
 
-def _packed(rng, out, k, n, m, bits=8, quantizer="uniform"):
-    return random_packed(rng, out, k, n, m, bits, quantizer)
-
-
 def test_simulators_agree(rng):
     """compiled (batched C kernel), fast and python give the same outputs and cycles."""
     for n, m, bits in [(2, 4, 4), (4, 4, 8), (1, 2, 8)]:
         k = CFG.rows * CFG.window(n, m)
-        pw = _packed(rng, 2, k, n, m, bits)
+        pw = random_packed(rng, 2, k, n, m, bits)
         x = rng.integers(-128, 128, size=(7, k))
         res = [sim.run_tile(pw, x, CFG, simulator=s) for s in sim.SIMULATORS]
         for r, s in zip(res, sim.SIMULATORS):
@@ -33,7 +29,7 @@ def test_simulators_agree(rng):
 
 def test_compiled_batch_equals_stepping(rng):
     """The one-call C kernel path equals CompiledSimulation.step per cycle on every output."""
-    pw = _packed(rng, 2, 16, 2, 4, 4)
+    pw = random_packed(rng, 2, 16, 2, 4, 4)
     x = rng.integers(-128, 128, size=(6, 16))
     plan = sim.gb.load_plan(pw, CFG)
     stream, _, _ = sim.input_stream(CFG, [plan], [x])
@@ -53,7 +49,7 @@ def test_reconfigure_without_reelaboration(rng):
     for n, m, bits, q in [(2, 4, 4, "uniform"), (4, 4, 8, "uniform"), (1, 4, 4, "lloyd-max"),
                           (3, 8, 8, "uniform"), (2, 4, 4, "uniform")]:
         k = CFG.rows * CFG.window(n, m)
-        pw = _packed(rng, 2, k, n, m, bits, q)
+        pw = random_packed(rng, 2, k, n, m, bits, q)
         x = rng.integers(-128, 128, size=(5, k))
         np.testing.assert_array_equal(sim.run_tile(pw, x, CFG, simulator="fast").outputs, gemm(pw, x))
         assert sim.get_runner(CFG, "fast") is runner
@@ -67,19 +63,19 @@ def test_bad_input_raises_before_simulation(rng, case, match, monkeypatch):
     calls = []
     monkeypatch.setattr(sim._Runner, "run", lambda *a: calls.append(a))
     cfg = ArrayConfig(rows=2, cols=2, n_max=2, m_max=4, modes=("int8", "codebook"))
-    pw, x = _packed(rng, 2, 8, 2, 4, 8), rng.integers(-128, 128, size=(3, 8))
+    pw, x = random_packed(rng, 2, 8, 2, 4, 8), rng.integers(-128, 128, size=(3, 8))
     kw = {}
     if case == "n_too_big":
-        pw = _packed(rng, 2, 8, 3, 4, 8)
+        pw = random_packed(rng, 2, 8, 3, 4, 8)
     elif case == "m_too_big":
-        pw = _packed(rng, 2, 16, 1, 8, 8)
+        pw = random_packed(rng, 2, 16, 1, 8, 8)
         x = rng.integers(-128, 128, size=(3, 16))
     elif case == "mode_missing":
-        pw = _packed(rng, 2, 8, 2, 4, 4)
+        pw = random_packed(rng, 2, 8, 2, 4, 4)
     elif case == "k_too_big":
-        pw, x = _packed(rng, 2, 24, 2, 4, 8), rng.integers(-128, 128, size=(3, 24))
+        pw, x = random_packed(rng, 2, 24, 2, 4, 8), rng.integers(-128, 128, size=(3, 24))
     elif case == "out_too_big":
-        pw = _packed(rng, 3, 8, 2, 4, 8)
+        pw = random_packed(rng, 3, 8, 2, 4, 8)
     elif case == "x_range":
         x[0, 0] = 128
     elif case == "x_shape":
@@ -90,7 +86,7 @@ def test_bad_input_raises_before_simulation(rng, case, match, monkeypatch):
         kw["simulator"] = "verilator"
     elif case == "cb_bits":
         cfg = ArrayConfig(rows=2, cols=2, n_max=2, m_max=4, codebook_bits=2)
-        pw = _packed(rng, 2, 8, 2, 4, 4, "lloyd-max")
+        pw = random_packed(rng, 2, 8, 2, 4, 4, "lloyd-max")
     elif case == "asym_range":
         mask = np.ones((2, 8), dtype=bool)
         pw = PackedWeights.from_dense_codes(np.full((2, 8), 255), mask, in_features=8, n_keep=4,
@@ -126,7 +122,7 @@ def test_array_config_derived_widths():
 
 
 def test_vcd_trace(tmp_path, rng):
-    pw = _packed(rng, 2, 4, 2, 4, 8)
+    pw = random_packed(rng, 2, 4, 2, 4, 8)
     x = rng.integers(-128, 128, size=(2, 4))
     path = tmp_path / "t.vcd"
     res = sim.run_tile(pw, x, ArrayConfig(rows=1, cols=2, n_max=2, m_max=4), simulator="fast", trace=str(path))
@@ -149,7 +145,7 @@ def test_cli_sim_json(capsys):
 
 
 def test_cli_sim_table_and_packed_file(tmp_path, capsys, rng):
-    pw = _packed(rng, 2, 8, 1, 2, 4, "lloyd-max")
+    pw = random_packed(rng, 2, 8, 1, 2, 4, "lloyd-max")
     pw.save(tmp_path / "w.nmw")
     rc = main(["sim", "--weights", str(tmp_path / "w.nmw"), "--array", "2x2", "--tokens", "3",
                "--simulator", "python"])
