@@ -21,7 +21,8 @@ def _layouts():
     out = []
     for a in ARRAYS:
         out += [(f"lane-{a.rows}x{a.cols}", layout.lane_layout(a)),
-                (f"pe-{a.rows}x{a.cols}", layout.pe_word_layout(a))]
+                (f"pe-{a.rows}x{a.cols}", layout.pe_word_layout(a)),
+                (f"pe-store-{a.rows}x{a.cols}", layout.pe_store_layout(a))]
         if a.has_codebook:
             out.append((f"codebook-{a.rows}x{a.cols}", layout.codebook_layout(a)))
     for i, p in enumerate(TOPS):
@@ -181,6 +182,7 @@ def test_layout_widths_equal_config_record_widths(p):
     a = p.array
     assert layout.lane_layout(a).bits == a.lane_load_bits
     assert layout.pe_word_layout(a).bits == a.w_bits
+    assert layout.stored_lane_layout(a).bits == a.idx_bits + a.weight_bits
     assert layout.header_layout(p).bits == p.hdr_bits
     assert layout.activation_layout(p).bits == p.act_tok_bits
     assert layout.weight_layout(p).bits == p.w_rec_bits

@@ -5,6 +5,7 @@ import pytest
 
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.intops import wrap
+from nmaccel.arch import layout
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.codebook import make_codebook_decoder
 from nmaccel.hdl.pe import lane_store_bits, make_pe_top
@@ -60,8 +61,9 @@ def test_pe_matches_golden(rng, n_max, m_max, int4_build, pipe):
             idx = rng.integers(0, m_max, n_max)
             if rng.random() < 0.3:
                 idx[:] = idx[0]                       # all indices equal
-            word = pack_fields([(int(w[i]) & 0xFF) | (int(idx[i]) << 8) for i in range(n_max)],
-                               lane_store_bits(cfg))
+            word = layout.pe_store_layout(cfg).encode(lane={"weight": w, "index": idx})
+            assert word == pack_fields([(int(w[i]) & 0xFF) | (int(idx[i]) << 8) for i in range(n_max)],
+                                       lane_store_bits(cfg))      # known answer: weight | index
             base = {"int4": int(int4), "dense": int(dense), "x_in": 0, "w_load": 1, "w_in": word}
             base.update({f"psum_in_{t}": 0 for t in range(tok)})
             step_ports(sim, base)

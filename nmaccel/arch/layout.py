@@ -19,6 +19,8 @@ decode returns int64, sign-extended for signed fields. The words of the accelera
 
   lane_layout       one PE lane's load word: code | index | keep
   pe_word_layout    one PE's weight input (w_in_c): n_max lanes
+  pe_store_layout   a PE's weight register: n_max stored lanes (weight | index)
+  codebook_layout   one PE's codebook input (cb_in_c)
   header_layout     the job header (mode, N:M, relu, raw, n_steps, n_kt, n_nt[, kt_per_group])
   activation_layout one activation record: rows x m_max INT8 of token A (then token B in INT4)
   weight_layout     one weight record: cols PE words (then cols codebooks in codebook mode)
@@ -253,6 +255,17 @@ def lane_layout(array_cfg):
 def pe_word_layout(array_cfg):
     """A PE's weight input w_in_c: n_max lane words, lane 0 lowest."""
     return Layout([("lane", lane_layout(array_cfg), array_cfg.n_max)])
+
+
+def stored_lane_layout(array_cfg):
+    """One lane as a PE stores it after decoding: weight value (codebook-decoded, 0 unless kept) |
+    window-local index."""
+    return Layout([("weight", array_cfg.weight_bits, None, True), ("index", array_cfg.idx_bits)])
+
+
+def pe_store_layout(array_cfg):
+    """A PE's weight register (shifted PE to PE): n_max stored lanes, lane 0 lowest."""
+    return Layout([("lane", stored_lane_layout(array_cfg), array_cfg.n_max)])
 
 
 def codebook_layout(array_cfg):

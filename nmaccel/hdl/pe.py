@@ -21,13 +21,14 @@ LUT). So dsp_width=18 gives 2 INT4 MACs per DSP on both; use 27 for DSP48E2-only
 """
 import pyrtl
 
+from nmaccel.arch.layout import pe_store_layout, stored_lane_layout
 from nmaccel.hdl.decoder import make_nm_decoder
 from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext, smul, smul_dsp, smul_shift_add, ssum
 
 
 def lane_store_bits(cfg):
-    """Stored (decoded) lane word: window-local index + INT8 weight value."""
-    return cfg.idx_bits + cfg.weight_bits
+    """Stored (decoded) lane word: nmaccel.arch.layout.stored_lane_layout (weight | index)."""
+    return stored_lane_layout(cfg).bits
 
 
 def packed_operand(cfg, int4, a_lo, a_hi):
@@ -99,9 +100,8 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
     else:
         w_act = w_reg
 
-    lanes = fields(w_act, sb, cfg.n_max)
-    weights = [ln[:cfg.weight_bits] for ln in lanes]
-    indices = [ln[cfg.weight_bits:] for ln in lanes]
+    lanes = pe_store_layout(cfg).split(w_act)["lane"]
+    weights, indices = [ln["weight"] for ln in lanes], [ln["index"] for ln in lanes]
     elements = fields(x_in, cfg.tokens_per_step * cfg.act_bits, cfg.m_max)
     dec = make_nm_decoder(f"{name}.dec", cfg, rt.dense, elements, indices)
     acts = dec.lanes
