@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from nmaccel.errors import NmaccelError, require
-from nmaccel.fileio import atomic_write
+from nmaccel.fileio import write_output
 from nmaccel.pack.bitpack import IntType, pack_fields, pack_words, unpack_fields, words_to_memh
 
 MAGIC = b"NMACCEL\x00"
@@ -276,9 +276,10 @@ class PackedWeights:
         body = MAGIC + struct.pack("<HI", FORMAT_VERSION, len(hdr)) + hdr + b"".join(payload)
         return body + struct.pack("<I", zlib.crc32(body))
 
-    def save(self, path):
-        """Write atomically (temporary file + rename): no partial file on failure."""
-        return atomic_write(path, self.to_bytes())
+    def save(self, path, inputs=()):
+        """Write through the one output writer (nmaccel.fileio): never over one of `inputs`,
+        no partial file on failure."""
+        return write_output(path, self.to_bytes(), inputs)
 
     @classmethod
     def from_bytes(cls, data, source="<bytes>"):
@@ -362,7 +363,7 @@ class PackedWeights:
 
     def write_memh(self, path, section, word_bits=32):
         """Write a `$readmemh` image of one section atomically."""
-        return atomic_write(path, words_to_memh(self.memory_image(section, word_bits), word_bits))
+        return write_output(path, words_to_memh(self.memory_image(section, word_bits), word_bits))
 
     def report(self):
         """Human-readable summary rows (key, value) for `nmaccel inspect`."""
