@@ -32,6 +32,7 @@ import signal
 import stat
 import tempfile
 import threading
+import zlib
 from pathlib import Path
 
 from nmaccel.errors import NmaccelError
@@ -418,3 +419,97 @@ def safe_name(name: str, max_len=120) -> str:
     if clean != name or not clean:
         clean = f"{clean or 'tensor'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
     return clean
+
+
+# ---- untrusted input files -------------------------------------------------------------------
+REAL_KINDS = "fiu"        # numpy dtype kinds accepted as weights/activations: real floats, ints
+DEFLATE_MAX_RATIO = 1032  # deflate cannot expand more than this: bounds a compressed .npz member
+
+
+def require_real(arr, what, path):
+    """NmaccelError unless `arr` holds real floats or integers (no complex, bool, str, object)."""
+    import numpy as np
+    dt = np.asarray(arr).dtype if not hasattr(arr, "dtype") else arr.dtype
+    if dt.kind not in REAL_KINDS:
+        raise NmaccelError(f"{what} in {os.fspath(path)!r} has dtype {dt}: only real floats or integers "
+                           "are accepted, convert it (e.g. numpy .real / .astype(np.float32)) and re-save")
+
+
+def _read_npy_stream(fp, available: int, what: str):
+    """One .npy array from the open binary stream `fp` holding at most `available` bytes: the
+    header is checked (real dtype, sane shape, data no larger than the bytes present) before a
+    single allocation of exactly the claimed size."""
+    import numpy as np
+    from numpy.lib import format as npf
+    try:
+        version = npf.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = npf.read_array_header_1_0(fp)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npf.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise NmaccelError(f"cannot read {what} as .npy ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
+                           "re-save it with numpy.save") from None
+    if dtype.kind not in REAL_KINDS or dtype.hasobject or dtype.fields is not None:
+        raise NmaccelError(f"{what} has dtype {dtype}: only real floats or integers are accepted, convert "
+                           "it (e.g. numpy .real / .astype(np.float32)) and re-save")
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise NmaccelError(f"{what}: corrupt .npy header (shape {shape}): re-save it with numpy.save")
+    count = 1
+    for d in shape:
+        count *= d
+    nbytes = count * dtype.itemsize
+    left = available - fp.tell()
+    if nbytes > left:
+        raise NmaccelError(f"{what}: the .npy header claims {shape} {dtype} ({nbytes} bytes) but only "
+                           f"{max(left, 0)} bytes follow: the file is truncated or corrupt, re-save it")
+    data = fp.read(nbytes)
+    if len(data) != nbytes:
+        raise NmaccelError(f"{what}: truncated .npy data ({len(data)} of {nbytes} bytes): re-save it")
+    arr = np.frombuffer(data, dtype=dtype, count=count)
+    return (arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)).copy()
+
+
+def read_npy(path):
+    """A .npy file as a numpy array (no pickle, allocation bounded by the file size)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fp:
+            return _read_npy_stream(fp, os.fstat(fp.fileno()).st_size, repr(path))
+    except IsADirectoryError:
+        raise NmaccelError(f"{path!r} is a directory: pass a .npy file") from None
+    except OSError as exc:
+        raise NmaccelError(os_error_message(exc, path, "read")) from None
+
+
+def read_npz(path) -> dict:
+    """Every array of a .npz file {name: array} (no pickle; each member's allocation bounded by its
+    size in the archive, at most DEFLATE_MAX_RATIO x its compressed size)."""
+    import zipfile
+    path = os.fspath(path)
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[:-4]
+                if info.compress_type != zipfile.ZIP_STORED and \
+                        info.file_size > DEFLATE_MAX_RATIO * info.compress_size + 1024:
+                    raise NmaccelError(f"{path!r}: member {name!r} claims {info.file_size} bytes from "
+                                       f"{info.compress_size} compressed: corrupt archive, re-save it")
+                with z.open(info) as fp:
+                    out[name] = _read_npy_stream(fp, info.file_size, f"{path!r} member {name!r}")
+    except IsADirectoryError:
+        raise NmaccelError(f"{path!r} is a directory: pass a .npz file") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError,
+            RuntimeError, zlib.error) as exc:
+        if isinstance(exc, NmaccelError):
+            raise
+        raise NmaccelError(f"cannot read {path!r} as .npz ({type(exc).__name__}: {exc}): "
+                           "re-save it with numpy.savez") from None
+    except OSError as exc:
+        raise NmaccelError(os_error_message(exc, path, "read")) from None
+    return out
