@@ -93,6 +93,8 @@ def os_error_message(exc: OSError, path, what="write") -> str:
         errno.EISDIR: "is a directory: pass a file name",
         errno.EFBIG: "file too large for this file system: choose another disk",
     }
+    if exc.errno == errno.ENOENT and os.path.isdir(parent):
+        fixes[errno.ENOENT] = f"files cannot be created in {parent!r}: choose a writable location"
     fix = fixes.get(exc.errno, f"{exc.strerror or exc}: check the path")
     return f"cannot {what} {path!r}: {fix}"
 
@@ -449,7 +451,7 @@ def _read_npy_stream(fp, available: int, what: str):
             shape, fortran, dtype = npf.read_array_header_2_0(fp)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+    except Exception as exc:   # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
         raise NmaccelError(f"cannot read {what} as .npy ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
                            "re-save it with numpy.save") from None
     if dtype.kind not in REAL_KINDS or dtype.hasobject or dtype.fields is not None:

