@@ -1,4 +1,4 @@
-"""`python -m nmaccel` runs the console script."""
+"""`python -m nmaccel ARGS` runs the `nmaccel` console script."""
 import sys
 
 from nmaccel.cli import main

@@ -84,9 +84,9 @@ def os_error_message(exc: OSError, path, what="write") -> str:
     fixes = {
         errno.ENOENT: f"directory {parent!r} does not exist: create it first or choose another path",
         errno.ENOTDIR: f"a parent of {path!r} is not a directory: choose another path",
-        errno.EACCES: f"permission denied: choose a writable location",
-        errno.EPERM: f"operation not permitted: choose a writable location",
-        errno.EROFS: f"read-only file system: choose a writable location",
+        errno.EACCES: "permission denied: choose a writable location",
+        errno.EPERM: "operation not permitted: choose a writable location",
+        errno.EROFS: "read-only file system: choose a writable location",
         errno.ENOSPC: "no space left on device: free some space or choose another disk",
         errno.EDQUOT: "disk quota exceeded: free some space or choose another disk",
         errno.ENAMETOOLONG: "file name too long: choose a shorter name",

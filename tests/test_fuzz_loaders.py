@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nmaccel import models
+from nmaccel.models import loaders as models
 from nmaccel.errors import NmaccelError
 from nmaccel.pack.api import pack_weights
 from nmaccel.pack.format import PackedWeights

@@ -1,7 +1,6 @@
-"""`nmaccel` console script. Each feature module registers its own subcommands.
-
-A module listed in SUBCOMMAND_MODULES defines `register_cli(subparsers)`, adding parsers whose
-`func(args) -> int` runs the command.
+"""`nmaccel` console script: the argparse front end. One module per subcommand group in this
+package (pack: pack/inspect/storage, sim, export, synth) defines `register_cli(subparsers)`,
+adding parsers whose `func(args) -> int` runs the command; library modules hold no CLI code.
 
 The error contract (docs/RELIABILITY.md):
 - bad input (NmaccelError, argparse): one line on stderr naming the fix, exit 2;
@@ -13,15 +12,15 @@ The error contract (docs/RELIABILITY.md):
 import importlib
 import sys
 
-from nmaccel.argtypes import OneLineParser
+from nmaccel.cli.argtypes import OneLineParser
 from nmaccel.errors import NmaccelError, ToolFailedError
 from nmaccel.fileio import Terminated, cleanup_on_signals
 
 SUBCOMMAND_MODULES = [
-    "nmaccel.pack.cli",
-    "nmaccel.sim",
-    "nmaccel.export",
-    "nmaccel.synth",
+    "nmaccel.cli.pack",
+    "nmaccel.cli.sim",
+    "nmaccel.cli.export",
+    "nmaccel.cli.synth",
 ]
 
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 from tabulate import tabulate
 
-from nmaccel import argtypes
+from nmaccel.cli import argtypes
 from nmaccel.errors import NmaccelError, require
 from nmaccel.fileio import check_output, read_npy, require_real
 from nmaccel.pack.format import PackedWeights
@@ -36,7 +36,7 @@ def parse_nm(text):
 
 def load_layer(weights, layer=None):
     """A 2-D float32 weight from a file or built-in model name, and its name."""
-    from nmaccel import models
+    from nmaccel.models import loaders as models
     if weights is None:
         return models.DEFAULT_LAYER, models.default_layer()
     tensors = models.load_weights(weights)
@@ -105,7 +105,7 @@ def _cmd_inspect(args):
 
 def _cmd_storage(args):
     if args.list:
-        from nmaccel import models
+        from nmaccel.models import loaders as models
         for k, v in models.load_weights(args.list).items():
             print(k, tuple(np.shape(v)))
         return 0
