@@ -11,10 +11,8 @@ arrays for ports up to 64 bits, Python-int object arrays for wider ports; `to_si
 Verilator builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator/<hash of
 Verilog + harness + Verilator version + flags>.
 """
-import hashlib
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nmaccel.verilog import tools
+from nmaccel.verilog.buildcache import cache_key, cached_build
 from nmaccel.errors import NmaccelError, require
 from nmaccel.verilog.export import VerilogExport, load_export, parse_module, verilog_text
 
@@ -285,11 +284,8 @@ class VerilatorModel:
             stim = Path(tmp) / "stim.bin"
             outp = Path(tmp) / "out.bin"
             buf.tofile(stim)
-            proc = subprocess.run([str(self.exe), str(stim), str(n), str(cycles), str(vi), str(si),
-                                   str(outp)], capture_output=True, text=True, timeout=timeout)
-            if proc.returncode != 0:
-                raise NmaccelError(f"Verilator model {self.exe} failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
+            tools.run_tool([self.exe, stim, n, cycles, vi, si, outp], timeout=timeout or tools.RUN_TIMEOUT_S,
+                           what=f"Verilator model {self.exe}")
             raw = outp.read_bytes()
         hdr = np.frombuffer(raw, dtype=np.int64, count=2)
         cycles_run, n_rec = int(hdr[0]), int(hdr[1])
@@ -312,35 +308,20 @@ def build_verilator(design=None, *, module_name="toplevel", jobs=2):
     harness = _harness_cpp(d)
     flags = list(VERILATOR_FLAGS) + list(ver.extra_args) + [
         "-CFLAGS", CXX_OPT, "-MAKEFLAGS", f"OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"]
-    key = hashlib.sha256("\0".join([text, harness, ver.version(), " ".join(flags)]).encode())
-    final = cache_root() / "verilator" / key.hexdigest()[:20]
-    exe = final / "obj" / "sim"
-    if exe.is_file():
-        return VerilatorModel(exp, exe, 0.0, True)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build_", dir=final.parent))
-    try:
+    cxx = tools.tool_version([os.environ.get("CXX", "g++"), "--version"])
+
+    def build(work):
         (work / "dut.v").write_text(text)
         (work / "harness.cpp").write_text(harness)
-        cmd = [ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", exp.module_name,
-               "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                              env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S)
-        secs = time.perf_counter() - t0
-        if proc.returncode != 0 or not (work / "obj" / "sim").is_file():
-            raise NmaccelError(f"Verilator build of {exp.module_name} failed (exit "
-                               f"{proc.returncode}); log tail:\n"
-                               + tools.log_tail(proc.stdout + proc.stderr))
-        try:
-            os.rename(work, final)
-        except OSError:          # another process finished the same build first
-            if not exe.is_file():
-                raise
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    return VerilatorModel(exp, exe, secs, False)
+        tools.run_tool([ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", exp.module_name,
+                        "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"], cwd=work,
+                       env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S,
+                       what=f"Verilator build of {exp.module_name}")
+
+    entry, cached, secs = cached_build(cache_root() / "verilator",
+                                       cache_key(text, harness, ver.version(), cxx, " ".join(flags)),
+                                       build, ["obj/sim"], what=f"Verilator model of {exp.module_name}")
+    return VerilatorModel(exp, entry / "obj" / "sim", secs, cached)
 
 
 # ---------------------------------------------------------------- Icarus

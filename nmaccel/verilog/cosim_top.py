@@ -12,10 +12,7 @@ Builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator_top/
 harness + Verilator version + flags>.
 """
 import contextlib
-import hashlib
 import os
-import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,7 +22,8 @@ import numpy as np
 import pyrtl
 
 from nmaccel.verilog import tools
-from nmaccel.errors import NmaccelError, require
+from nmaccel.verilog.buildcache import cache_key, cached_build
+from nmaccel.errors import require
 from nmaccel.verilog.export import parse_module, verilog_text
 from nmaccel.golden.top import TopConfig
 from nmaccel.hdl.top import make_top_ports
@@ -136,15 +134,11 @@ int main(int argc, char** argv) {{
 """
 
 
-_VERSIONS = {}
 
 
 def _version(ver):
-    """`verilator --version` (cached per executable and environment)."""
-    key = (ver.exe, tuple(sorted(ver.env.items())))
-    if key not in _VERSIONS:
-        _VERSIONS[key] = ver.version()
-    return _VERSIONS[key]
+    """`verilator --version` (cached per executable and environment by tools.tool_version)."""
+    return ver.version()
 
 
 @contextlib.contextmanager
@@ -209,37 +203,20 @@ class TopVerilatorModel:
                 "exported top: in_data / out_data widths differ from host_bits")
         harness = harness_cpp(p.host_bits, "rst" in widths)
         flags = list(FLAGS) + list(ver.extra_args) + ["-CFLAGS", CXX_OPT]
-        key = hashlib.sha256("\0".join([text, harness, _version(ver), " ".join(flags)]).encode())
-        final = cache_root() / key.hexdigest()[:20]
-        self.exe = final / "obj" / "sim"
-        self.cached, self.build_s = self.exe.is_file(), 0.0
-        if self.cached:
-            return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".build_", dir=final.parent))
-        try:
+        cxx = tools.tool_version([os.environ.get("CXX", "g++"), "--version"])
+
+        def build(work):
             (work / "dut.v").write_text(text)
             (work / "harness.cpp").write_text(harness)
-            cmd = [ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", name,
-                   "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"]
-            t0 = time.perf_counter()
-            try:
-                proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                                      env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S)
-            except FileNotFoundError as exc:
-                raise NmaccelError(f"cannot run {ver.exe}: {exc}; install verilator") from exc
-            self.build_s = time.perf_counter() - t0
-            if proc.returncode != 0 or not (work / "obj" / "sim").is_file():
-                raise NmaccelError(f"Verilator build of the top failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
-            try:
-                os.rename(work, final)
-            except OSError:       # a concurrent build of the same key won
-                if not self.exe.is_file():
-                    raise
-        finally:
-            if work.exists():
-                shutil.rmtree(work, ignore_errors=True)
+            tools.run_tool([ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", name,
+                            "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"], cwd=work,
+                           env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S,
+                           what="Verilator build of the top")
+
+        entry, self.cached, self.build_s = cached_build(
+            cache_root(), cache_key(text, harness, _version(ver), cxx, " ".join(flags)), build,
+            ["obj/sim"], what="Verilator model of the top")
+        self.exe = entry / "obj" / "sim"
 
     def encode_words(self, words):
         """(n, ceil(host_bits / 32)) uint32 array of the host words (LSB word first)."""
@@ -271,12 +248,8 @@ class TopVerilatorModel:
         with tempfile.TemporaryDirectory(prefix="nmaccel_top_") as tmp:
             inp, outp = Path(tmp) / "words.bin", Path(tmp) / "out.bin"
             buf.tofile(inp)
-            proc = subprocess.run([str(self.exe), str(inp), str(len(buf)), str(int(n_out_words)),
-                                   str(int(max_cycles)), str(TAIL_CYCLES), str(outp)],
-                                  capture_output=True, text=True, timeout=timeout)
-            if proc.returncode != 0:
-                raise NmaccelError(f"Verilator top model {self.exe} failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
+            tools.run_tool([self.exe, inp, len(buf), int(n_out_words), int(max_cycles), TAIL_CYCLES, outp],
+                           timeout=timeout or tools.RUN_TIMEOUT_S, what=f"Verilator top model {self.exe}")
             raw = outp.read_bytes()
         hdr = np.frombuffer(raw, dtype=np.int64, count=_HDR_FIELDS)
         status, cycles_run, got, first, last, accepted = (int(v) for v in hdr)
