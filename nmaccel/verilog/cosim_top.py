@@ -134,8 +134,6 @@ int main(int argc, char** argv) {{
 """
 
 
-
-
 def _version(ver):
     """`verilator --version` (cached per executable and environment by tools.tool_version)."""
     return ver.version()
