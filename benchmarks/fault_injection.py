@@ -28,19 +28,24 @@ def main():
     import faults
     from provenance import provenance
     results = []
+    prov = provenance(tools=("verilator", "g++"))
+
+    def save(partial=None):      # after every kill: an interrupted campaign keeps its results
+        doc = {"benchmark": "fault_injection", "kills_per_scenario": args.kills, "seed": args.seed,
+               "scenarios": results + ([partial] if partial else []), "provenance": prov}
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+
     for name in args.scenarios.split(","):
         with tempfile.TemporaryDirectory(prefix=f"nmaccel_fault_{name}_") as work:
             res = faults.campaign(faults.SCENARIOS[name], work, args.kills, seed=args.seed,
-                                  log=lambda s: print(s, flush=True))
+                                  log=lambda s: print(s, flush=True), on_progress=save)
         results.append(res)
+        save()
         print(f"{name}: {res['survived']}/{res['kills']} kills survived "
               f"(old output {res['old_output']}, new {res['new_output']}, "
               f"finished before the signal {res['finished_before_signal']})", flush=True)
-        doc = {"benchmark": "fault_injection", "kills_per_scenario": args.kills, "seed": args.seed,
-               "scenarios": results, "provenance": provenance(tools=("verilator", "g++"))}
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:          # after every scenario: partial results survive
-            json.dump(doc, f, indent=1)
     return 0 if all(r["survived"] == r["kills"] for r in results) else 1
 
 

@@ -188,9 +188,9 @@ def one_kill(scn, workdir, sig, delay, ref, check_next=True):
             "left_after_kill": len(left), "ok": not why, "why": "; ".join(why)}
 
 
-def campaign(scn, workdir, kills, seed=14, check_next=True, log=None):
+def campaign(scn, workdir, kills, seed=14, check_next=True, log=None, on_progress=None):
     """`kills` kills at uniform random moments of one uninterrupted run's duration, alternating
-    SIGTERM and SIGKILL."""
+    SIGTERM and SIGKILL. on_progress(summary) after every kill (partial results)."""
     ref = reference(scn, workdir)
     rng = random.Random(seed)
     rows = []
@@ -201,6 +201,12 @@ def campaign(scn, workdir, kills, seed=14, check_next=True, log=None):
         if log:
             log(f"{scn.name:16s} {i + 1:3d}/{kills} {row['signal']:7s} at {row['delay_s']:6.2f}s "
                 f"-> {row.get('output', '?'):4s} {'ok' if row['ok'] else 'FAIL ' + row['why']}")
+        if on_progress:
+            on_progress(summary(scn, ref, rows))
+    return summary(scn, ref, rows)
+
+
+def summary(scn, ref, rows):
     return {"scenario": scn.name, "reference_seconds": round(ref[3], 2), "kills": len(rows),
             "survived": sum(r["ok"] for r in rows),
             "old_output": sum(r.get("output") == "old" for r in rows),
