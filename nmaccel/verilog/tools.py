@@ -141,19 +141,35 @@ def run_tool(cmd, *, cwd=None, timeout, what, env=None, check=True):
     a non-zero exit raises ToolFailedError(one line, log tail). Out of memory in yowasp's
     wasmtime host is reported as such, with the fix.
     """
-    try:
-        proc = subprocess.run([str(c) for c in cmd], cwd=None if cwd is None else str(cwd),
-                              capture_output=True, text=True, timeout=timeout, env=env)
+    try:      # own process group: a timeout, SIGTERM or Ctrl-C stops make/g++ grandchildren too
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=None if cwd is None else str(cwd),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
     except FileNotFoundError as exc:
         raise ToolMissingError(f"{what}: cannot run {cmd[0]} ({exc.strerror}): install it") from None
-    except subprocess.TimeoutExpired as exc:
-        log = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
         raise ToolFailedError(f"{what} timed out after {timeout} s (killed): use a smaller design or "
-                              "a faster machine", log_tail(log)) from None
-    log = proc.stdout + proc.stderr
+                              "a faster machine", log_tail((out or "") + (err or ""))) from None
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    log = (out or "") + (err or "")
     if check and proc.returncode != 0:
         raise ToolFailedError(f"{what} failed (exit {proc.returncode})" + _known_cause(log), log_tail(log))
     return proc.returncode, log
+
+
+def _kill_group(proc):
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
 
 
 def _known_cause(log):
