@@ -58,6 +58,7 @@ def _temps(d):
 class PackScenario:
     name = "pack"
     cli = True
+    write_window = 0.02       # s after the temporary appears: serialising + fsync + rename
     shape = (512, 2048)
 
     def prepare(self, d):
@@ -83,6 +84,7 @@ class PackScenario:
 class ExportScenario:
     name = "export"
     cli = True
+    write_window = 0.02
 
     def prepare(self, d):
         subprocess.run(_cli("export", "--block", "pe", "--rows", "1", "--cols", "1", "-o", os.path.join(d, "out")),
@@ -103,6 +105,7 @@ class VerilatorBuildScenario:
     is the model's output (the build's product is checked by using it)."""
     name = "verilator-build"
     cli = False       # an API script: Terminated (a KeyboardInterrupt) propagates like Ctrl-C
+    write_window = 20.0       # s after the build directory appears: Verilator + g++
     script = ("import sys, numpy as np, pyrtl; from nmaccel.verilog import export, cosim;"
               "pyrtl.reset_working_block();"
               "export.build_pe_top(export._array_config(rows=1, cols=1, n_max=2, m_max=4));"
@@ -151,14 +154,26 @@ def reference(scn, workdir):
     return old, scn.state(d), out, secs
 
 
-def one_kill(scn, workdir, sig, delay, ref, check_next=True):
-    """Start the command, send `sig` after `delay` s; returns a dict with the verdict."""
+def _wait_for_temp(scn, d, proc, limit):
+    """Poll (1 ms) until a temporary of the output writer exists; False if the run ended first."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end and proc.poll() is None:
+        if scn.temps(d):
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def one_kill(scn, workdir, sig, delay, ref, check_next=True, in_write=False):
+    """Start the command, send `sig` after `delay` s (in_write: `delay` s after the writer's
+    temporary appeared); returns a dict with the verdict."""
     old, new, new_out, _ = ref
     d = os.path.join(workdir, "trial")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     scn.prepare(d)
     proc = subprocess.Popen(scn.argv(d), env=_env(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    saw_temp = _wait_for_temp(scn, d, proc, 10 * ref[3] + 60) if in_write else None
     time.sleep(delay)
     finished_before = proc.poll() is not None
     if not finished_before:
@@ -186,7 +201,8 @@ def one_kill(scn, workdir, sig, delay, ref, check_next=True):
             why.append("next run's output differs from the reference")
         if scn.temps(d):
             why.append(f"temporaries still there after the next run: {scn.temps(d)}")
-    return {"signal": sig.name, "delay_s": round(delay, 3), "finished_before_signal": finished_before,
+    return {"signal": sig.name, "when": "in-write" if in_write else "uniform", "saw_temp": saw_temp,
+            "delay_s": round(delay, 3), "finished_before_signal": finished_before,
             "returncode": proc.returncode, "output": "old" if st == old else "new" if st == new else "other",
             "left_after_kill": len(left), "ok": not why, "why": "; ".join(why)}
 
@@ -199,10 +215,12 @@ def campaign(scn, workdir, kills, seed=14, check_next=True, log=None, on_progres
     rows = []
     for i in range(kills):
         sig = (signal.SIGTERM, signal.SIGKILL)[i % 2]
-        row = one_kill(scn, workdir, sig, rng.uniform(0.0, ref[3]), ref, check_next)
+        in_write = (i // 2) % 2 == 1          # every other pair: inside the write window
+        delay = rng.uniform(0.0, scn.write_window) if in_write else rng.uniform(0.0, 1.2 * ref[3])
+        row = one_kill(scn, workdir, sig, delay, ref, check_next, in_write)
         rows.append(row)
         if log:
-            log(f"{scn.name:16s} {i + 1:3d}/{kills} {row['signal']:7s} at {row['delay_s']:6.2f}s "
+            log(f"{scn.name:16s} {i + 1:3d}/{kills} {row['signal']:7s} {row['when']:8s} +{row['delay_s']:6.3f}s "
                 f"-> {row.get('output', '?'):4s} {'ok' if row['ok'] else 'FAIL ' + row['why']}")
         if on_progress:
             on_progress(summary(scn, ref, rows))
@@ -215,4 +233,5 @@ def summary(scn, ref, rows):
             "old_output": sum(r.get("output") == "old" for r in rows),
             "new_output": sum(r.get("output") == "new" for r in rows),
             "finished_before_signal": sum(bool(r.get("finished_before_signal")) for r in rows),
+            "in_write_kills": sum(r.get("when") == "in-write" and bool(r.get("saw_temp")) for r in rows),
             "rows": rows}
