@@ -44,7 +44,11 @@ def main():
         print(f"{c.id:32s} rc={r['rc']:<4} {'; '.join(r['violations']) or 'ok'}", flush=True)
     bad = [r for r in rows if r["violations"]]
     kinds = collections.Counter(kind(v) for r in bad for v in r["violations"])
+    import subprocess
+    measured = subprocess.run(["git", "-C", os.path.dirname(nmaccel.__file__), "rev-parse", "HEAD"],
+                              capture_output=True, text=True).stdout.strip() or None
     doc = {"benchmark": "error_matrix", "label": args.label, "nmaccel": os.path.dirname(nmaccel.__file__),
+           "measured_commit": measured,
            "cases": len(rows), "cases_violating": len(bad),
            "cases_with_traceback": sum(any("traceback" in v for v in r["violations"]) for r in rows),
            "cases_destroying_files": sum(any(("destroyed" in v or "changed" in v) for v in r["violations"])

@@ -23,15 +23,15 @@ import zlib
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TMP_TAG = ".nmtmp"
 
 
-def _cli(*args):
-    return [sys.executable, "-m", "nmaccel", *args]
+def _cli(*args):      # not `-m nmaccel`: older checkouts (measured for the "before" figures) lack it
+    return [sys.executable, "-c", "import sys; from nmaccel.cli import main; sys.exit(main())", *args]
 
 
 def _env(d):
-    return {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    code = os.environ.get("NMACCEL_FAULT_PYTHONPATH", ROOT)     # the checkout under test
+    return {**os.environ, "PYTHONPATH": code,
             "NMACCEL_CACHE": os.path.join(d, "cache"), "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -48,10 +48,11 @@ def _dir_state(path):
 
 
 def _temps(d):
+    """Hidden entries: every temporary any version of the writers made (`.name.*`, `.build_*`);
+    the scenarios' own files are never hidden."""
     found = []
     for root, dirs, files in os.walk(d):
-        found += [os.path.relpath(os.path.join(root, n), d) for n in dirs + files
-                  if n.endswith(TMP_TAG) or n.startswith(".build_")]
+        found += [os.path.relpath(os.path.join(root, n), d) for n in dirs + files if n.startswith(".")]
     return found
 
 
