@@ -281,7 +281,8 @@ def _exchange(a, b) -> bool:
     raise OSError(err, os.strerror(err), a)
 
 
-def _sha256(path) -> str:
+def sha256_file(path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -349,7 +350,7 @@ def check_output_dir(path, inputs=()):
 def write_manifest(directory, extra=None):
     """Write MANIFEST_NAME listing every file of `directory` (size, sha256); call it last."""
     directory = Path(directory)
-    files = {rel: {"bytes": (directory / rel).stat().st_size, "sha256": _sha256(directory / rel)}
+    files = {rel: {"bytes": (directory / rel).stat().st_size, "sha256": sha256_file(directory / rel)}
              for rel in _listing(directory) if rel != MANIFEST_NAME}
     doc = {"format": "nmaccel-output-dir", "version": 1, "files": files}
     if extra:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from nmaccel.errors import ToolFailedError
-from nmaccel.fileio import _TMP_TAG, cleanup_on_signals, sweep_stale_temps, write_output
+from nmaccel.fileio import _TMP_TAG, cleanup_on_signals, sha256_file, sweep_stale_temps, write_output
 
 STAMP = "nmaccel-stamp.json"
 
@@ -36,14 +36,6 @@ def cache_key(*parts) -> str:
         h.update(str(p).encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_entry(entry: Path, products) -> str | None:
@@ -61,7 +53,7 @@ def check_entry(entry: Path, products) -> str | None:
         p = entry / rel
         if not p.is_file():
             return f"{rel} missing"
-        if _sha256(p) != files[rel]:
+        if sha256_file(p) != files[rel]:
             return f"{rel} changed since it was built"
     return None
 
@@ -103,7 +95,7 @@ def cached_build(root, key, build, products, *, what="build"):
                 missing = [p for p in products if not (work / p).is_file()]
                 if missing:
                     raise ToolFailedError(f"{what}: the build finished without {missing}")
-                stamp = {"key": key, "what": what, "files": {p: _sha256(work / p) for p in products}}
+                stamp = {"key": key, "what": what, "files": {p: sha256_file(work / p) for p in products}}
                 write_output(work / STAMP, json.dumps(stamp, indent=1) + "\n")     # last
                 os.rename(work, entry)
                 work = None
