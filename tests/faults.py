@@ -109,8 +109,8 @@ class VerilatorBuildScenario:
     write_window = 20.0       # s after the build directory appears: Verilator + g++
     script = ("import sys, numpy as np, pyrtl; from nmaccel.verilog import export, cosim;"
               "pyrtl.reset_working_block();"
-              "export.build_pe_top(export._array_config(rows=1, cols=1, n_max=2, m_max=4));"
-              "m = cosim.build_verilator(module_name='pe');"
+              "name = export.build_block('pe', rows=1, cols=1, n_max=2, m_max=4);"
+              "m = cosim.build_verilator(module_name=name);"
               "rng = np.random.default_rng(1);"
               "ins = {p.name: rng.integers(0, 1 << min(p.width, 8), 16) for p in m.export.inputs"
               " if p.name not in ('clk', 'rst')};"

@@ -8,12 +8,9 @@ driven by the harness; `rst` (if exported) is an ordinary input, 0 unless given.
 of the stimulus inputs are 0. Outputs come back unsigned (as PyRTL's trace has them): uint64
 arrays for ports up to 64 bits, Python-int object arrays for wider ports; `to_signed` converts.
 
-Verilator builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator/<hash of
-Verilog + harness + Verilator version + flags>.
+Verilator builds: nmaccel.verilog.verilator (one builder, one cache, one set of flags).
 """
-import os
 import re
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,34 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nmaccel.verilog import tools
-from nmaccel.verilog.buildcache import cache_key, cached_build
+from nmaccel.arch.layout import to_signed
+from nmaccel.verilog import tools, verilator
 from nmaccel.errors import NmaccelError, require
 from nmaccel.verilog.export import VerilogExport, load_export, parse_module, verilog_text
 
 CLOCK = "clk"
 RESET = "rst"
-VERILATOR_FLAGS = ("--cc", "--exe", "--build", "-O3", "--x-assign", "0", "--x-initial", "0",
-                   "--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--prefix", "Vdut")
-CXX_OPT = "-O2"
-BUILD_TIMEOUT_S = 1800
-
-
-def cache_root():
-    return Path(os.environ.get("NMACCEL_CACHE", Path.home() / ".cache" / "nmaccel"))
-
-
 def _words(width):
     return (width + 31) // 32
-
-
-def to_signed(values, width):
-    """Two's-complement reinterpretation of unsigned `width`-bit values (int64, or object > 63 bits)."""
-    if width > 63:
-        return np.array([int(v) - (1 << width) if int(v) >> (width - 1) else int(v)
-                         for v in np.asarray(values, dtype=object).ravel()], dtype=object)
-    v = np.asarray(values).astype(np.uint64).astype(np.int64)
-    return np.where(v >> (width - 1) & 1, v - (1 << width), v)
 
 
 def _encode(values, width, n):
@@ -297,31 +275,13 @@ class VerilatorModel:
 
 
 def build_verilator(design=None, *, module_name="toplevel", jobs=2):
-    """Build (or fetch from cache) a Verilator model of `design`.
+    """Build (or fetch from cache) a Verilator model of `design` (nmaccel.verilog.verilator).
 
     design: a PyRTL Block (None = working block), a Verilog file path, or a VerilogExport.
     """
     exp, text = _as_export(design, module_name)
-    ver = tools.find_verilator()
-    tools.require_cxx_toolchain()
-    d = _Design(exp)
-    harness = _harness_cpp(d)
-    flags = list(VERILATOR_FLAGS) + list(ver.extra_args) + [
-        "-CFLAGS", CXX_OPT, "-MAKEFLAGS", f"OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"]
-    cxx = tools.tool_version([os.environ.get("CXX", "g++"), "--version"])
-
-    def build(work):
-        (work / "dut.v").write_text(text)
-        (work / "harness.cpp").write_text(harness)
-        tools.run_tool([ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", exp.module_name,
-                        "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"], cwd=work,
-                       env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S,
-                       what=f"Verilator build of {exp.module_name}")
-
-    entry, cached, secs = cached_build(cache_root() / "verilator",
-                                       cache_key(text, harness, ver.version(), cxx, " ".join(flags)),
-                                       build, ["obj/sim"], what=f"Verilator model of {exp.module_name}")
-    return VerilatorModel(exp, entry / "obj" / "sim", secs, cached)
+    b = verilator.build(text, _harness_cpp(_Design(exp)), exp.module_name, jobs=jobs)
+    return VerilatorModel(exp, b.exe, b.build_s, b.cached)
 
 
 # ---------------------------------------------------------------- Icarus
@@ -390,16 +350,11 @@ def run_icarus(design, stimulus, *, cycles=None, module_name="toplevel", timeout
                 rows.append(format(v, f"0{(in_bits + 3) // 4}x"))
             (tmp / "stim.hex").write_text("\n".join(rows) + "\n")
         (tmp / "tb.v").write_text(_icarus_tb(d, n if d.inputs else 0, cycles, "stim.hex", "out.txt"))
-        proc = subprocess.run([iverilog, "-g2012", "-o", "sim.vvp", "-s", "nmaccel_tb", "tb.v",
-                               "dut.v"], cwd=tmp, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise NmaccelError("iverilog failed: " + tools.log_tail(proc.stdout + proc.stderr, 8))
+        tools.run_tool([iverilog, "-g2012", "-o", "sim.vvp", "-s", "nmaccel_tb", "tb.v", "dut.v"],
+                       cwd=tmp, timeout=tools.BUILD_TIMEOUT_S, what="iverilog")
         t0 = time.perf_counter()
-        proc = subprocess.run([vvp, "-n", "sim.vvp"], cwd=tmp, capture_output=True, text=True,
-                              timeout=timeout)
+        tools.run_tool([vvp, "-n", "sim.vvp"], cwd=tmp, timeout=timeout or tools.RUN_TIMEOUT_S, what="vvp")
         secs = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise NmaccelError("vvp failed: " + tools.log_tail(proc.stdout + proc.stderr, 8))
         lines = (tmp / "out.txt").read_text().split("\n")[:cycles]
     require(len(lines) == cycles, f"Icarus wrote {len(lines)} of {cycles} cycles")
     cols = [[] for _ in d.outputs]

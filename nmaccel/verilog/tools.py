@@ -25,6 +25,7 @@ _YOWASP = {
 LOG_TAIL_LINES = 25
 VERSION_TIMEOUT_S = 60      # `tool --version`
 RUN_TIMEOUT_S = 3600        # a cached simulator binary, unless the caller gives one
+BUILD_TIMEOUT_S = 1800      # a compile (Verilator + g++, iverilog) or a lint
 
 
 @dataclass(frozen=True)
