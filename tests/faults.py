@@ -66,7 +66,7 @@ class PackScenario:
         w = np.random.default_rng(14).standard_normal(self.shape).astype(np.float32)
         np.save(os.path.join(d, "w.npy"), w)
         subprocess.run(_cli("pack", os.path.join(d, "w.npy"), "--nm", "4:8", "-o", os.path.join(d, "out.nmpack")),
-                       env=_env(d), check=True, capture_output=True)
+                       env=_env(d), check=True, capture_output=True, cwd=d)
 
     def argv(self, d):
         return _cli("pack", os.path.join(d, "w.npy"), "--nm", "2:4", "--bits", "4", "-o", os.path.join(d, "out.nmpack"))
@@ -89,7 +89,7 @@ class ExportScenario:
 
     def prepare(self, d):
         subprocess.run(_cli("export", "--block", "pe", "--rows", "1", "--cols", "1", "-o", os.path.join(d, "out")),
-                       env=_env(d), check=True, capture_output=True)
+                       env=_env(d), check=True, capture_output=True, cwd=d)
 
     def argv(self, d):
         return _cli("export", "--block", "array", "--rows", "2", "--cols", "2", "-o", os.path.join(d, "out"))
@@ -138,7 +138,7 @@ SCENARIOS = {s.name: s for s in (PackScenario(), ExportScenario(), VerilatorBuil
 def run_ok(scn, d, timeout=900):
     """Run the command uninterrupted; (returncode, stdout, stderr, seconds)."""
     t0 = time.perf_counter()
-    p = subprocess.run(scn.argv(d), env=_env(d), capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(scn.argv(d), env=_env(d), capture_output=True, text=True, timeout=timeout, cwd=d)
     return p.returncode, p.stdout, p.stderr, time.perf_counter() - t0
 
 
@@ -173,7 +173,8 @@ def one_kill(scn, workdir, sig, delay, ref, check_next=True, in_write=False):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     scn.prepare(d)
-    proc = subprocess.Popen(scn.argv(d), env=_env(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(scn.argv(d), env=_env(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=d)   # cwd: `python -c` puts it first on sys.path
     saw_temp = _wait_for_temp(scn, d, proc, 10 * ref[3] + 60) if in_write else None
     time.sleep(delay)
     finished_before = proc.poll() is not None
