@@ -70,6 +70,16 @@ def cleanup_on_signals():
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def _signals_blocked():
+    sigs = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def current_umask():
     with _UMASK_LOCK:
         mask = os.umask(0o022)
@@ -394,8 +404,9 @@ def output_dir(path, inputs=(), manifest_extra=None):
                 raise NmaccelError(os_error_message(exc, path)) from None
             _fsync_dir(real.parent)
         finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:      # signals held: a SIGTERM here must not leave half a tree
+                with _signals_blocked():
+                    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def safe_member_path(root, rel) -> Path:
