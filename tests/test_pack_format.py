@@ -219,9 +219,9 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "w.nmpack"
 
     def boom(*a, **k):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(NmaccelError, match="no space left"):
         pw.save(path)
     assert list(tmp_path.iterdir()) == []
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyrtl
 
-from nmaccel.errors import NmaccelError, require
+from nmaccel.errors import require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.array import input_widths, make_array_top, output_widths
@@ -267,16 +267,9 @@ def _write_vcd(tracer, trace):
     if hasattr(trace, "write"):
         tracer.print_vcd(trace)
         return
-    import os
-    tmp = f"{trace}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            tracer.print_vcd(f)
-        os.replace(tmp, trace)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise NmaccelError(f"cannot write VCD {trace!r}: {exc.strerror}; pick a writable path") from exc
+    from nmaccel.fileio import open_output
+    with open_output(trace, "w") as f:
+        tracer.print_vcd(f)
 
 
 def run_gemm(packed, x_q, array_cfg, **kw):

@@ -11,7 +11,6 @@ arrays for ports up to 64 bits, Python-int object arrays for wider ports; `to_si
 Verilator builds: nmaccel.verilog.verilator (one builder, one cache, one set of flags).
 """
 import re
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -263,11 +262,8 @@ class VerilatorModel:
             stim = Path(tmp) / "stim.bin"
             outp = Path(tmp) / "out.bin"
             buf.tofile(stim)
-            proc = subprocess.run([str(self.exe), str(stim), str(n), str(cycles), str(vi), str(si),
-                                   str(outp)], capture_output=True, text=True, timeout=timeout)
-            if proc.returncode != 0:
-                raise NmaccelError(f"Verilator model {self.exe} failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
+            tools.run_tool([self.exe, stim, n, cycles, vi, si, outp], timeout=timeout or tools.RUN_TIMEOUT_S,
+                           what=f"Verilator model {self.exe}")
             raw = outp.read_bytes()
         hdr = np.frombuffer(raw, dtype=np.int64, count=2)
         cycles_run, n_rec = int(hdr[0]), int(hdr[1])
@@ -354,16 +350,11 @@ def run_icarus(design, stimulus, *, cycles=None, module_name="toplevel", timeout
                 rows.append(format(v, f"0{(in_bits + 3) // 4}x"))
             (tmp / "stim.hex").write_text("\n".join(rows) + "\n")
         (tmp / "tb.v").write_text(_icarus_tb(d, n if d.inputs else 0, cycles, "stim.hex", "out.txt"))
-        proc = subprocess.run([iverilog, "-g2012", "-o", "sim.vvp", "-s", "nmaccel_tb", "tb.v",
-                               "dut.v"], cwd=tmp, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise NmaccelError("iverilog failed: " + tools.log_tail(proc.stdout + proc.stderr, 8))
+        tools.run_tool([iverilog, "-g2012", "-o", "sim.vvp", "-s", "nmaccel_tb", "tb.v", "dut.v"],
+                       cwd=tmp, timeout=tools.BUILD_TIMEOUT_S, what="iverilog")
         t0 = time.perf_counter()
-        proc = subprocess.run([vvp, "-n", "sim.vvp"], cwd=tmp, capture_output=True, text=True,
-                              timeout=timeout)
+        tools.run_tool([vvp, "-n", "sim.vvp"], cwd=tmp, timeout=timeout or tools.RUN_TIMEOUT_S, what="vvp")
         secs = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise NmaccelError("vvp failed: " + tools.log_tail(proc.stdout + proc.stderr, 8))
         lines = (tmp / "out.txt").read_text().split("\n")[:cycles]
     require(len(lines) == cycles, f"Icarus wrote {len(lines)} of {cycles} cycles")
     cols = [[] for _ in d.outputs]

@@ -11,7 +11,6 @@ first accepted host word .. last output word, both included.
 Builds: nmaccel.verilog.verilator (the one builder and cache).
 """
 import contextlib
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import numpy as np
 import pyrtl
 
 from nmaccel.verilog import tools, verilator
-from nmaccel.errors import NmaccelError, require
+from nmaccel.errors import require
 from nmaccel.verilog.export import parse_module, verilog_text
 from nmaccel.arch.config import TopConfig
 from nmaccel.hdl.top import make_top_ports
@@ -217,12 +216,8 @@ class TopVerilatorModel:
         with tempfile.TemporaryDirectory(prefix="nmaccel_top_") as tmp:
             inp, outp = Path(tmp) / "words.bin", Path(tmp) / "out.bin"
             buf.tofile(inp)
-            proc = subprocess.run([str(self.exe), str(inp), str(len(buf)), str(int(n_out_words)),
-                                   str(int(max_cycles)), str(TAIL_CYCLES), str(outp)],
-                                  capture_output=True, text=True, timeout=timeout)
-            if proc.returncode != 0:
-                raise NmaccelError(f"Verilator top model {self.exe} failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
+            tools.run_tool([self.exe, inp, len(buf), int(n_out_words), int(max_cycles), TAIL_CYCLES, outp],
+                           timeout=timeout or tools.RUN_TIMEOUT_S, what=f"Verilator top model {self.exe}")
             raw = outp.read_bytes()
         hdr = np.frombuffer(raw, dtype=np.int64, count=_HDR_FIELDS)
         status, cycles_run, got, first, last, accepted = (int(v) for v in hdr)

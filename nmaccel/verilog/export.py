@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pyrtl
 
 from nmaccel.arch.config import ArrayConfig, TopConfig, pipeline_options
-from nmaccel.errors import NmaccelError, require
+from nmaccel.errors import NmaccelError, ToolFailedError, require
 from nmaccel.hdl.array import make_array_top
 from nmaccel.hdl.decoder import make_decoder_top
 from nmaccel.hdl.pe import make_pe_top
@@ -100,7 +99,11 @@ class VerilogExport:
                            + ", ".join(p.name for p in self.ports))
 
 
-_PORT_RE = re.compile(r"^\s*(input|output)\s*(?:\[(\d+):(\d+)\])?\s*(\w+)\s*;\s*(?://\s*(\S.*))?$")
+_PORT_RE = re.compile(r"^\s*(input|output)\s*(?:(?:wire|reg|logic)\s+)?(?:signed\s+)?(?:\[(\d+):(\d+)\])?"
+                      r"\s*(\w+)\s*;\s*(?://\s*(\S.*))?$")
+# one item of an ANSI-style header: "input wire signed [7:0] a" (direction optional: it carries over)
+_ANSI_RE = re.compile(r"^(?:(input|output|inout)\s+)?(?:(?:wire|reg|logic)\s+)?(?:signed\s+)?"
+                      r"(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?(\w+)$")
 _MEM_RE = re.compile(r"^\s*reg\s*\[(\d+):0\]\s*(\w+)\s*\[(\d+):0\]\s*;\s*//\s*(MemBlock|RomBlock)")
 _MODULE_RE = re.compile(r"^\s*module\s+(\w+)\s*\(([^)]*)\)\s*;", re.M)
 
@@ -109,8 +112,22 @@ def parse_module(text):
     """(module name, [Port], [Memory]) of the first module in PyRTL-generated Verilog."""
     m = _MODULE_RE.search(text)
     require(m is not None, "no 'module NAME(...);' header found: is this PyRTL-generated Verilog?")
-    order = [s.strip() for s in m.group(2).split(",") if s.strip()]
-    decl, mems = {}, []
+    order, decl, mems = [], {}, []
+    current = None                      # (direction, hi, lo) of the last ANSI item
+    for item in (s.strip() for s in m.group(2).split(",")):
+        if not item:
+            continue
+        am = _ANSI_RE.match(" ".join(item.split()))
+        require(am is not None, f"cannot parse port {item!r} of module {m.group(1)}: use plain "
+                "'input [hi:lo] name' declarations (ANSI or in the body)")
+        d, hi, lo, name = am.groups()
+        require(d != "inout", f"port {name!r} is inout: only input and output ports are supported")
+        if d is not None:
+            current = (d, hi, lo)
+        if current is not None:         # ANSI: declared in the header
+            d, hi, lo = current
+            decl[name] = Port(name, d, int(hi) - int(lo) + 1 if hi is not None else 1, name)
+        order.append(name)
     for line in text[m.end():].splitlines():
         if line.strip().startswith("endmodule"):
             break
@@ -248,12 +265,12 @@ def lint(path, *, top=None, waivers=True):
             vlt.write_text(waiver_config())
             cmd.append(str(vlt))
         cmd.append(str(path))
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp,
-                              env={**os.environ, **ver.env})
-    msgs = [ln for ln in (proc.stdout + proc.stderr).splitlines()
+        rc, log = tools.run_tool(cmd, cwd=tmp, env={**os.environ, **ver.env}, timeout=tools.BUILD_TIMEOUT_S,
+                                 what="verilator lint", check=False)
+    msgs = [ln for ln in log.splitlines()
             if _WARN_RE.match(ln) and not ln.startswith("%Error: Exiting due to")]
-    if proc.returncode != 0 and not msgs:
-        raise NmaccelError("verilator lint failed: " + tools.log_tail(proc.stdout + proc.stderr, 5))
+    if rc != 0 and not msgs:
+        raise ToolFailedError(f"verilator lint failed (exit {rc})", tools.log_tail(log))
     return msgs
 
 
