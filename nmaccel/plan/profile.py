@@ -84,11 +84,11 @@ class ModelSource:
     """A loaded model: kind ('llama' or 'minilm'), forward object, tokenizer, file and hash."""
 
     def __init__(self, spec):
-        from nmaccel.models import BUILTIN_MODELS, builtin_path
+        from nmaccel.models.loaders import BUILTIN_MODELS, builtin_path
         self.spec = str(spec)
         if self.spec == "minilm" or self.spec.endswith(".safetensors"):
-            from nmaccel.bert import MiniLM, WordPiece
-            from nmaccel.models import load_safetensors
+            from nmaccel.models.bert import MiniLM, WordPiece
+            from nmaccel.models.loaders import load_safetensors
             path = builtin_path("minilm") if self.spec == "minilm" else Path(self.spec)
             require(path.is_file(), f"model file {self.spec!r} does not exist: pass smollm2, minilm or a .gguf/.safetensors file")
             self.kind, self.model = "minilm", MiniLM(load_safetensors(path))
@@ -96,8 +96,8 @@ class ModelSource:
             require(vocab.is_file(), f"{path} has no vocab.txt beside it: MiniLM needs its WordPiece vocabulary")
             self.tokenizer = WordPiece(vocab)
         else:
-            from nmaccel.llama import Llama
-            from nmaccel.models import gguf_tokenizer
+            from nmaccel.models.llama import Llama
+            from nmaccel.models.loaders import gguf_tokenizer
             path = builtin_path(self.spec) if self.spec in BUILTIN_MODELS else Path(self.spec)
             require(path.is_file() and path.suffix == ".gguf",
                     f"model {self.spec!r}: use smollm2, minilm, a .gguf (Llama) or a .safetensors (BERT) file")
@@ -117,7 +117,7 @@ class ModelSource:
 
     def texts(self, n_cal, n_sens):
         """(calibration ids, sensitivity ids, description): disjoint slices of the calibration text."""
-        from nmaccel.models import calibration_text
+        from nmaccel.models.loaders import calibration_text
         text = calibration_text()
         if self.kind == "llama":
             ids = np.asarray(self.tokenizer.encode(text[:40 * (n_cal + n_sens)]), dtype=np.int64)

@@ -20,7 +20,7 @@ from pathlib import Path
 from nmaccel.errors import require
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.top import TopConfig
-from nmaccel.hdl.config import ArrayConfig, RuntimeConfig, pipeline_options
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, pipeline_options
 
 REPO = Path(__file__).resolve().parents[2]
 FMAX_FILES = ("benchmarks/results/fpga_study.json", "benchmarks/results/fmax_study.json")
