@@ -11,6 +11,7 @@ from nmaccel.errors import NmaccelError
 
 SUBCOMMAND_MODULES = [
     "nmaccel.pack.cli",
+    "nmaccel.pack.compress_cli",
     "nmaccel.sim",
     "nmaccel.export",
     "nmaccel.synth",
