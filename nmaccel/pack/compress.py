@@ -210,6 +210,15 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
     state = {"model_hash": mhash, "settings": settings}
     old = _read_state(out_dir) if os.path.isdir(out_dir) else None
     reuse = bool(resume and old == state)
+    if resume and old is None and os.path.isfile(os.path.join(out_dir, MANIFEST_NAME)):
+        from nmaccel.pack.manifest import read_manifest
+        try:
+            done = read_manifest(out_dir)
+        except NmaccelError:
+            done = None
+        if done and done["model"]["hash"] == mhash and done.get("settings") == settings:
+            say(f"{out_dir} already holds this compression: nothing to do")
+            return done
     os.makedirs(os.path.join(out_dir, LAYER_DIR), exist_ok=True)
     mpath = os.path.join(out_dir, MANIFEST_NAME)
     if os.path.exists(mpath):
