@@ -28,7 +28,7 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from nmaccel import models
+from nmaccel.models import loaders as models
 from nmaccel.errors import NmaccelError
 from nmaccel.pack.compress import compress_model
 from nmaccel.pack.manifest import load_layers
@@ -114,8 +114,8 @@ class Evaluator:
     """Dense models and held-out data, loaded once."""
 
     def __init__(self, eval_tokens=None):
-        from nmaccel.llama import Llama
-        from nmaccel.bert import MiniLM
+        from nmaccel.models.llama import Llama
+        from nmaccel.models.bert import MiniLM
         self.llama = Llama.from_gguf("smollm2")
         tok = models.gguf_tokenizer("smollm2")
         en = np.array(tok.encode(models.heldout_text()))

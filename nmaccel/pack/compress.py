@@ -37,7 +37,7 @@ DEFAULTS = dict(method="sparsegpt", calibration="self", calib_tokens=2048, damp=
 
 def _load_model(model):
     """(kind, model object or weights dict, source label, hash, tokenizer-ish) for `model`."""
-    from nmaccel import models
+    from nmaccel.models import loaders as models
     if isinstance(model, dict):
         return "generic", dict(model), "<weights dict>", weights_hash(model), None
     name = os.fspath(model)
@@ -54,12 +54,12 @@ def _load_model(model):
     if suffix == ".gguf":
         g = models.read_gguf(path)
         if g.metadata.get("general.architecture") == "llama":
-            from nmaccel.llama import Llama, LlamaConfig
+            from nmaccel.models.llama import Llama, LlamaConfig
             return "llama", Llama(g.weights, LlamaConfig.from_gguf_metadata(g.metadata)), name, h, path
         return "generic", dict(g.weights), name, h, None
     weights = models.load_weights(path)
     if any(k.endswith("attention.self.query.weight") for k in weights):
-        from nmaccel.bert import MiniLM, WordPiece
+        from nmaccel.models.bert import MiniLM, WordPiece
         vocab = os.path.join(os.path.dirname(os.path.abspath(path)), "vocab.txt")
         tok = WordPiece(vocab) if os.path.isfile(vocab) else None
         return "bert", MiniLM(weights), name, h, tok
@@ -67,7 +67,7 @@ def _load_model(model):
 
 
 def _linear_names(kind, obj):
-    from nmaccel import models
+    from nmaccel.models import loaders as models
     if kind == "llama":
         return obj.linear_names()
     if kind == "bert":
@@ -77,11 +77,11 @@ def _linear_names(kind, obj):
 
 def calibration_tokens(kind, obj, tok, calibration, n_tokens, ctx=256, seed=0):
     """Calibration input for the model: Llama -> (B, ctx) int array; BERT -> list of id arrays."""
-    from nmaccel import models
+    from nmaccel.models import loaders as models
     require(isinstance(n_tokens, int) and n_tokens >= 1, f"calib_tokens={n_tokens!r}: use a positive integer")
     if kind == "llama":
         if calibration == "self":
-            from nmaccel.pack.selfcalib import self_generated
+            from nmaccel.models.generate import self_generated
             return self_generated(obj, n_tokens, ctx=ctx, seed=seed)
         text = _calibration_text(calibration)
         ids = np.array(models.gguf_tokenizer(tok).encode(text))
@@ -95,7 +95,7 @@ def calibration_tokens(kind, obj, tok, calibration, n_tokens, ctx=256, seed=0):
 
 
 def _calibration_text(calibration):
-    from nmaccel import models
+    from nmaccel.models import loaders as models
     if calibration == "pydoc":
         return models.calibration_text()
     require(isinstance(calibration, str) and os.path.isfile(calibration),

@@ -5,7 +5,7 @@ import time
 
 from tabulate import tabulate
 
-from nmaccel.pack.cli import parse_nm
+from nmaccel.cli.pack import parse_nm
 from nmaccel.pack.obs import METHODS
 from nmaccel.pack.quant import QUANTIZERS
 
