@@ -1,5 +1,5 @@
 """`nmaccel` console script: the argparse front end. One module per subcommand group in this
-package (pack: pack/inspect/storage, sim, export, synth) defines `register_cli(subparsers)`,
+package (pack: pack/inspect/storage, compress, sim, export, synth) defines `register_cli(subparsers)`,
 adding parsers whose `func(args) -> int` runs the command; library modules hold no CLI code. Bad input raises NmaccelError: one line on stderr, exit 2.
 """
 import argparse
@@ -10,6 +10,7 @@ from nmaccel.errors import NmaccelError
 
 SUBCOMMAND_MODULES = [
     "nmaccel.cli.pack",
+    "nmaccel.cli.compress",
     "nmaccel.cli.sim",
     "nmaccel.cli.export",
     "nmaccel.cli.synth",
