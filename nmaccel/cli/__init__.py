@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = [
     "nmaccel.cli.sim",
     "nmaccel.cli.export",
     "nmaccel.cli.synth",
+    "nmaccel.cli.plan",
 ]
 
 

@@ -13,6 +13,7 @@ problem", ISSCC 2014, 45 nm): INT8 mult 0.2 pJ, INT8 add 0.03 pJ, INT32 add 0.1 
 3.1 pJ, 64-bit access of an 8 KB SRAM 10 pJ, DRAM 1.3-2.6 nJ per 64 bits. Registers, control,
 clock tree and the host's float work (norms, attention, embeddings) are not counted.
 """
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,11 +119,22 @@ def kt_per_group(cfg, target, K):
 
 
 def gemm_cycles(cfg, target, T, K, N, activity=None):
-    """Modelled cycles of a (T, K, N) GEMM of configuration `cfg` on the target top."""
-    rt = RuntimeConfig(mode_of(cfg), cfg["n_keep"], cfg["m_group"])
-    rt.check(target.array)
-    return cm.cycles((T, K, N), target.array, rt, target.top,
-                     kt_per_group=kt_per_group(cfg, target, K), activity=activity)
+    """Modelled cycles of a (T, K, N) GEMM of configuration `cfg` on the target top; `activity`
+    (a dict) receives the replay's counts (see nmaccel.golden.cyclemodel.job_cycles)."""
+    key = (mode_of(cfg), cfg["n_keep"], cfg["m_group"], kt_per_group(cfg, target, K), target, T, K, N)
+    cyc, act = _replay(key)
+    if activity is not None:
+        for k, v in act.items():
+            activity[k] = activity.get(k, 0) + v
+    return cyc
+
+
+@functools.lru_cache(maxsize=4096)
+def _replay(key):
+    mode, n_keep, m_group, gk, target, T, K, N = key
+    rt = RuntimeConfig(mode, n_keep, m_group).check(target.array)
+    act = {}
+    return cm.cycles((T, K, N), target.array, rt, target.top, kt_per_group=gk, activity=act), act
 
 
 def energy_pj(activity, target, mode):
