@@ -12,7 +12,6 @@ Each entry also holds `config_words`: the job header (runtime configuration: mod
 n_kt, n_nt, kt_per_group) of a decode job (n_steps = 1), as host words in hex.
 """
 import hashlib
-import json
 import os
 
 import numpy as np

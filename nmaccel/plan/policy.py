@@ -18,14 +18,13 @@ A tie-break of 1e-6 x relative storage bits prefers the smaller plan among equal
 import hashlib
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from nmaccel.errors import require
 from nmaccel.fileio import atomic_write
-from nmaccel.plan.profile import DENSE_INT8, load_profile
+from nmaccel.plan.profile import DENSE_INT8, load_profile, load_versioned
 
 SCHEMA = "nmaccel.plan/1"
 KINDS = ("ppl", "sqnr", "speedup")
@@ -160,12 +159,4 @@ def plan_file(profile_path, budget, out, phase="prefill"):
 
 
 def load_plan(path):
-    p = Path(path)
-    require(p.is_file(), f"plan {path!r} does not exist: create it with `nmaccel plan PROFILE --budget ... -o {path}`")
-    try:
-        plan = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        plan = None
-    require(isinstance(plan, dict) and plan.get("schema") == SCHEMA,
-            f"{path} is not a {SCHEMA} plan: regenerate it with `nmaccel plan`")
-    return plan
+    return load_versioned(path, SCHEMA, f"nmaccel plan PROFILE --budget ... -o {path}")

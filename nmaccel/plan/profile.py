@@ -11,7 +11,6 @@ calibration and configurations skips what it holds. Parallel over layers (--jobs
 """
 import hashlib
 import json
-import os
 import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -243,16 +242,21 @@ def run_profile(model_spec, out, *, quick=False, n_cal=None, n_sens=None, prefil
     return prof
 
 
-def load_profile(path):
+def load_versioned(path, schema, command):
+    """A JSON file of `schema` (its "schema" field); NmaccelError naming `command` otherwise."""
     p = Path(path)
-    require(p.is_file(), f"profile {path!r} does not exist: create it with `nmaccel profile MODEL -o {path}`")
+    require(p.is_file(), f"{path!r} does not exist: create it with `{command}`")
     try:
-        prof = json.loads(p.read_text())
+        doc = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        prof = None
-    require(isinstance(prof, dict) and prof.get("schema") == SCHEMA,
-            f"{path} is not a {SCHEMA} profile: regenerate it with `nmaccel profile`")
-    return prof
+        doc = None
+    require(isinstance(doc, dict) and doc.get("schema") == schema,
+            f"{path} is not a {schema} file: regenerate it with `{command}`")
+    return doc
+
+
+def load_profile(path):
+    return load_versioned(path, SCHEMA, f"nmaccel profile MODEL -o {path}")
 
 
 CONFIG_SETS = {"quick": QUICK_CONFIGS, "default": DEFAULT_CONFIGS, "full": FULL_CONFIGS}
