@@ -6,9 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from nmaccel.arch.config import ArrayConfig
 from nmaccel.errors import NmaccelError
-from nmaccel.golden.top import TopConfig
 from nmaccel.pack.api import pack_weights
 from nmaccel.plan import target as tg
 from nmaccel.plan.policy import parse_budget, solve
