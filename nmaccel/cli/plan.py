@@ -47,7 +47,8 @@ def _cmd_plan(args):
     p = plan["predicted"]
     rows = [(k, v) for k, v in p["configs"].items()]
     print(tabulate(rows, headers=["configuration", "layers"]))
-    print(f"predicted: ppl ratio {p['ppl_ratio']:.4f}, speedup prefill {p['speedup_prefill']:.3f}x, "
+    ppl = "n/a (no sensitivity)" if p["ppl_ratio"] is None else f"{p['ppl_ratio']:.4f}"
+    print(f"predicted: ppl ratio {ppl}, speedup prefill {p['speedup_prefill']:.3f}x, "
           f"decode {p['speedup_decode']:.3f}x, min SQNR {p['min_sqnr_db']:.2f} dB -> {args.output}")
     return 0
 

@@ -132,7 +132,7 @@ def solve(prof, budget, phase="prefill"):
         "model": prof["model"], "target": prof["target"], "calibration": prof["calibration"],
         "prefill_tokens": prof["prefill_tokens"], "profile_sha256": profile_hash(prof),
         "layers": plan_layers,
-        "predicted": {"ppl_ratio": math.exp(float(dd[idx, pick].sum())),
+        "predicted": {"ppl_ratio": None if np.isnan(d[idx, pick]).any() else math.exp(float(dd[idx, pick].sum())),
                       "speedup_prefill": dense_tot("cycles_prefill") / tot("cycles_prefill"),
                       "speedup_decode": dense_tot("cycles_decode") / tot("cycles_decode"),
                       "min_sqnr_db": float(sq[idx, pick].min()), "storage_bits": tot("storage_bits"),
