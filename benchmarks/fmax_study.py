@@ -44,12 +44,14 @@ def build(block, flags, rows, cols):
     cfg = ArrayConfig(rows=1 if one else rows, cols=1 if one else cols, modes=("int8", "int4"),
                       **flags)
     if block == "pe":
-        export.build_pe_top(cfg)
+        from nmaccel.hdl.pe import make_pe_top
+        make_pe_top(cfg)
     elif block == "array":
         from nmaccel.hdl.array import make_array_top
         make_array_top(cfg)
     else:
-        from nmaccel.hdl.top import TopConfig, make_top_ports
+        from nmaccel.arch.config import TopConfig
+        from nmaccel.hdl.top import make_top_ports
         make_top_ports(TopConfig(array=cfg, t_max=8, k_tiles_max=4, n_tiles_max=4))
     return block, cfg
 

@@ -27,7 +27,9 @@ from nmaccel.golden import strassen_tile as gst
 from nmaccel.golden.strassen import strassen_bit_growth
 from nmaccel.hdl.array import make_array_top
 from nmaccel.arch.config import ArrayConfig
-from nmaccel.hdl.strassen_tile import StrassenTileConfig, make_strassen_tile_top, run_strassen_tile
+from nmaccel.arch.config import StrassenTileConfig
+from nmaccel.hdl.strassen_tile import make_strassen_tile_top
+from nmaccel.run.strassen_tile import run_strassen_tile
 from nmaccel.models.loaders import load_weights
 from nmaccel.pack import pack_weights
 from nmaccel.pack.strassen import strassen_nm_report, strassen_weight_blocks

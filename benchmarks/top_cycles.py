@@ -5,7 +5,7 @@
 1. RTL (PyRTL CompiledSimulation of nmaccel.hdl.top, host stream always valid / ready): a real
    MiniLM FFN slice (K = 384, N_out = 128, INT8 activations) in every mode; checks outputs ==
    golden and measured cycles == nmaccel.golden.cyclemodel, and prints ratios measured there.
-2. Model (validated by 1. and tests/test_cyclemodel.py): a 4096 x 4096 weight at T = 64, 256,
+2. Model (validated by 1. and tests/test_golden_cyclemodel.py): a 4096 x 4096 weight at T = 64, 256,
    1024. Targets: cycles(dense INT8) / cycles(2:4 INT4) >= 3.8, 2:4 INT8 >= 1.9, utilization
    (useful MACs / multiplier-cycles) >= 95% on large shapes.
 All ratios printed come from this one run.
@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from nmaccel.models import loaders as models
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
 from nmaccel.run.runner import reference, run_gemm

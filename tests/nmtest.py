@@ -1,4 +1,5 @@
-"""Test helpers: seeded random N:M packed weights built straight from codes (no quantizer)."""
+"""Test helpers, all seeded by the caller's rng: random N:M packed weights built straight from codes
+(no quantizer), random GEMMs through pack_weights that fit a TopConfig, random epilogues."""
 import numpy as np
 
 from nmaccel.pack import PackedWeights
@@ -30,3 +31,27 @@ def random_packed(rng, out, k, n_keep, m_group, bits=8, quantizer="uniform", edg
         codes = np.where(rng.random((out, kp)) < 0.5, lo, -lo - 1)
     return PackedWeights.from_dense_codes(codes * mask, mask, in_features=k, n_keep=n_keep, m_group=m_group,
                                           bits=bits, scales=sc)
+
+
+def random_gemm(rng, n_keep, m_group, bits, quantizer, top_cfg, T=None, K=None, N=None, group_size=None):
+    """Seeded (PackedWeights, x_q) of a random GEMM that fits `top_cfg` in one job's K tiles:
+    K up to what k_tiles_max holds (33..120 with group scales), N up to 3 column tiles, T up to
+    3 token tiles; weights through pack_weights (the real quantizer)."""
+    from nmaccel.pack import pack_weights
+    a = top_cfg.array
+    win = min(a.n_max // n_keep, a.m_max // m_group) * m_group
+    k_cap = top_cfg.k_tiles_max * a.rows * win
+    K = K or int(rng.integers(33, min(120, k_cap) + 1) if group_size else rng.integers(1, k_cap + 1))
+    N = N or int(rng.integers(1, 3 * a.cols + 1))
+    T = T or int(rng.integers(1, 3 * top_cfg.t_max + 1))
+    packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=n_keep, m_group=m_group,
+                          bits=bits, quantizer=quantizer, group_size=group_size)
+    return packed, rng.integers(-128, 128, size=(T, K))
+
+
+def random_epilogue(rng, n_out):
+    """Seeded INT8 epilogue (EpilogueSpec): multipliers for reals in [1e-4, 2e-2], bias, relu."""
+    from nmaccel.golden.epilogue import quantize_multiplier
+    from nmaccel.program.encoder import EpilogueSpec
+    mult, shift = quantize_multiplier(rng.uniform(1e-4, 2e-2, n_out))
+    return EpilogueSpec(mult, shift, rng.integers(-3000, 3000, n_out), bool(rng.integers(2)))

@@ -7,13 +7,7 @@ from nmaccel.golden import blocks as gb
 from nmaccel.golden.intops import wrap
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.codebook import make_codebook_decoder
-from nmaccel.hdl.pe import lane_store_bits, make_pe
-
-
-class _Rt:
-    def __init__(self):
-        self.int4 = pyrtl.Input(1, "int4")
-        self.dense = pyrtl.Input(1, "dense")
+from nmaccel.hdl.pe import lane_store_bits, make_pe_top
 
 
 def test_int4_packing_exhaustive():
@@ -47,20 +41,6 @@ def test_int4_packing_widths_are_minimal():
     assert ArrayConfig(rows=1, cols=1).operand_bits == 21
 
 
-def _pe_top(cfg):
-    rt = _Rt()
-    x_in = pyrtl.Input(cfg.x_bits, "x_in")
-    psum_in = [pyrtl.Input(cfg.acc_bits, f"psum_in_{t}") for t in range(cfg.tokens_per_step)]
-    w_in = pyrtl.Input(cfg.n_max * lane_store_bits(cfg), "w_in")
-    w_load = pyrtl.Input(1, "w_load")
-    pe = make_pe("pe", cfg, rt, x_in, psum_in, w_in, w_load)
-    for t, p in enumerate(pe.psum_out):
-        o = pyrtl.Output(cfg.acc_bits, f"psum_out_{t}")
-        o <<= p
-    xo = pyrtl.Output(cfg.x_bits, "x_out")
-    xo <<= pe.x_out
-
-
 def _u(v, bits):
     return int(v) & ((1 << bits) - 1)
 
@@ -76,7 +56,7 @@ def test_pe_matches_golden(rng, n_max, m_max, int4_build, pipe):
     modes = ("int8", "int4", "codebook") if int4_build else ("int8",)
     cfg = ArrayConfig(rows=1, cols=1, n_max=n_max, m_max=m_max, modes=modes,
                       pipeline_mux=pipe[0], pipeline_product=pipe[1])
-    _pe_top(cfg)
+    make_pe_top(cfg)
     sim = pyrtl.FastSimulation()
     tok = cfg.tokens_per_step
     for int4 in ([False, True] if int4_build else [False]):

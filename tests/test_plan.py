@@ -17,7 +17,7 @@ from nmaccel.plan.runner import integer_linear, quantize_tokens
 @pytest.mark.parametrize("cfg", [DENSE_INT8, config(2, 4, 4, group_size=32), config(4, 8, 8)])
 def test_activity_counts_equal_the_encoded_stream(rng, cfg):
     """The cycle-model replay counts exactly the host words the encoder writes and the top sends."""
-    from nmaccel.run.runner import encode_gemm
+    from nmaccel.program.encoder import encode_gemm
     t = tg.Target(rows=2, cols=2, t_max=4, k_tiles_max=8, n_tiles_max=8, raw_bits=48)
     w = rng.standard_normal((10, 60)).astype(np.float32)
     pk = pack_weights(w, n_keep=cfg["n_keep"], m_group=cfg["m_group"], bits=cfg["bits"],

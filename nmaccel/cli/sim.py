@@ -8,13 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from nmaccel.arch.config import ArrayConfig, RuntimeConfig, pipeline_options
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options
 from nmaccel.errors import NmaccelError, require
 from nmaccel.golden import blocks as gb
+from nmaccel.golden import cyclemodel as cm
+from nmaccel.golden.epilogue import quantize_multiplier
+from nmaccel.golden.gemm import gemm
+from nmaccel.models.loaders import default_layer, linear_layers, load_weights
+from nmaccel.pack import PackedWeights, pack_weights
+from nmaccel.program.encoder import EpilogueSpec
+from nmaccel.run.runner import reference
 from nmaccel.run.sim import MODEL_SUFFIXES, SIMULATORS, run_gemm, run_tile
 
 
-# ---- CLI ----------------------------------------------------------------------------------------
 def _parse_pair(text, sep, what, example):
     try:
         a, b = (int(v) for v in text.lower().split(sep))
@@ -25,7 +31,6 @@ def _parse_pair(text, sep, what, example):
 
 def _default_weights():
     try:
-        from nmaccel.models.loaders import default_layer
         return default_layer()
     except ImportError:
         import importlib.resources
@@ -35,7 +40,6 @@ def _default_weights():
 
 
 def _pack(w, n_keep, m_group, bits, quantizer):
-    from nmaccel.pack import pack_weights
     return pack_weights(w, n_keep=n_keep, m_group=m_group, bits=bits, quantizer=quantizer)
 
 
@@ -47,7 +51,6 @@ def _load_model_layer(args):
     MiniLM) and --layer (default: the file's first linear layer, MiniLM's query projection)."""
     if args.weights is None and args.layer is None:
         return _default_weights(), "encoder.layer.0.attention.self.query.weight"
-    from nmaccel.models.loaders import linear_layers, load_weights
     source = args.weights or "minilm"
     weights = load_weights(source)
     names = linear_layers(weights)
@@ -63,7 +66,6 @@ def _load_model_layer(args):
 
 def _layer_top(a, packed, mode, tokens):
     """TopConfig sized for one whole layer (K tiles, N tiles, token tile, raw sum width)."""
-    from nmaccel.golden.top import TopConfig
     win = a.window(packed.n_keep, packed.m_group)
     n_kt = -(-packed.k_padded // (a.rows * win))
     n_nt = -(-packed.out_features // a.cols)
@@ -75,9 +77,6 @@ def _layer_top(a, packed, mode, tokens):
 
 def _calibrated_epilogue(packed, x_q, relu):
     """INT8 requantization calibrated on this batch: channel o's largest |sum| maps to 127."""
-    from nmaccel.golden import gemm
-    from nmaccel.golden.epilogue import quantize_multiplier
-    from nmaccel.run.runner import EpilogueSpec
     peak = np.maximum(np.abs(gemm(packed, x_q)).max(axis=0), 1).astype(np.float64)
     mult, shift = quantize_multiplier(127.0 / peak)
     return EpilogueSpec(mult, shift, np.zeros(packed.out_features, dtype=np.int64), relu)
@@ -101,7 +100,6 @@ def cmd_sim(args):
     if args.weights and Path(args.weights).suffix.lower() not in MODEL_SUFFIXES:
         require(args.layer is None, f"--layer picks a layer of a model file; {args.weights!r} is "
                 "a packed file (one layer): drop --layer")
-        from nmaccel.pack import PackedWeights
         packed = PackedWeights.load(args.weights)
         name = Path(args.weights).name
     else:
@@ -114,11 +112,9 @@ def cmd_sim(args):
         packed = _pack(w, n_keep, m_group, args.bits, quantizer)
     rng = np.random.default_rng(args.seed)
     x_q = rng.integers(-128, 128, size=(args.tokens, packed.in_features), dtype=np.int64)
-    from nmaccel.golden import cyclemodel as cm
     info = {"array": f"{rows}x{cols}", "backend": args.backend, "layer": name,
             "nm": f"{packed.n_keep}:{packed.m_group}", "bits": packed.bits}
     if layer:
-        from nmaccel.run.runner import reference
         mode = gb.tile_mode(packed)
         RuntimeConfig(mode, packed.n_keep, packed.m_group).check(cfg)
         top = _layer_top(cfg, packed, mode, args.tokens)
@@ -133,7 +129,6 @@ def cmd_sim(args):
                     elaboration_s=round(res.elaboration_s, 3))
     else:
         res = run_tile(packed, x_q, cfg, simulator=args.simulator, trace=args.vcd)
-        from nmaccel.golden import gemm
         ref = gemm(packed, x_q)
         plan = gb.load_plan(packed, cfg)
         formula = gb.tile_cycles(cfg, args.tokens, plan.int4)

@@ -25,13 +25,9 @@ No deliberate deviations: tests assert equality with the RTL on a sweep of shape
 from dataclasses import dataclass
 
 from nmaccel.errors import require
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig, window_groups
 
 INT4, CODEBOOK = "int4", "codebook"
-
-
-def window_groups(n_keep, m_group, n_max, m_max):
-    return min(n_max // n_keep, m_max // m_group)
 
 
 @dataclass(frozen=True)
@@ -42,23 +38,23 @@ class JobShape:
     n_nt: int
 
 
-def job_shapes(shape, p, mode, n_keep, m_group):
+def job_shapes(shape, top_cfg, mode, n_keep, m_group):
     """Split a (T, K, N_out) GEMM into jobs (token tiles of up to t_max array steps)."""
     T, K, N = (int(v) for v in shape)
     require(T >= 1 and K >= 1 and N >= 1, f"GEMM shape {shape} must be positive")
-    a = p.array
+    a = top_cfg.array
     g = window_groups(n_keep, m_group, a.n_max, a.m_max)
     require(g >= 1, f"N:M {n_keep}:{m_group} does not fit the array (n_max={a.n_max}, m_max={a.m_max}): "
             "elaborate with n_max >= n_keep and m_max >= m_group")
     k_pad = -(-K // m_group) * m_group
     n_kt = -(-k_pad // (a.rows * g * m_group))
-    require(n_kt <= p.k_tiles_max, f"K={K} needs {n_kt} K tiles at {n_keep}:{m_group} but the top "
-            f"holds k_tiles_max={p.k_tiles_max}: elaborate TopConfig(k_tiles_max>={n_kt})")
+    require(n_kt <= top_cfg.k_tiles_max, f"K={K} needs {n_kt} K tiles at {n_keep}:{m_group} but the top "
+            f"holds k_tiles_max={top_cfg.k_tiles_max}: elaborate TopConfig(k_tiles_max>={n_kt})")
     n_nt = -(-N // a.cols)
-    require(n_nt <= p.n_tiles_max, f"N_out={N} needs {n_nt} column tiles but the top allows "
-            f"n_tiles_max={p.n_tiles_max}: elaborate TopConfig(n_tiles_max>={n_nt})")
+    require(n_nt <= top_cfg.n_tiles_max, f"N_out={N} needs {n_nt} column tiles but the top allows "
+            f"n_tiles_max={top_cfg.n_tiles_max}: elaborate TopConfig(n_tiles_max>={n_nt})")
     tps = 2 if mode == INT4 else 1
-    per_job = p.t_max * tps
+    per_job = top_cfg.t_max * tps
     jobs = []
     for t0 in range(0, T, per_job):
         tok = min(per_job, T - t0)
@@ -66,20 +62,21 @@ def job_shapes(shape, p, mode, n_keep, m_group):
     return jobs
 
 
-def job_cycles(job, p, mode, kt_per_group=None, activity=None):
+def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None):
     """Cycles of one job from its first header word to its last output word.
 
-    Group-scale tops (p.group_scales) send a 'gs' record after the weights of every K tile that
+    Group-scale tops (top_cfg.group_scales) send a 'gs' record after the weights of every K tile that
     ends a scale group (every kt_per_group tiles, and the last). `activity` (a dict) accumulates
     what the replay moves: host words in per record kind and out, array steps of each tile,
     weight-tile loads, group-scale steps (steps of tiles that end a scale group), output steps."""
-    a = p.array
-    R, gap, lat, db = a.rows, p.load_gap, p.out_latency, p.double_buffer
+    a = top_cfg.array
+    R, gap, lat, db = a.rows, top_cfg.load_gap, top_cfg.out_latency, top_cfg.double_buffer
     ns, nkt, nnt = job.n_steps, job.n_kt, job.n_nt
-    hw, wa, we, wo = p.words("header"), p.words("act", int4=mode == INT4), p.words("epilogue"), p.words("out")
-    ww = p.words("weight", mode == CODEBOOK)
-    gk = (kt_per_group or nkt) if p.group_scales else None
-    wg = p.words("gs") if p.group_scales else 0
+    hw, wa = top_cfg.words("header"), top_cfg.words("act", int4=mode == INT4)
+    we, wo = top_cfg.words("epilogue"), top_cfg.words("out")
+    ww = top_cfg.words("weight", mode == CODEBOOK)
+    gk = (kt_per_group or nkt) if top_cfg.group_scales else None
+    wg = top_cfg.words("gs") if top_cfg.group_scales else 0
     t_in = hw + nkt * ns * wa
     act = activity if activity is not None else {}
     for k, v in (("words_header", hw), ("words_act", nkt * ns * wa)):

@@ -22,7 +22,7 @@ LUT). So dsp_width=18 gives 2 INT4 MACs per DSP on both; use 27 for DSP48E2-only
 import pyrtl
 
 from nmaccel.hdl.decoder import make_nm_decoder
-from nmaccel.hdl.signed import delay, fields, sadd, sext, smul, smul_dsp, smul_shift_add, ssum
+from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext, smul, smul_dsp, smul_shift_add, ssum
 
 
 def lane_store_bits(cfg):
@@ -145,6 +145,36 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
         psum_out.append(r)
     return _Bundle(x_out=x_reg, psum_out=psum_out, w_out=w_reg, weights=weights, indices=indices,
                    swap_out=swap_out)
+
+
+def pe_input_widths(cfg):
+    """Port signature of one PE as a top level, inputs {name: width}: the runtime `int4` /
+    `dense` bits come in directly (in the array they are runtime registers)."""
+    w = {"int4": 1, "dense": 1, "x_in": cfg.x_bits, "w_in": cfg.n_max * lane_store_bits(cfg), "w_load": 1}
+    w.update({f"psum_in_{t}": cfg.acc_bits for t in range(cfg.tokens_per_step)})
+    return w
+
+
+def pe_output_widths(cfg):
+    """Port signature of one PE as a top level, outputs {name: width}."""
+    w = {f"psum_out_{t}": cfg.acc_bits for t in range(cfg.tokens_per_step)}
+    w.update({"x_out": cfg.x_bits, "w_out": cfg.n_max * lane_store_bits(cfg)})
+    return w
+
+
+def make_pe_ports(name, cfg, inputs):
+    """make_pe on the ports of pe_input_widths; the bundle's `.outputs` are pe_output_widths'."""
+    rt = _Bundle(int4=inputs["int4"], dense=inputs["dense"])
+    pe = make_pe(name, cfg, rt, inputs["x_in"], [inputs[f"psum_in_{t}"] for t in range(cfg.tokens_per_step)],
+                 inputs["w_in"], inputs["w_load"])
+    pe.outputs = {**{f"psum_out_{t}": p for t, p in enumerate(pe.psum_out)},
+                  "x_out": pe.x_out, "w_out": pe.w_out}
+    return pe
+
+
+def make_pe_top(cfg, name="pe"):
+    """One PE as a top level: pyrtl.Input / pyrtl.Output ports named as its port signature."""
+    return make_io_top(make_pe_ports, name, cfg, pe_input_widths(cfg), pe_output_widths(cfg))
 
 
 class _Bundle:

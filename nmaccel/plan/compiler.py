@@ -32,10 +32,10 @@ def _sha(data):
 
 def layer_stream(packed, target, cfg):
     """(config words, weight words) of one decode job of `packed` on the target top."""
-    from nmaccel.verilog.cosim_top import encode_gemm_fast
+    from nmaccel.program.encoder import encode_gemm
     p = target.top
     gs = packed.granularity == "group"
-    words, jobs, mode = encode_gemm_fast(packed, np.zeros((1, packed.in_features), dtype=np.int64), p,
+    words, jobs, mode = encode_gemm(packed, np.zeros((1, packed.in_features), dtype=np.int64), p,
                                          None, group_scales=gs)
     require(mode == tg.mode_of(cfg), f"layer packs to mode {mode}, the plan expects {tg.mode_of(cfg)}")
     hw = p.words("header")

@@ -18,10 +18,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options
 from nmaccel.errors import require
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.top import TopConfig
-from nmaccel.arch.config import ArrayConfig, RuntimeConfig, pipeline_options
 
 REPO = Path(__file__).resolve().parents[2]
 FMAX_FILES = ("benchmarks/results/fpga_study.json", "benchmarks/results/fmax_study.json")

@@ -8,13 +8,9 @@ driven by the harness; `rst` (if exported) is an ordinary input, 0 unless given.
 of the stimulus inputs are 0. Outputs come back unsigned (as PyRTL's trace has them): uint64
 arrays for ports up to 64 bits, Python-int object arrays for wider ports; `to_signed` converts.
 
-Verilator builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator/<hash of
-Verilog + harness + Verilator version + flags>.
+Verilator builds: nmaccel.verilog.verilator (one builder, one cache, one set of flags).
 """
-import hashlib
-import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -23,33 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nmaccel.verilog import tools
+from nmaccel.arch.layout import to_signed
+from nmaccel.verilog import tools, verilator
 from nmaccel.errors import NmaccelError, require
 from nmaccel.verilog.export import VerilogExport, load_export, parse_module, verilog_text
 
 CLOCK = "clk"
 RESET = "rst"
-VERILATOR_FLAGS = ("--cc", "--exe", "--build", "-O3", "--x-assign", "0", "--x-initial", "0",
-                   "--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--prefix", "Vdut")
-CXX_OPT = "-O2"
-BUILD_TIMEOUT_S = 1800
-
-
-def cache_root():
-    return Path(os.environ.get("NMACCEL_CACHE", Path.home() / ".cache" / "nmaccel"))
-
-
 def _words(width):
     return (width + 31) // 32
-
-
-def to_signed(values, width):
-    """Two's-complement reinterpretation of unsigned `width`-bit values (int64, or object > 63 bits)."""
-    if width > 63:
-        return np.array([int(v) - (1 << width) if int(v) >> (width - 1) else int(v)
-                         for v in np.asarray(values, dtype=object).ravel()], dtype=object)
-    v = np.asarray(values).astype(np.uint64).astype(np.int64)
-    return np.where(v >> (width - 1) & 1, v - (1 << width), v)
 
 
 def _encode(values, width, n):
@@ -301,46 +279,13 @@ class VerilatorModel:
 
 
 def build_verilator(design=None, *, module_name="toplevel", jobs=2):
-    """Build (or fetch from cache) a Verilator model of `design`.
+    """Build (or fetch from cache) a Verilator model of `design` (nmaccel.verilog.verilator).
 
     design: a PyRTL Block (None = working block), a Verilog file path, or a VerilogExport.
     """
     exp, text = _as_export(design, module_name)
-    ver = tools.find_verilator()
-    tools.require_cxx_toolchain()
-    d = _Design(exp)
-    harness = _harness_cpp(d)
-    flags = list(VERILATOR_FLAGS) + list(ver.extra_args) + [
-        "-CFLAGS", CXX_OPT, "-MAKEFLAGS", f"OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"]
-    key = hashlib.sha256("\0".join([text, harness, ver.version(), " ".join(flags)]).encode())
-    final = cache_root() / "verilator" / key.hexdigest()[:20]
-    exe = final / "obj" / "sim"
-    if exe.is_file():
-        return VerilatorModel(exp, exe, 0.0, True)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build_", dir=final.parent))
-    try:
-        (work / "dut.v").write_text(text)
-        (work / "harness.cpp").write_text(harness)
-        cmd = [ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", exp.module_name,
-               "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                              env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S)
-        secs = time.perf_counter() - t0
-        if proc.returncode != 0 or not (work / "obj" / "sim").is_file():
-            raise NmaccelError(f"Verilator build of {exp.module_name} failed (exit "
-                               f"{proc.returncode}); log tail:\n"
-                               + tools.log_tail(proc.stdout + proc.stderr))
-        try:
-            os.rename(work, final)
-        except OSError:          # another process finished the same build first
-            if not exe.is_file():
-                raise
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    return VerilatorModel(exp, exe, secs, False)
+    b = verilator.build(text, _harness_cpp(_Design(exp)), exp.module_name, jobs=jobs)
+    return VerilatorModel(exp, b.exe, b.build_s, b.cached)
 
 
 # ---------------------------------------------------------------- Icarus

@@ -8,13 +8,9 @@ out_valid is high. Cycle semantics equal `pyrtl.Simulation.step` (inputs set, lo
 outputs sampled, then the rising edge), so the measured cycles are those of `runner.TopSim.run`:
 first accepted host word .. last output word, both included.
 
-Builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator_top/<hash of Verilog +
-harness + Verilator version + flags>.
+Builds: nmaccel.verilog.verilator (the one builder and cache).
 """
 import contextlib
-import hashlib
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -24,23 +20,15 @@ from pathlib import Path
 import numpy as np
 import pyrtl
 
-from nmaccel.verilog import tools
+from nmaccel.verilog import tools, verilator
 from nmaccel.errors import NmaccelError, require
 from nmaccel.verilog.export import parse_module, verilog_text
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.hdl.top import make_top_ports
 
 MODULE = "nmaccel_top"
-FLAGS = ("--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-         "--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--prefix", "Vdut")
-CXX_OPT = "-O2"
-BUILD_TIMEOUT_S = 1800
 TAIL_CYCLES = 64          # cycles run past the last expected word, to catch extra output words
 _HDR_FIELDS = 6           # int64: status, cycles_run, n_out, first_accept, last_out, n_accepted
-
-
-def cache_root():
-    return Path(os.environ.get("NMACCEL_CACHE", Path.home() / ".cache" / "nmaccel")) / "verilator_top"
 
 
 def _n32(width):
@@ -136,17 +124,6 @@ int main(int argc, char** argv) {{
 """
 
 
-_VERSIONS = {}
-
-
-def _version(ver):
-    """`verilator --version` (cached per executable and environment)."""
-    key = (ver.exe, tuple(sorted(ver.env.items())))
-    if key not in _VERSIONS:
-        _VERSIONS[key] = ver.version()
-    return _VERSIONS[key]
-
-
 @contextlib.contextmanager
 def _fresh_names():
     """PyRTL's global tmp / const / memory name counters start from 0 inside (restored after),
@@ -196,7 +173,7 @@ class TopVerilatorModel:
     cache hit), cached (True on a cache hit), exe (the simulator)."""
 
     def __init__(self, p, *, jobs=2):
-        ver = tools.find_verilator()
+        tools.find_verilator()              # missing tools fail before elaboration
         tools.require_cxx_toolchain()
         self.p = p
         text, self.elaboration_s = elaborate(p)
@@ -207,39 +184,8 @@ class TopVerilatorModel:
             require(port in widths, f"exported top lacks port {port!r}")
         require(widths["in_data"] == widths["out_data"] == p.host_bits,
                 "exported top: in_data / out_data widths differ from host_bits")
-        harness = harness_cpp(p.host_bits, "rst" in widths)
-        flags = list(FLAGS) + list(ver.extra_args) + ["-CFLAGS", CXX_OPT]
-        key = hashlib.sha256("\0".join([text, harness, _version(ver), " ".join(flags)]).encode())
-        final = cache_root() / key.hexdigest()[:20]
-        self.exe = final / "obj" / "sim"
-        self.cached, self.build_s = self.exe.is_file(), 0.0
-        if self.cached:
-            return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".build_", dir=final.parent))
-        try:
-            (work / "dut.v").write_text(text)
-            (work / "harness.cpp").write_text(harness)
-            cmd = [ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", name,
-                   "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"]
-            t0 = time.perf_counter()
-            try:
-                proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                                      env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S)
-            except FileNotFoundError as exc:
-                raise NmaccelError(f"cannot run {ver.exe}: {exc}; install verilator") from exc
-            self.build_s = time.perf_counter() - t0
-            if proc.returncode != 0 or not (work / "obj" / "sim").is_file():
-                raise NmaccelError(f"Verilator build of the top failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
-            try:
-                os.rename(work, final)
-            except OSError:       # a concurrent build of the same key won
-                if not self.exe.is_file():
-                    raise
-        finally:
-            if work.exists():
-                shutil.rmtree(work, ignore_errors=True)
+        b = verilator.build(text, harness_cpp(p.host_bits, "rst" in widths), name, jobs=jobs)
+        self.exe, self.build_s, self.cached = b.exe, b.build_s, b.cached
 
     def encode_words(self, words):
         """(n, ceil(host_bits / 32)) uint32 array of the host words (LSB word first)."""
@@ -294,92 +240,3 @@ class TopVerilatorModel:
         else:
             out_words = [sum(int(v) << (32 * j) for j, v in enumerate(row)) for row in ow.tolist()]
         return TopRun(out_words, last - first + 1, cycles_run, secs, time.perf_counter() - t)
-
-
-# ---- vectorized host stream encoder (same words as nmaccel.run.runner.encode_gemm) -----------------
-def records_to_words(segments, rec_bits, h):
-    """Host words (n, ceil(rec_bits / h)) uint64 of n records, each the LSB-first concatenation of
-    `segments` [(int array (n, k), field width)], fields wrapped to their width (h <= 64)."""
-    require(h <= 64, f"the vectorized encoder handles host_bits <= 64, got {h}")
-    n = segments[0][0].shape[0]
-    nw = -(-rec_bits // h)
-    step = max(1, (1 << 21) // (nw * 64))          # bounded temporaries (int64 bit planes)
-    if n > step:
-        return np.concatenate([records_to_words([(np.asarray(v)[i:i + step], w) for v, w in segments],
-                                                rec_bits, h) for i in range(0, n, step)])
-    parts = []
-    for vals, width in segments:
-        v = np.asarray(vals, dtype=np.int64).reshape(n, -1)
-        parts.append(((v[:, :, None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
-                     .reshape(n, -1))
-    bits = np.concatenate(parts, axis=1)
-    require(bits.shape[1] <= rec_bits, "record fields exceed the record width")
-    full = np.zeros((n, nw, 64), dtype=np.uint8)
-    flat = np.zeros((n, nw * h), dtype=np.uint8)
-    flat[:, :bits.shape[1]] = bits
-    full[:, :, :h] = flat.reshape(n, nw, h)
-    return np.packbits(full, axis=-1, bitorder="little").view("<u8").reshape(n, nw)
-
-
-def encode_gemm_fast(packed, x_q, p, epilogue=None, mode=None, group_scales=None):
-    """nmaccel.run.runner.encode_gemm with numpy bit packing: (words uint64 array, jobs, mode).
-
-    Falls back to encode_gemm for group-scale tops and host_bits > 64."""
-    from nmaccel.run import runner
-    from nmaccel.golden import blocks as gb
-    from nmaccel.golden import cyclemodel as cm
-    from nmaccel.golden.gemm import check_activations
-    from nmaccel.golden.top import MODES, split_record
-    from nmaccel.arch.config import RuntimeConfig
-    mode = mode or gb.tile_mode(packed)
-    gk, _ = runner.group_layout(packed, p, mode, group_scales)
-    if gk is not None or p.host_bits > 64:
-        words, jobs, mode = runner.encode_gemm(packed, x_q, p, epilogue, mode, group_scales)
-        return np.asarray(words, dtype=object if p.host_bits > 64 else np.uint64), jobs, mode
-    a, H = p.array, p.host_bits
-    x = check_activations(x_q, packed.in_features, a.act_bits)
-    require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
-    RuntimeConfig(mode, packed.n_keep, packed.m_group).check(a)
-    T, N = x.shape[0], packed.out_features
-    jobs = cm.job_shapes((T, packed.in_features, N), p, mode, packed.n_keep, packed.m_group)
-    n_kt, n_nt = jobs[0].n_kt, jobs[0].n_nt
-    R, C = a.rows, a.cols
-    proxy = runner._Proxy(a, n_kt * R, n_nt * C)
-    plan = gb.load_plan(packed, proxy, mode)
-    mult, shift, bias, relu, raw = runner._epilogue_params(epilogue, N, p)
-    cbk = mode == "codebook"
-    wb, ib = a.weight_bits, a.idx_bits
-    lane = ((plan.codes & ((1 << wb) - 1)) | (plan.index << wb)
-            | (plan.keep.astype(np.int64) << (wb + ib)))              # (n_kt*R, n_nt*C, n_max)
-    # record (nt, kt, i) holds array row r = kt*R + R-1-i, columns nt*C .. nt*C+C-1
-    order = (np.arange(n_kt)[:, None] * R + R - 1 - np.arange(R)[None, :]).ravel()
-    segs = [(lane[order].reshape(n_kt * R, n_nt, C * a.n_max).transpose(1, 0, 2)
-             .reshape(n_nt * n_kt * R, -1), a.lane_load_bits)]
-    rec_bits = p.w_rec_bits
-    if cbk:
-        tb = plan.tables[order].reshape(n_kt * R, n_nt, -1).transpose(1, 0, 2)
-        segs.append((tb.reshape(n_nt * n_kt * R, -1), wb))
-        rec_bits += p.cb_rec_bits
-    wwords = records_to_words(segs, rec_bits, H).reshape(n_nt, -1)
-    eprecs = runner.epilogue_records(p, mult, shift, bias, N, n_nt)
-    body = np.concatenate([wwords, np.asarray(eprecs, dtype=np.uint64).reshape(n_nt, -1)],
-                          axis=1).ravel()
-    tps = 2 if mode == "int4" else 1
-    out, t0 = [], 0
-    for job in jobs:
-        tok = min(job.n_steps * tps, T - t0)
-        hdr = {"mode": MODES.index(mode), "n_keep": packed.n_keep, "m_group": packed.m_group,
-               "relu": int(relu), "raw": int(raw), "n_steps": job.n_steps, "n_kt": n_kt, "n_nt": n_nt,
-               "kt_per_group": 0}
-        hv, pos = 0, 0
-        for k, w in p.hdr_fields:
-            hv |= hdr[k] << pos
-            pos += w
-        out.append(np.asarray(split_record(hv, p.hdr_bits, H), dtype=np.uint64))
-        xs = gb.activation_steps(plan, x[t0:t0 + tok], proxy)         # (steps, n_kt*R, tps, m)
-        S = job.n_steps
-        acts = xs[:S, :, :tps].reshape(S, n_kt, R, tps, -1).transpose(1, 0, 3, 2, 4).reshape(n_kt * S, -1)
-        out.append(records_to_words([(acts, a.act_bits)], p.act_tok_bits * tps, H).ravel())
-        out.append(body)
-        t0 += tok
-    return np.concatenate(out), jobs, mode

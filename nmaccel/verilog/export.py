@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pyrtl
 
+from nmaccel.arch.config import ArrayConfig, TopConfig, pipeline_options
 from nmaccel.errors import NmaccelError, require
+from nmaccel.hdl.array import make_array_top
+from nmaccel.hdl.decoder import make_decoder_top
+from nmaccel.hdl.pe import make_pe_top
+from nmaccel.hdl.top import make_top_ports
+from nmaccel.pack.bitpack import words_to_memh
 from nmaccel.verilog import tools
 
 RESERVED_WIRE_NAMES = ("clk", "rst")
@@ -257,48 +263,8 @@ BLOCKS = ("top", "array", "pe", "decoder")
 
 
 def _array_config(rows=4, cols=4, n_max=4, m_max=8, modes=("int8", "int4"), pipeline=False):
-    from nmaccel.arch.config import ArrayConfig, pipeline_options
     return ArrayConfig(rows=rows, cols=cols, n_max=n_max, m_max=m_max, modes=tuple(modes),
                        **pipeline_options(pipeline))
-
-
-def build_pe_top(cfg, name="pe"):
-    """One PE (nmaccel.hdl.pe.make_pe) with ports: x_in, w_in, w_load, psum_in_<t>, int4,
-    dense in; psum_out_<t>, x_out, w_out out. Runtime `int4` / `dense` are direct inputs."""
-    from nmaccel.hdl.pe import lane_store_bits, make_pe
-
-    class _Rt:
-        pass
-    rt = _Rt()
-    rt.int4 = pyrtl.Input(1, "int4")
-    rt.dense = pyrtl.Input(1, "dense")
-    x_in = pyrtl.Input(cfg.x_bits, "x_in")
-    w_in = pyrtl.Input(cfg.n_max * lane_store_bits(cfg), "w_in")
-    w_load = pyrtl.Input(1, "w_load")
-    psum_in = [pyrtl.Input(cfg.acc_bits, f"psum_in_{t}") for t in range(cfg.tokens_per_step)]
-    pe = make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load)
-    for t, p in enumerate(pe.psum_out):
-        o = pyrtl.Output(cfg.acc_bits, f"psum_out_{t}")
-        o <<= p
-    for port, w in (("x_out", pe.x_out), ("w_out", pe.w_out)):
-        o = pyrtl.Output(len(w), port)
-        o <<= w
-    return pe
-
-
-def build_decoder_top(cfg, name="dec"):
-    """The N:M decoder (nmaccel.hdl.decoder.make_nm_decoder) with ports: elem_<k> (one element,
-    tokens_per_step * act_bits), idx_<l> (cfg.idx_bits), dense in; lane_<l> out."""
-    from nmaccel.hdl.decoder import make_nm_decoder
-    width = cfg.tokens_per_step * cfg.act_bits
-    elements = [pyrtl.Input(width, f"elem_{k}") for k in range(cfg.m_max)]
-    indices = [pyrtl.Input(cfg.idx_bits, f"idx_{lane}") for lane in range(cfg.n_max)]
-    dense = pyrtl.Input(1, "dense")
-    dec = make_nm_decoder(name, cfg, dense, elements, indices)
-    for lane, w in enumerate(dec.lanes):
-        o = pyrtl.Output(width, f"lane_{lane}")
-        o <<= w
-    return dec
 
 
 def build_block(block, **kw):
@@ -313,22 +279,11 @@ def build_block(block, **kw):
             del kw[k]
     cfg = _array_config(**kw)
     if block == "top":
-        try:
-            from nmaccel.hdl.top import TopConfig, make_top_ports
-        except ImportError as exc:
-            raise NmaccelError(f"the accelerator top cannot be built in this checkout ({exc}): "
-                               "use --block array|pe|decoder") from exc
         make_top_ports(TopConfig(array=cfg, **top_kw))
         return "nmaccel_top"
-    if block == "array":
-        from nmaccel.hdl.array import make_array_top
-        make_array_top(cfg)
-        return "nmaccel_array"
-    if block == "pe":
-        build_pe_top(cfg)
-        return "nmaccel_pe"
-    build_decoder_top(cfg)
-    return "nmaccel_decoder"
+    make = {"array": make_array_top, "pe": make_pe_top, "decoder": make_decoder_top}[block]
+    make(cfg)                # the block's ports: its input_widths / output_widths signature
+    return f"nmaccel_{block}"
 
 
 def build_from_builder(spec):
@@ -349,7 +304,6 @@ MEMORY_SECTIONS = ("values", "indices", "scales", "zero_points", "codebook")
 
 def memory_images(packed, word_bits=32):
     """{section file name: $readmemh text} for every section of a PackedWeights."""
-    from nmaccel.pack.bitpack import words_to_memh
     out = {}
     for sec in MEMORY_SECTIONS:
         try:

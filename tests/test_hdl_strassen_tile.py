@@ -8,8 +8,10 @@ from nmaccel.golden import blocks as gb
 from nmaccel.golden import strassen_tile as gst
 from nmaccel.golden.strassen import strassen_bit_growth, strassen_gemm, strassen_matmul
 from nmaccel.hdl import strassen_tile as hst
-from nmaccel.arch.config import ArrayConfig
-from nmaccel.hdl.strassen_tile import StrassenTileConfig, run_strassen_tile
+from nmaccel.arch import layout
+from nmaccel.arch.config import ArrayConfig, StrassenTileConfig
+from nmaccel.run import strassen_tile as rst
+from nmaccel.run.strassen_tile import run_strassen_tile
 
 
 def _check(cfg, x, w):
@@ -29,6 +31,15 @@ def _check(cfg, x, w):
 
 
 # ---- ArrayConfig 9-bit operands -------------------------------------------------------------
+@pytest.mark.parametrize("geom", [(2, 2, 2, 4), (1, 3, 4, 2)])
+def test_tile_config_operand_growth_matches_golden(geom):
+    """arch's one bit of pre-add growth is what golden strassen_bit_growth derives."""
+    cfg = StrassenTileConfig(*geom)
+    g = strassen_bit_growth(cfg.act_bits, cfg.weight_bits)
+    assert (cfg.array.act_bits, cfg.array.weight_bits) == (g["act_operand_bits"], g["w_operand_bits"])
+    assert cfg.combiner.operand_bits == g["act_operand_bits"]
+
+
 def test_array_config_defaults_unchanged():
     cfg = ArrayConfig()
     assert (cfg.act_bits, cfg.weight_bits, cfg.operand_bits, cfg.mult_bits) == (8, 8, 21, 29)
@@ -62,8 +73,7 @@ def test_nine_bit_array_extremes_match_golden():
     make_array_top(a)
     sim = pyrtl.Simulation()
     plan = gst.block_plan(cfg, wop)
-    lane = ((plan.codes & ((1 << a.weight_bits) - 1)) | (plan.index << a.weight_bits)
-            | (plan.keep.astype(np.int64) << (a.weight_bits + a.idx_bits)))
+    pe_word, act_row = layout.pe_word_layout(a), layout.Layout([("x", a.act_bits, a.n_max, True)])
     start = 1 + a.rows
     got = []
     for cyc in range(gb.tile_cycles(a, x.shape[0], False)):
@@ -72,17 +82,20 @@ def test_nine_bit_array_extremes_match_golden():
             v.update({"cfg_load": 1, "cfg_n_keep": a.n_max, "cfg_m_group": a.n_max})
         if 1 <= cyc <= a.rows:
             v["w_load"] = 1
-            v.update({f"w_in_{c}": hst._pack(lane[a.rows - cyc, c], a.lane_load_bits) for c in range(a.cols)})
+            r = a.rows - cyc
+            v.update({f"w_in_{c}": pe_word.encode(lane={"code": plan.codes[r, c], "index": plan.index[r, c],
+                                                        "keep": plan.keep[r, c].astype(np.int64)})
+                      for c in range(a.cols)})
         v["w_swap"] = int(cyc == start - 1)
         s = cyc - start
         if 0 <= s < x.shape[0]:
             v["in_valid"] = 1
-            v.update({f"x_in_{r}": hst._pack(x[s, r * a.n_max:(r + 1) * a.n_max], a.act_bits)
+            v.update({f"x_in_{r}": act_row.encode(x=x[s, r * a.n_max:(r + 1) * a.n_max])
                       for r in range(a.rows)})
         sim.step(v)
         if 0 <= s - a.latency < x.shape[0]:
             assert sim.inspect("out_valid") == 1
-            got.append([hst._signed(sim.inspect(f"y_out_{c}"), a.acc_bits) for c in range(a.cols)])
+            got.append([int(layout.to_signed(sim.inspect(f"y_out_{c}"), a.acc_bits)) for c in range(a.cols)])
     np.testing.assert_array_equal(np.array(got), want)
 
 
@@ -136,9 +149,9 @@ def test_one_elaboration_serves_both_modes(rng):
     x = rng.integers(-128, 128, size=(4, 8))
     w = rng.integers(-128, 128, size=(4, 8))
     run_strassen_tile(x, w, cfg, strassen=True)
-    block = hst._CACHE[(cfg, "fast")][0]
+    block = rst._CACHE[(cfg, "fast")][0]
     r = run_strassen_tile(x, w, cfg, strassen=False)
-    assert hst._CACHE[(cfg, "fast")][0] is block
+    assert rst._CACHE[(cfg, "fast")][0] is block
     np.testing.assert_array_equal(r.outputs, x @ w.T)
 
 

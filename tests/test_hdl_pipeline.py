@@ -10,11 +10,11 @@ import pytest
 from nmaccel import golden
 from nmaccel.golden import blocks as gb
 from nmaccel.golden import gemm
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.arch.config import RuntimeConfig
 from nmaccel.golden.intops import wrap
-from nmaccel.hdl.pe import packed_operand
+from nmaccel.hdl.pe import make_pe_top, packed_operand
 from nmaccel.run.runner import reference, run_gemm
 from nmaccel.run.sim import run_tile, run_tiles
 from nmtest import random_packed
@@ -132,7 +132,7 @@ def test_ecp5_pe_all_flags_fmax(tmp_path):
     from nmaccel.verilog import export, synth
     pyrtl.reset_working_block()
     cfg = ArrayConfig(rows=1, cols=1, modes=("int8", "int4"), **dict(zip(FLAGS, [True] * len(FLAGS))))
-    export.build_pe_top(cfg)
+    make_pe_top(cfg)
     export.export_verilog(tmp_path / "pe.v", module_name="pe", port_description=False)
     rep = synth.synthesize(tmp_path / "pe.v", "pe", "ecp5", pnr=True, freq_mhz=250)
     assert rep["dsp"] == cfg.n_max

@@ -5,14 +5,15 @@ import numpy as np
 import pyrtl
 import pytest
 
+from nmaccel.arch.config import ArrayConfig, TopConfig, window_groups
 from nmaccel.errors import NmaccelError
-from nmaccel.golden.blocks import window_groups
 from nmaccel.golden.epilogue import quantize_multiplier
-from nmaccel.golden.top import TopConfig, run_stream
-from nmaccel.arch.config import ArrayConfig
+from nmaccel.golden.top import run_stream
 from nmaccel.hdl.top import make_top_ports, top_input_widths, top_output_widths
 from nmaccel.pack import pack_weights
-from nmaccel.run.runner import EpilogueSpec, encode_gemm, reference, run_gemm
+from nmaccel.program.encoder import EpilogueSpec, encode_gemm
+from nmaccel.run.runner import reference, run_gemm
+from nmtest import random_epilogue
 
 P22 = TopConfig(array=ArrayConfig(rows=2, cols=2), t_max=8, k_tiles_max=4, n_tiles_max=8)
 P32 = TopConfig(array=ArrayConfig(rows=3, cols=2, n_max=2, m_max=4, modes=("int8", "int4"),
@@ -25,11 +26,6 @@ MODE_PACK = {"int8": (8, "uniform"), "int4": (4, "uniform"), "codebook": (4, "ll
 
 def _nm_pairs(a):
     return [(n, m) for m in (2, 4, 8) for n in range(1, m + 1) if n <= a.n_max and m <= a.m_max]
-
-
-def _epilogue(rng, n_out):
-    mult, shift = quantize_multiplier(rng.uniform(1e-4, 2e-2, n_out))
-    return EpilogueSpec(mult, shift, rng.integers(-3000, 3000, n_out), bool(rng.integers(2)))
 
 
 def _check(p, packed, x, ep=None):
@@ -59,20 +55,20 @@ def test_every_nm_and_epilogue_2x2(rng, mode):
     for nk, mg in _nm_pairs(P22.array):
         for ep_on in (False, True):
             packed, x = _random_case(rng, P22, mode, nk, mg)
-            _check(P22, packed, x, _epilogue(rng, packed.out_features) if ep_on else None)
+            _check(P22, packed, x, random_epilogue(rng, packed.out_features) if ep_on else None)
 
 
 def test_pipelined_3x2_host32(rng):
     for mode in P32.array.modes:
         for nk, mg in _nm_pairs(P32.array):
             packed, x = _random_case(rng, P32, mode, nk, mg)
-            _check(P32, packed, x, _epilogue(rng, packed.out_features) if nk % 2 else None)
+            _check(P32, packed, x, random_epilogue(rng, packed.out_features) if nk % 2 else None)
 
 
 def test_single_row_host16_many_tiles(rng):
     for nk, mg in _nm_pairs(P13.array):
         packed, x = _random_case(rng, P13, "int8", nk, mg)
-        _check(P13, packed, x, _epilogue(rng, packed.out_features))
+        _check(P13, packed, x, random_epilogue(rng, packed.out_features))
 
 
 def test_token_tiles_and_full_capacity(rng):
@@ -107,7 +103,7 @@ def test_single_register_path_and_overlap_gain(rng):
         assert p.core_array.double_buffer and not single.core_array.double_buffer
         for mode, nk, mg in (("int8", 2, 2), (p.array.modes[-1], 1, 2)):
             packed, x = _random_case(rng, p, mode, nk, mg)
-            ep = _epilogue(rng, packed.out_features)
+            ep = random_epilogue(rng, packed.out_features)
             r1, r2 = _check(single, packed, x, ep), _check(p, packed, x, ep)
             assert r1.out_words == r2.out_words
             assert r2.cycles <= r1.cycles
@@ -129,7 +125,7 @@ def test_one_pe_one_word_output_records(rng, db):
     for T, K, N in ((1, 9, 3), (2, 12, 4), (3, 5, 2), (1, 1, 1)):
         packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=2, m_group=2,
                               bits=8)
-        _check(p, packed, rng.integers(-128, 128, size=(T, K)), _epilogue(rng, N) if T == 2 else None)
+        _check(p, packed, rng.integers(-128, 128, size=(T, K)), random_epilogue(rng, N) if T == 2 else None)
 
 
 def test_raw_bias_relu_and_saturation(rng):
@@ -209,7 +205,7 @@ def test_bad_input_raises_before_simulation(rng):
     with pytest.raises(NmaccelError, match="truncated"):
         run_stream(P22, words[:-1])
     with pytest.raises(NmaccelError, match="mode code 3"):
-        run_stream(P22, [words[0] | 3] + words[1:])
+        run_stream(P22, [words[0] | 3] + list(words[1:]))
 
 
 def test_narrow_ports_fit_ecp5_pins():
@@ -229,7 +225,7 @@ PGS = TopConfig(array=ArrayConfig(rows=2, cols=2), t_max=8, k_tiles_max=8, n_til
                 group_scales=True, raw_bits=48)
 
 
-def _spread_epilogue(rng, acc):
+def _spreadrandom_epilogue(rng, acc):
     """Multipliers that map the accumulator range onto about +-150 (some saturate)."""
     top = max(1, int(np.abs(acc).max()))
     mult, shift = quantize_multiplier(np.full(acc.shape[1], 150.0 / top))
@@ -247,7 +243,7 @@ def test_group_scales_exact(rng, mode):
         packed = pack_weights(w, n_keep=nk, m_group=mg, bits=bits, quantizer=q, group_size=gsize)
         x = rng.integers(-128, 128, size=(int(rng.integers(1, 20)), K))
         raw = _check_gs(packed, x, None)
-        _check_gs(packed, x, _spread_epilogue(rng, raw))
+        _check_gs(packed, x, _spreadrandom_epilogue(rng, raw))
 
 
 def _check_gs(packed, x, ep):
