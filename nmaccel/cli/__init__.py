@@ -1,5 +1,5 @@
 """`nmaccel` console script: the argparse front end. One module per subcommand group in this
-package (pack: pack/inspect/storage, sim, export, synth) defines `register_cli(subparsers)`,
+package (pack: pack/inspect/storage, compress, profile/plan/compile/run, sim, export, synth) defines `register_cli(subparsers)`,
 adding parsers whose `func(args) -> int` runs the command; library modules hold no CLI code.
 
 The error contract (docs/RELIABILITY.md):
@@ -18,9 +18,11 @@ from nmaccel.fileio import Terminated, cleanup_on_signals
 
 SUBCOMMAND_MODULES = [
     "nmaccel.cli.pack",
+    "nmaccel.cli.compress",
     "nmaccel.cli.sim",
     "nmaccel.cli.export",
     "nmaccel.cli.synth",
+    "nmaccel.cli.plan",
 ]
 
 

@@ -62,11 +62,13 @@ def job_shapes(shape, top_cfg, mode, n_keep, m_group):
     return jobs
 
 
-def job_cycles(job, top_cfg, mode, kt_per_group=None):
+def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None):
     """Cycles of one job from its first header word to its last output word.
 
     Group-scale tops (top_cfg.group_scales) send a 'gs' record after the weights of every K tile that
-    ends a scale group (every kt_per_group tiles, and the last)."""
+    ends a scale group (every kt_per_group tiles, and the last). `activity` (a dict) accumulates
+    what the replay moves: host words in per record kind and out, array steps of each tile,
+    weight-tile loads, group-scale steps (steps of tiles that end a scale group), output steps."""
     a = top_cfg.array
     R, gap, lat, db = a.rows, top_cfg.load_gap, top_cfg.out_latency, top_cfg.double_buffer
     ns, nkt, nnt = job.n_steps, job.n_kt, job.n_nt
@@ -76,6 +78,9 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None):
     gk = (kt_per_group or nkt) if top_cfg.group_scales else None
     wg = top_cfg.words("gs") if top_cfg.group_scales else 0
     t_in = hw + nkt * ns * wa
+    act = activity if activity is not None else {}
+    for k, v in (("words_header", hw), ("words_act", nkt * ns * wa)):
+        act[k] = act.get(k, 0) + v
     free = [0, 0]
     swap = None          # previous tile's swap cycle
     o_free = 0
@@ -87,6 +92,11 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None):
             s = max(t_in, free[j % 2])
             gend = gk is not None and ((kt + 1) % gk == 0 or last)
             t_in = s + R * ww + (we if last else 0) + (wg if gend else 0)
+            for k, v in (("words_weight", R * ww), ("words_epilogue", we if last else 0),
+                         ("words_gs", wg if gend else 0), ("tile_loads", 1), ("steps", ns),
+                         ("gs_steps", ns if gend else 0), ("out_steps", ns if last else 0),
+                         ("words_out", ns * wo if last else 0)):
+                act[k] = act.get(k, 0) + v
             load = t_in
             if swap is not None:
                 load = max(load, swap + 1 + gap + (0 if db else ns))
@@ -104,18 +114,19 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None):
     return end + 1
 
 
-def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None):
+def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None, activity=None):
     """Cycle count of a (T, K, N_out) GEMM on the accelerator top.
 
     `array_cfg`: the ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
     `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.arch.config.RuntimeConfig).
     `kt_per_group`: K tiles per weight-scale group (group-scale tops; default: one group).
+    `activity`: optional dict, filled by the replay (see job_cycles).
     """
     p = top_cfg if top_cfg is not None else TopConfig(array=array_cfg)
     require(array_cfg is None or p.array == array_cfg,
             "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
     mode, nk, mg = runtime_cfg.mode, runtime_cfg.n_keep, runtime_cfg.m_group
-    return sum(job_cycles(j, p, mode, kt_per_group) for j in job_shapes(shape, p, mode, nk, mg))
+    return sum(job_cycles(j, p, mode, kt_per_group, activity) for j in job_shapes(shape, p, mode, nk, mg))
 
 
 def utilization(shape, array_cfg, runtime_cfg, n_cycles):
