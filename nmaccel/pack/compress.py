@@ -175,7 +175,7 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
     sequential: calibrate each layer on the outputs of the already compressed prefix; layers:
     optional subset of layer names. Returns the manifest dict (as written).
     """
-    t_start = time.time()
+    t_start, cpu_start = time.time(), time.process_time()
     check_nm(n_keep, m_group)
     check_bits(bits)
     require(quantizer in QUANTIZERS, f"unknown quantizer {quantizer!r}: use one of {', '.join(QUANTIZERS)}")
@@ -300,6 +300,7 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
     ordered = [entries[n] for n in names]
     info = dict(calibration_source=calibration, calibration_tokens_used=n_cal,
                 calibration_seconds=round(t_cal, 2), seconds=round(time.time() - t_start, 2),
+                cpu_seconds=round(time.process_time() - cpu_start, 2),
                 resumed_layers=sum(1 for e in ordered if e.get("resumed")))
     write_manifest(out_dir, ordered, model_hash=mhash, model_source=source, producer="compress",
                    settings=settings, run=info, command=command, architecture=kind)
