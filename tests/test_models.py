@@ -4,7 +4,7 @@ import pytest
 
 from nmaccel.models import loaders as models
 from nmaccel.errors import NmaccelError
-from nmaccel.models.llama import Llama, LlamaConfig, _rms_norm
+from nmaccel.models.llama import Llama, _rms_norm
 from nmtest import tiny_llama
 
 models_mark = pytest.mark.models
