@@ -35,7 +35,7 @@ from nmaccel.pack.manifest import load_layers
 
 CTX = 256
 CODE_MODULES = ("textwrap", "heapq", "fractions")
-CODE_TOKENS = 2048
+CODE_TOKENS = 1024
 
 
 def _cfg(model, nm, bits=4, method="sparsegpt", gs=128, quantizer="uniform", calibration="self", **kw):
@@ -50,6 +50,8 @@ CONFIGS = {
     "smol-int4-gptq": _cfg(S, (1, 1), method="gptq"),
     "smol-int4-gptq-pydoc": _cfg(S, (1, 1), method="gptq", calibration="pydoc"),
     "smol-lloyd4-gptq": _cfg(S, (1, 1), method="gptq", quantizer="lloyd-max"),
+    "smol-lloyd4-rtn": _cfg(S, (1, 1), method="magnitude", quantizer="lloyd-max"),
+    "smol-int4-gptq-damp0.01": _cfg(S, (1, 1), method="gptq", damp=0.01),
     "smol-int8-rtn": _cfg(S, (1, 1), bits=8, method="magnitude", gs=None),
     "smol-4:8+int4-magnitude": _cfg(S, (4, 8), method="magnitude"),
     "smol-4:8+int4-wanda": _cfg(S, (4, 8), method="wanda"),
@@ -71,7 +73,7 @@ CONFIGS = {
     "mini-4:8+int4-wanda-obs": _cfg(M, (4, 8), method="wanda-obs", calibration="pydoc"),
     "mini-2:4+int4-sparsegpt": _cfg(M, (2, 4), method="sparsegpt", calibration="pydoc"),
 }
-GOALS = {"smol-int4": 1.15, "smol-4:8+int4": 1.8, "smol-2:4+int4": 2.5, "mini-4:8+int4": 0.98}
+GOALS = {"smol-int4": 1.15, "smol-lloyd4": 1.15, "smol-4:8+int4": 1.8, "smol-2:4+int4": 2.5, "mini-4:8+int4": 0.98}
 
 
 def goal_of(name):
@@ -164,9 +166,9 @@ def table(result):
             goal = "" if bound is None else f">= {bound}"
         rows.append([name, val, goal, "" if met is None else ("met" if met else "NOT met"),
                      r.get("calibration") or "-", r.get("calibration_tokens") or "-",
-                     f"{r['compress_seconds']:.0f}"])
+                     f"{r['compress_seconds']:.0f}", f"{r.get('compress_cpu_seconds') or 0:.0f}"])
     return tabulate(rows, headers=["config", "PPL/dense en / code (SmolLM2) | cosine (MiniLM)", "goal",
-                                   "", "calibration", "tokens", "compress s"])
+                                   "", "calibration", "tokens", "compress wall s", "CPU s"])
 
 
 def main(argv=None):
@@ -176,6 +178,7 @@ def main(argv=None):
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--workdir", default=".nmaccel_cache/quality", help="compress outputs go to WORKDIR/<config>")
     ap.add_argument("--resume", action="store_true", help="keep rows already in --json")
+    ap.add_argument("--merge", nargs="*", default=[], help="take finished rows from these JSON files of this script")
     ap.add_argument("--eval-tokens", type=int, default=None, help="cap each held-out text (default: all)")
     args = ap.parse_args(argv)
     if args.list:
@@ -190,16 +193,31 @@ def main(argv=None):
     if args.resume and args.json and os.path.exists(args.json):
         with open(args.json) as f:
             result = json.load(f)
-    t0 = time.time()
-    ev = Evaluator(args.eval_tokens)
-    result.update(
-        commit=git_commit(), command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
-        machine=f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}, numpy {np.__version__}",
-        heldout={"en": "nmaccel/data/heldout_en.txt", "code": f"Python {platform.python_version()} stdlib source of "
-                 f"{', '.join(CODE_MODULES)}, first {CODE_TOKENS} tokens"},
-        heldout_tokens={k: int(v.size) for k, v in ev.texts.items()}, ctx=CTX,
-        dense={"smollm2_ppl": ev.dense_ppl, "minilm_paragraphs": len(ev.paras)}, goals=GOALS)
-    print(f"dense PPL {ev.dense_ppl} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    merged = []
+    for path in args.merge:   # rows of runs of this script (e.g. configurations run in parallel)
+        with open(path) as f:
+            part = json.load(f)
+        for k in ("heldout", "heldout_tokens", "ctx", "dense"):
+            if k in result and result[k] != part.get(k):
+                raise NmaccelError(f"{path} was made with other held-out data ({k}): rerun it")
+            result[k] = part.get(k)
+        result["rows"].update({k: v for k, v in part["rows"].items() if k in names})
+        merged.append({"file": os.path.basename(path), "commit": part.get("commit"), "command": part.get("command")})
+    result.update(commit=git_commit(), command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+                  machine=f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}, "
+                  f"numpy {np.__version__}", goals=GOALS)
+    if merged:
+        result["merged_from"] = merged
+    if all(n in result["rows"] for n in names) and "dense" in result:
+        ev = None
+    else:
+        t0 = time.time()
+        ev = Evaluator(args.eval_tokens)
+        result.update(heldout={"en": "nmaccel/data/heldout_en.txt", "code": f"Python {platform.python_version()} "
+                               f"stdlib source of {', '.join(CODE_MODULES)}, first {CODE_TOKENS} tokens"},
+                      heldout_tokens={k: int(v.size) for k, v in ev.texts.items()}, ctx=CTX,
+                      dense={"smollm2_ppl": ev.dense_ppl, "minilm_paragraphs": len(ev.paras)})
+        print(f"dense PPL {ev.dense_ppl} ({time.time() - t0:.0f} s)", file=sys.stderr)
     for name in names:
         if name in result["rows"]:
             continue
@@ -211,7 +229,8 @@ def main(argv=None):
         row = dict(settings=doc["settings"], command=cli_command(cfg, out),
                    calibration=doc["run"]["calibration_source"],
                    calibration_tokens=doc["run"]["calibration_tokens_used"],
-                   compress_seconds=doc["run"]["seconds"], compress_wall_here=round(time.time() - t1, 1))
+                   compress_seconds=doc["run"]["seconds"], compress_cpu_seconds=doc["run"].get("cpu_seconds"),
+                   compress_wall_here=round(time.time() - t1, 1))
         row.update(ev.evaluate(cfg, out))
         key, bound = goal_of(name)
         if bound is not None:
@@ -223,6 +242,7 @@ def main(argv=None):
               file=sys.stderr, flush=True)
         if args.json:
             atomic_json(args.json, result)
+    result["rows"] = {n: result["rows"][n] for n in names if n in result["rows"]}
     print(table(result))
     if args.json:
         atomic_json(args.json, result)

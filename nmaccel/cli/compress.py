@@ -1,6 +1,5 @@
 """CLI: `nmaccel compress MODEL --nm N:M --bits B [--group-size G] [--method ...] -o DIR`."""
 import shlex
-import sys
 import time
 
 from tabulate import tabulate
@@ -8,6 +7,19 @@ from tabulate import tabulate
 from nmaccel.cli.pack import parse_nm
 from nmaccel.pack.obs import METHODS
 from nmaccel.pack.quant import QUANTIZERS
+
+
+def _command(args):
+    """The command line, canonical form (every option spelled out), for the manifest."""
+    parts = ["nmaccel", "compress", args.model, "--nm", args.nm, "--bits", str(args.bits),
+             "--group-size", str(args.group_size), "--quantizer", args.quantizer]
+    for flag, v in (("--method", args.method), ("--calibration", args.calibration),
+                    ("--calib-tokens", args.calib_tokens), ("--damp", args.damp)):
+        if v is not None:
+            parts += [flag, str(v)]
+    parts += ["--one-shot"] if args.one_shot else []
+    parts += ["--seed", str(args.seed), "-o", args.output]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _cmd_compress(args):
@@ -19,7 +31,7 @@ def _cmd_compress(args):
         group_size=args.group_size or None, quantizer=args.quantizer, method=args.method,
         calibration=args.calibration, calib_tokens=args.calib_tokens, damp=args.damp,
         sequential=not args.one_shot, seed=args.seed, resume=not args.no_resume,
-        command="nmaccel compress " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if args.record_argv else None,
+        command=_command(args),
         progress=stderr_progress if args.verbose else None)
     s = doc["settings"]
     rows = [("model", doc["model"]["source"]), ("layers", len(doc["layers"])),
@@ -54,4 +66,4 @@ def register_cli(sub):
     p.add_argument("--no-resume", action="store_true", help="recompute layers an interrupted run finished")
     p.add_argument("-v", "--verbose", action="store_true", help="per-layer progress on stderr")
     p.add_argument("-o", "--output", required=True, help="output directory (new, empty or a previous compress output)")
-    p.set_defaults(func=_cmd_compress, record_argv=True)
+    p.set_defaults(func=_cmd_compress)

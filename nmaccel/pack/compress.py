@@ -27,7 +27,7 @@ from nmaccel.pack.format import PackedWeights
 from nmaccel.pack.manifest import (LAYER_DIR, MANIFEST_NAME, layer_entry, layer_filename,
                                    model_hash, resolve_layer_path, save_layer, sha256_file,
                                    weights_hash, write_manifest)
-from nmaccel.pack.obs import CALIBRATED, METHODS, compress_layer
+from nmaccel.pack.obs import CALIBRATED, METHODS, compress_layer, inverse_factor, padded_hessian
 from nmaccel.pack.prune import check_nm
 from nmaccel.pack.quant import QUANTIZERS, check_bits
 
@@ -38,8 +38,14 @@ DEFAULTS = dict(method="sparsegpt", calibration="self", calib_tokens=2048, damp=
 def _load_model(model):
     """(kind, model object or weights dict, source label, hash, tokenizer-ish) for `model`."""
     from nmaccel.models import loaders as models
+    from nmaccel.models.bert import MiniLM
+    from nmaccel.models.llama import Llama
     if isinstance(model, dict):
         return "generic", dict(model), "<weights dict>", weights_hash(model), None
+    if isinstance(model, Llama):
+        return "llama", model, "<Llama object>", weights_hash(model.weights), None
+    if isinstance(model, MiniLM):
+        return "bert", model, "<MiniLM object>", weights_hash(model.weights), getattr(model, "tokenizer", None)
     name = os.fspath(model)
     if name in models.BUILTIN_MODELS:
         path = models.builtin_path(name)
@@ -84,6 +90,8 @@ def calibration_tokens(kind, obj, tok, calibration, n_tokens, ctx=256, seed=0):
             from nmaccel.models.generate import self_generated
             return self_generated(obj, n_tokens, ctx=ctx, seed=seed)
         text = _calibration_text(calibration)
+        require(tok is not None, "text calibration of an in-memory Llama needs its tokenizer: use "
+                "calibration='self' or pass the .gguf file")
         ids = np.array(models.gguf_tokenizer(tok).encode(text))
         return _windows(ids, n_tokens, ctx)
     require(tok is not None, "calibration of a BERT model needs vocab.txt beside the .safetensors file: "
@@ -157,7 +165,8 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
                    progress=None):
     """Compress every linear layer of `model` into out_dir (.nmpack files + manifest.json).
 
-    model: "smollm2", "minilm", a .gguf / .safetensors / .npz path, or a {name: (out, in)} dict.
+    model: "smollm2", "minilm", a .gguf / .safetensors / .npz path, a Llama / MiniLM object
+    (nmaccel.models), or a {name: (out, in)} dict.
     n_keep:m_group N:M along K (n_keep == m_group: dense, still one file per layer); bits 2/4/8;
     group_size scale group along K (None: per output channel); quantizer "uniform" / "lloyd-max";
     method one of nmaccel.pack.obs.METHODS (default "sparsegpt" where calibration is possible,
@@ -166,7 +175,7 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
     sequential: calibrate each layer on the outputs of the already compressed prefix; layers:
     optional subset of layer names. Returns the manifest dict (as written).
     """
-    t_start = time.time()
+    t_start, cpu_start = time.time(), time.process_time()
     check_nm(n_keep, m_group)
     check_bits(bits)
     require(quantizer in QUANTIZERS, f"unknown quantizer {quantizer!r}: use one of {', '.join(QUANTIZERS)}")
@@ -228,7 +237,7 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
     index = {n: i for i, n in enumerate(names)}
     entries, times = {}, {}
 
-    def one(name, w, hessian=None, tokens=None):
+    def one(name, w, hessian=None, tokens=None, factor=None):
         rel = layer_filename(index[name], name)
         path = resolve_layer_path(out_dir, rel)
         if reuse and os.path.isfile(path):
@@ -242,7 +251,8 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
                 pass
         t0 = time.time()
         pw = compress_layer(w, n_keep=n_keep, m_group=m_group, bits=bits, group_size=group_size,
-                            quantizer=quantizer, method=method, hessian=hessian, damp=damp, blocksize=blocksize)
+                            quantizer=quantizer, method=method, hessian=hessian, damp=damp, blocksize=blocksize,
+                            factor=factor)
         pw.meta["layer"] = name
         if tokens is not None:
             pw.meta["calibration_tokens"] = int(tokens)
@@ -263,9 +273,24 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
         say(f"calibration ({calibration}): {np.size(cal) if kind == 'llama' else sum(map(len, cal))} tokens "
             f"in {t_cal:.1f} s")
 
+        shared = {}   # layers fed the same input array (q/k/v, gate/up) share H and its factor
+
         def transform(name, w, x):
-            x = np.asarray(x, np.float64)
-            return one(name, w, hessian=2.0 / len(x) * (x.T @ x), tokens=len(x))
+            base = x.base if x.base is not None else x
+            key = (x.shape, x.strides, x.__array_interface__["data"][0])
+            if shared.get("base") is not base or shared.get("key") != key:
+                x32 = np.asarray(x, np.float32)
+                h = (x32.T @ x32).astype(np.float64) * (2.0 / len(x))
+                shared.clear()
+                shared.update(base=base, key=key, h=h, factors={})
+            h = shared["h"]
+            kp = -(-h.shape[0] // m_group) * m_group
+            factor = None
+            if method in ("gptq", "wanda-obs", "sparsegpt"):
+                if kp not in shared["factors"]:
+                    shared["factors"][kp] = inverse_factor(padded_hessian(h, kp), damp)
+                factor = shared["factors"][kp]
+            return one(name, w, hessian=h, tokens=len(x), factor=factor)
         obj.compress(cal, transform, sequential=sequential, names=names)
         n_cal = int(np.size(cal)) if kind == "llama" else int(sum(map(len, cal)))
     else:
@@ -275,6 +300,7 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
     ordered = [entries[n] for n in names]
     info = dict(calibration_source=calibration, calibration_tokens_used=n_cal,
                 calibration_seconds=round(t_cal, 2), seconds=round(time.time() - t_start, 2),
+                cpu_seconds=round(time.process_time() - cpu_start, 2),
                 resumed_layers=sum(1 for e in ordered if e.get("resumed")))
     write_manifest(out_dir, ordered, model_hash=mhash, model_source=source, producer="compress",
                    settings=settings, run=info, command=command, architecture=kind)

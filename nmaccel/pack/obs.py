@@ -50,13 +50,15 @@ def inverse_factor(h, damp):
     for _ in range(4):
         hd = h.copy()
         hd[np.diag_indices_from(hd)] += d * mean
-        try:
-            c = scipy.linalg.cholesky(hd, lower=False)
-            inv = scipy.linalg.cho_solve((c, False), np.eye(len(hd)))
-            u = scipy.linalg.cholesky((inv + inv.T) / 2, lower=False)
-            return u, dead, d
-        except np.linalg.LinAlgError:
-            d = max(d * 10, 1e-4)
+        c, info = scipy.linalg.lapack.dpotrf(hd, lower=0)
+        if info == 0:
+            inv, info = scipy.linalg.lapack.dpotri(c, lower=0)   # upper triangle of H^-1
+        if info == 0:
+            inv = np.triu(inv) + np.triu(inv, 1).T
+            u, info = scipy.linalg.lapack.dpotrf(inv, lower=0)
+        if info == 0:
+            return np.triu(u), dead, d
+        d = max(d * 10, 1e-4)
     require(False, "calibration Hessian is not positive definite: increase damp or the calibration tokens")
 
 
@@ -153,6 +155,13 @@ def obs_pass(w, u, keep=None, *, n_keep=None, m_group=1, quant=None, blocksize=1
     return W, keep, codes, (lazy.grid() if lazy is not None else None)
 
 
+def padded_hessian(h, kp):
+    """H zero-padded to (kp, kp) (padding columns are dead: set to 1 on the diagonal later)."""
+    hp = np.zeros((kp, kp))
+    hp[:h.shape[0], :h.shape[0]] = h
+    return hp
+
+
 def layer_error(w_ref, w_new, h):
     """Relative calibration output error tr(D H D^T) / tr(W H W^T), D = w_ref - w_new (both (out, k))."""
     d = np.asarray(w_ref, np.float64) - w_new
@@ -163,13 +172,15 @@ def layer_error(w_ref, w_new, h):
 
 
 def compress_layer(w, *, n_keep, m_group, bits, group_size=128, quantizer="uniform", symmetric=True,
-                   method="sparsegpt", hessian=None, col_norms=None, damp=0.1, blocksize=128):
+                   method="sparsegpt", hessian=None, col_norms=None, damp=0.1, blocksize=128, factor=None):
     """Prune + quantize one layer with a named method; returns PackedWeights (meta: method,
     damping used, relative calibration output error when a Hessian is given).
 
     hessian: H (in, in) = 2 X^T X / tokens (needed by gptq / wanda-obs / sparsegpt);
     col_norms: ||X_j||_2 per input column (wanda, wanda-obs; taken from H if absent).
-    K not a multiple of m_group: zero-padded (PackedWeights format, docs/DESIGN.md)."""
+    factor: a precomputed inverse_factor(H zero-padded to k_padded, damp) to reuse (layers sharing
+    one input, e.g. q / k / v). K not a multiple of m_group: zero-padded (PackedWeights format,
+    docs/DESIGN.md)."""
     require(method in METHODS, f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     check_nm(n_keep, m_group)
     w = np.asarray(w, dtype=np.float64)
@@ -205,9 +216,9 @@ def compress_layer(w, *, n_keep, m_group, bits, group_size=128, quantizer="unifo
             else fit_lloyd_max(wk, keep & real, **fit_kw)
         codes = np.where(keep, grid.quantize(wk), 0)
     else:
-        hp = np.zeros((kp, kp))
-        hp[:k, :k] = h
-        u, dead, used = inverse_factor(hp, damp)
+        if factor is None:
+            factor = inverse_factor(padded_hessian(h, kp), damp)
+        u, dead, used = factor
         w0 = wp.copy()
         w0[:, dead] = 0.0
         if keep is None:   # sparsegpt: choose the mask in an OBS pass, then GPTQ with it frozen
