@@ -50,8 +50,6 @@ CONFIGS = {
     "smol-int4-gptq": _cfg(S, (1, 1), method="gptq"),
     "smol-int4-gptq-pydoc": _cfg(S, (1, 1), method="gptq", calibration="pydoc"),
     "smol-lloyd4-gptq": _cfg(S, (1, 1), method="gptq", quantizer="lloyd-max"),
-    "smol-lloyd4-rtn": _cfg(S, (1, 1), method="magnitude", quantizer="lloyd-max"),
-    "smol-int4-gptq-damp0.01": _cfg(S, (1, 1), method="gptq", damp=0.01),
     "smol-int8-rtn": _cfg(S, (1, 1), bits=8, method="magnitude", gs=None),
     "smol-4:8+int4-magnitude": _cfg(S, (4, 8), method="magnitude"),
     "smol-4:8+int4-wanda": _cfg(S, (4, 8), method="wanda"),
@@ -73,7 +71,7 @@ CONFIGS = {
     "mini-4:8+int4-wanda-obs": _cfg(M, (4, 8), method="wanda-obs", calibration="pydoc"),
     "mini-2:4+int4-sparsegpt": _cfg(M, (2, 4), method="sparsegpt", calibration="pydoc"),
 }
-GOALS = {"smol-int4": 1.15, "smol-lloyd4": 1.15, "smol-4:8+int4": 1.8, "smol-2:4+int4": 2.5, "mini-4:8+int4": 0.98}
+GOALS = {"smol-int4": 1.15, "smol-4:8+int4": 1.8, "smol-2:4+int4": 2.5, "mini-4:8+int4": 0.98}
 
 
 def goal_of(name):

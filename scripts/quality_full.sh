@@ -1,10 +1,9 @@
 #!/bin/sh
-# Produces benchmarks/results/quality.json exactly: the configurations run as four parallel
+# Produces benchmarks/results/quality.json exactly: the configurations run as three parallel
 # processes (one BLAS thread each, niced), each compressing with `nmaccel.pack.compress_model`
 # into $W/<config> and scoring the output; a final run merges their rows and prints the table.
-# Usage: sh scripts/quality_full.sh [workdir]   (four parts; about 50 min on the shared 2-core machine
-# under load, ~15 min of CPU per part)
-# This is a reduced run (14 of the configurations in `python benchmarks/quality.py --list`): the
+# Usage: sh scripts/quality_full.sh [workdir]
+# This is a reduced run (11 of the configurations in `python benchmarks/quality.py --list`): the
 # full list takes several CPU-hours on the shared 2-core machine.
 set -e
 W=${1:-.nmaccel_cache/quality}
@@ -15,8 +14,7 @@ run() { name=$1; shift; $Q --json "$W/$name.json" --resume --configs "$@" > "$W/
 run part_a smol-int4-rtn,smol-int4-gptq,smol-4:8+int4-sparsegpt,mini-4:8+int4-sparsegpt &
 run part_b smol-2:4+int4-sparsegpt,smol-2:4+int4-wanda-obs,smol-4:8+int4-magnitude,mini-4:8+int4-magnitude &
 run part_c smol-2:4+int4-sparsegpt-pydoc,smol-2:4+int4-magnitude,smol-4:8+int4-wanda-obs &
-run part_d smol-lloyd4-rtn,smol-int4-gptq-damp0.01,smol-2:4+int4-sparsegpt-damp0.01 &
 wait
 python benchmarks/quality.py --json benchmarks/results/quality.json \
-  --configs smol-int4-rtn,smol-lloyd4-rtn,smol-int4-gptq,smol-int4-gptq-damp0.01,smol-4:8+int4-magnitude,smol-4:8+int4-wanda-obs,smol-4:8+int4-sparsegpt,smol-2:4+int4-magnitude,smol-2:4+int4-wanda-obs,smol-2:4+int4-sparsegpt,smol-2:4+int4-sparsegpt-pydoc,smol-2:4+int4-sparsegpt-damp0.01,mini-4:8+int4-magnitude,mini-4:8+int4-sparsegpt \
-  --merge "$W"/part_a.json "$W"/part_b.json "$W"/part_c.json "$W"/part_d.json
+  --configs smol-int4-rtn,smol-int4-gptq,smol-4:8+int4-magnitude,smol-4:8+int4-wanda-obs,smol-4:8+int4-sparsegpt,smol-2:4+int4-magnitude,smol-2:4+int4-wanda-obs,smol-2:4+int4-sparsegpt,smol-2:4+int4-sparsegpt-pydoc,mini-4:8+int4-magnitude,mini-4:8+int4-sparsegpt \
+  --merge "$W"/part_a.json "$W"/part_b.json "$W"/part_c.json
