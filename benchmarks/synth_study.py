@@ -14,7 +14,6 @@ LUT-only cost of the N:M selection per multiplier lane: (LUT(nm) - LUT(wa)) / LU
     python benchmarks/synth_study.py --rows 4 --cols 4 --lanes 4 --targets ecp5,xcup [--pnr]
 """
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pyrtl
 
 from nmaccel import export, synth
+from nmaccel.provenance import write_result
 
 
 def build_dense_array(rows, cols, lanes, acc_bits):
@@ -132,7 +132,7 @@ def main(argv=None):
                                   "LUT (nodsp)", "MAC/cyc/DSP", "MAC/cyc/kLUT", "fmax MHz"),
                    tablefmt="github"))
     if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=1))
+        write_result(args.json, reports)
     return 0
 
 
