@@ -9,8 +9,8 @@ import argparse
 
 from tabulate import tabulate
 
-from nmaccel import models
-from nmaccel.pack.cli import storage_table
+from nmaccel.models import loaders as models
+from nmaccel.cli.pack import storage_table
 from nmaccel.provenance import write_result
 
 LAYERS = ["encoder.layer.0.attention.self.query.weight", "encoder.layer.0.output.dense.weight"]

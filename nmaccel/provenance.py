@@ -51,7 +51,7 @@ def tool_versions():
         except importlib.metadata.PackageNotFoundError:
             pass
     try:
-        from nmaccel.tools import find_verilator
+        from nmaccel.verilog.tools import find_verilator
         out["Verilator (used)"] = find_verilator().version()
     except Exception as exc:  # noqa: BLE001  (a missing tool is recorded, not fatal)
         out["Verilator (used)"] = f"not found ({type(exc).__name__})"

@@ -55,7 +55,7 @@ from nmaccel.hdl.array import Bundle, make_systolic_array
 from nmaccel.hdl.buffers import make_buffer
 from nmaccel.golden.top import TopConfig  # noqa: F401  (elaboration parameters, shared layout)
 from nmaccel.golden.top import EPILOGUE_LATENCY as _GOLDEN_EPI_LAT
-from nmaccel.hdl.config import MODE_CODE
+from nmaccel.arch.config import MODE_CODE
 from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
 from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
 

@@ -78,8 +78,8 @@ def sqnr_db(ref, approx):
 def layer_inputs(name, tokens):
     """(weight (out, in) float32, activations (tokens, in) float32): the MiniLM layer and its
     real inputs on the held-out text (the first `tokens` WordPiece tokens)."""
-    from nmaccel.bert import MiniLM
-    from nmaccel.models import heldout_text
+    from nmaccel.models.bert import MiniLM
+    from nmaccel.models.loaders import heldout_text
     model, tok = MiniLM.builtin()
     if name not in model.linear_names():
         near = [n for n in model.linear_names() if name in n][:3] or model.linear_names()[:3]
@@ -93,7 +93,7 @@ def layer_inputs(name, tokens):
 def top_config(cfg, packs):
     """One TopConfig that runs every packing in `packs` (sized for the largest K / N tiling)."""
     from nmaccel.golden.top import TopConfig
-    from nmaccel.hdl.config import ArrayConfig
+    from nmaccel.arch.config import ArrayConfig
     a = ArrayConfig(rows=cfg.rows, cols=cfg.cols, n_max=cfg.n_max, m_max=cfg.m_max)
     kt = max(-(-p.k_padded // (a.rows * a.window(p.n_keep, p.m_group))) for p in packs)
     nt = max(-(-p.out_features // a.cols) for p in packs)
@@ -140,7 +140,7 @@ class Steps:
 
 
 def _run(packed, x_q, a, top, backend):
-    from nmaccel.runner import reference, run_gemm
+    from nmaccel.run.runner import reference, run_gemm
     group = packed.granularity == "group"
     res = run_gemm(packed, x_q, a, backend=backend, top_cfg=top, group_scales=group)
     ref = reference(packed, x_q, None, group_scales=group)
@@ -157,7 +157,7 @@ def _run_row(label, res, ref):
 
 def write_images(packed, out):
     """$readmemh images of every packed section (nmaccel.export.memory_images) under `out`."""
-    from nmaccel.export import memory_images
+    from nmaccel.verilog.export import memory_images
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in memory_images(packed).items():
@@ -169,7 +169,7 @@ def write_images(packed, out):
 def export_top(top, out, name="nmaccel_top"):
     """Elaborate the top with pyrtl ports, write <name>.v (+ .ports.json) and a FuseSoC core."""
     import pyrtl
-    from nmaccel import export
+    from nmaccel.verilog import export
     from nmaccel.hdl.top import make_top_ports
     pyrtl.reset_working_block()
     make_top_ports(top)
@@ -238,7 +238,7 @@ def run_demo(cfg: DemoConfig, out, *, quiet=False):
         vcd_path = None
         if cfg.vcd:
             steps.start("VCD trace")
-            from nmaccel.runner import trace_top_vcd
+            from nmaccel.run.runner import trace_top_vcd
             vcd_path = trace_top_vcd(sparse, x_q, top, cfg.vcd, cfg.vcd_cycles,
                                      group_scales=sparse.granularity == "group")
         steps.start("export Verilog")
@@ -246,7 +246,7 @@ def run_demo(cfg: DemoConfig, out, *, quiet=False):
         vpath, io = export_top(top, rtl_dir)
         images = write_images(sparse, out / "mem")
         steps.start(synth_step)
-        from nmaccel import synth
+        from nmaccel.verilog import synth
         rep = synth.synthesize(vpath, "nmaccel_top", cfg.target, pnr=cfg.pnr)
     finally:
         steps.close()
