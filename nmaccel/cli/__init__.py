@@ -13,6 +13,7 @@ SUBCOMMAND_MODULES = [
     "nmaccel.cli.sim",
     "nmaccel.cli.export",
     "nmaccel.cli.synth",
+    "nmaccel.cli.demo",
 ]
 
 
