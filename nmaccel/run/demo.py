@@ -196,13 +196,58 @@ def fusesoc_core(name, files, version="0.1.0"):
     return "\n".join(lines)
 
 
+OWNED = ("rtl", "mem", "synth", "report.json", "report.md", "report.png", "sparse.nmpack", "dense.nmpack")
+
+
+def _publish(stage, out):
+    """Move the staged artefacts into `out` (created if absent); only the names the demo owns
+    (OWNED) are replaced, anything else in `out` is left alone."""
+    import shutil
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OWNED:
+        src, dst = stage / name, out / name
+        if not src.exists():
+            continue
+        if dst.is_dir() and not dst.is_symlink():
+            shutil.rmtree(dst)
+        elif dst.exists() or dst.is_symlink():
+            dst.unlink()
+        os.replace(src, dst)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def check_out(out):
+    out = Path(out)
+    require(not out.exists() or (out.is_dir() and not out.is_symlink()),
+            f"--out {out} exists and is not a directory: pick another path")
+    if out.is_dir():
+        foreign = [n for n in OWNED if (out / n).exists() and not (out / "report.json").exists()]
+        require(not foreign, f"--out {out} holds {foreign[0]} but no earlier demo report: pick an empty "
+                "or new directory")
+    return out
+
+
 def run_demo(cfg: DemoConfig, out, *, quiet=False):
-    """Run the demo; write report.json / report.md / report.png and the artefacts under `out`.
-    Returns the report dict."""
+    """Run the demo; write report.json / report.md / report.png and the artefacts under `out`
+    (built in a staging folder next to it and moved in at the end: no partial output).
+    Returns the report dict (artefact paths point into `out`)."""
+    import tempfile
+    out = check_out(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        report = _run_demo(cfg, stage, out, quiet)
+        _publish(stage, out)
+    except BaseException:
+        import shutil
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return report
+
+
+def _run_demo(cfg, stage, out, quiet):
     from nmaccel.pack import pack_weights
     from nmaccel.pack.quant import quantize_activations
-    out = Path(out)
-    require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory: pick another path")
     sparse_label = f"{cfg.n_keep}:{cfg.m_group} INT{cfg.bits}" + (f" g{cfg.group_size}" if cfg.bits == 4 else "")
     names = ["load MiniLM layer", f"pack {sparse_label}", "pack dense INT8", f"PyRTL top: {sparse_label}",
              "PyRTL top: dense INT8"]
@@ -222,8 +267,10 @@ def run_demo(cfg: DemoConfig, out, *, quiet=False):
         steps.start(names[1])
         gran = dict(granularity="group", group_size=cfg.group_size) if cfg.bits == 4 else dict(granularity="channel")
         sparse = pack_weights(w, n_keep=cfg.n_keep, m_group=cfg.m_group, bits=cfg.bits, **gran)
+        sparse.save(stage / "sparse.nmpack")
         steps.start(names[2])
         dense = pack_weights(w, n_keep=cfg.m_group, m_group=cfg.m_group, bits=8, granularity="channel")
+        dense.save(stage / "dense.nmpack")
         a, top = top_config(cfg, [sparse, dense])
         runs = {}
         backends = ["pyrtl"] + (["verilator"] if cfg.verilator else [])
@@ -231,32 +278,37 @@ def run_demo(cfg: DemoConfig, out, *, quiet=False):
             for key, pk in (("sparse", sparse), ("dense", dense)):
                 steps.start(f"{'PyRTL' if be == 'pyrtl' else 'Verilator'} top: "
                             f"{sparse_label if key == 'sparse' else 'dense INT8'}")
-                res, ref = _run(pk, x_q, a, top, be)
-                runs[(be, key)] = (res, ref)
+                runs[(be, key)] = _run(pk, x_q, a, top, be)
         rows = [_run_row(f"{sparse_label if k == 'sparse' else 'dense INT8'}", r, ref)
                 for (be, k), (r, ref) in runs.items()]
         vcd_path = None
         if cfg.vcd:
             steps.start("VCD trace")
             from nmaccel.run.runner import trace_top_vcd
-            vcd_path = trace_top_vcd(sparse, x_q, top, cfg.vcd, cfg.vcd_cycles,
+            vcd_path = trace_top_vcd(sparse, x_q, top, Path(cfg.vcd).resolve(), cfg.vcd_cycles,
                                      group_scales=sparse.granularity == "group")
         steps.start("export Verilog")
-        rtl_dir = out / "rtl"
-        vpath, io = export_top(top, rtl_dir)
-        images = write_images(sparse, out / "mem")
+        vpath, io = export_top(top, stage / "rtl")
+        images = write_images(sparse, stage / "mem")
         steps.start(synth_step)
         from nmaccel.verilog import synth
-        rep = synth.synthesize(vpath, "nmaccel_top", cfg.target, pnr=cfg.pnr)
+        rep = synth.synthesize(vpath, "nmaccel_top", cfg.target, pnr=cfg.pnr, keep_dir=stage / "synth")
     finally:
         steps.close()
     report = build_report(cfg, w, x, x_q, x_scale, sparse, dense, runs, rows, top, rep, io)
     report["seconds"] = {**steps.times, "total": round(time.perf_counter() - t_all, 1)}
-    report["artefacts"] = {"verilog": str(vpath), "ports": str(vpath.with_suffix(".ports.json")),
-                           "fusesoc_core": str(vpath.with_suffix(".core")), "memory_images": images,
+
+    def final(path):
+        return str(out / Path(path).relative_to(stage))
+    report["artefacts"] = {"verilog": final(vpath), "ports": final(vpath.with_suffix(".ports.json")),
+                           "fusesoc_core": final(vpath.with_suffix(".core")),
+                           "memory_images": [final(i) for i in images],
+                           "packed": [str(out / "sparse.nmpack"), str(out / "dense.nmpack")],
+                           "synthesis_reports": [str(out / "synth" / n) for n in ("stat.json", "report.json")
+                                                 if (stage / "synth" / n).exists()],
                            "vcd": vcd_path, "report_json": str(out / "report.json"),
                            "report_md": str(out / "report.md"), "plot": str(out / "report.png")}
-    write_report(report, out)
+    write_report(report, stage)
     return report
 
 
