@@ -165,7 +165,7 @@ def main(argv=None):
           f"(2:4 halves the steps, x2 > x1.143) and need {loss['2:4 INT4']['w_operand_bits']} bits "
           f"(INT4 token packing, x2, is lost).   [{time.perf_counter() - t0:.1f} s]")
     if args.json:
-        write_result(args.json, dict(cycles=cyc, multipliers=mul, losses=loss, synth=syn))
+        write_result(args.json, dict(array=args.array, n_max=args.n_max, cycles=cyc, multipliers=mul, losses=loss, synth=syn))
     return 0 if all(c["exact"] and c["formula_ok"] for c in cyc) else 1
 
 

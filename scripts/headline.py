@@ -125,7 +125,7 @@ def strassen_rows():
         return []
     best = max(doc["cycles"], key=lambda c: c["ratio"])
     ok = all(c["exact"] and c["formula_ok"] for c in doc["cycles"])
-    return [(f"Strassen tile, {best.get('array', '')} T={best['T']}".replace(" ,", ","),
+    return [(f"Strassen tile (array {doc.get('array', 'see file')}), T={best['tokens']}, dense INT8",
              "RTL (PyRTL), cycles from valid signals" + ("" if ok else ", MISMATCH"),
              f"8 plain / 7 Strassen block products: {fmt_ratio(best['ratio'])} cycles", "strassen_cycles.json")]
 
