@@ -83,7 +83,8 @@ def verilator_rows():
         if doc is None or doc.get("quick"):
             continue
         hb = doc.get("host_bits")
-        host = f"{hb}-bit host ({pins(hb)} pins)" if hb else f"64-bit host, default, not recorded ({pins(64)} pins)"
+        host = (f"{hb}-bit host ({pins(hb)} IO + clk)" if hb else
+                f"64-bit host (the script's default; not recorded in the file), {pins(64)} IO + clk")
         head = {r["mode"]: r for r in doc["headline"]}
         d = head["dense INT8"]
         exact = all(r["outputs == golden"] and r["cycles == model"] for r in doc["headline"])
@@ -131,12 +132,34 @@ def strassen_rows():
 
 
 def fpga_rows():
+    """fpga_study.json (benchmarks/fpga_study.py): resources + fmax per top from Yosys / nextpnr,
+    dense-equivalent GMAC/s at that fmax and ratios vs the dense INT8 top, per mode and shape."""
     out = []
     doc = load("fpga_study.json")
     if doc is not None:
-        for r in rows_of(doc):
-            if r.get("headline"):
-                out.append((r["headline"], "Yosys + nextpnr report", r["figure"], "fpga_study.json"))
+        table = doc.get("table", [])
+        seen = set()
+        for r in table:
+            if r["top"] not in seen:
+                seen.add(r["top"])
+                out.append((f"ECP5-85k {r['top']} top", "Yosys + nextpnr report",
+                            f"{r['lut']} LUT4, {r['ff']} FF, {r['dsp']} MULT18X18D, {r['bram']} DP16KD, "
+                            f"{r['io']} IO; fmax {r['fmax_mhz']} MHz (median of {r['seeds']} seed(s))",
+                            "fpga_study.json"))
+        for r in table:
+            gm = [k for k in r if k.startswith("GMAC/s ")]
+            if not gm or (r["top"], r["mode"]) == ("dense", "dense INT8"):
+                continue
+            parts = []
+            for k in gm:
+                shape = k[len("GMAC/s "):]
+                parts.append(f"{shape}: {r[k]} GMAC/s dense-equivalent at fmax"
+                             + (f", {r[f'x dense INT8 (device) {shape}']}x the dense INT8 top per device, "
+                                f"{r[f'x per DSP {shape}']}x per DSP, {r[f'x per kLUT {shape}']}x per kLUT"
+                                if f"x dense INT8 (device) {shape}" in r else "")
+                             + f" (cycles: {r.get(f'cycles source {shape}', '?')})")
+            out.append((f"ECP5-85k {r['top']} top, {r['mode']}", "nextpnr fmax x measured cycles",
+                        "; ".join(parts), "fpga_study.json"))
     doc = load("fmax_study.json")
     if doc is not None:
         top = [r for r in rows_of(doc) if r["block"] == "top"]
@@ -195,8 +218,16 @@ def headline_table():
     return tabulate(headline_rows(), headers=("figure", "kind", "measured", "source"), tablefmt="github")
 
 
+def _is_run_records(v):
+    return isinstance(v, list) and v and all(isinstance(r, dict) and "commit" in r for r in v)
+
+
 def provenance_line(doc):
     p = doc.get("provenance") if isinstance(doc, dict) else None
+    if p is None and isinstance(doc, dict) and _is_run_records(doc.get("runs")):   # fpga_study.json: a record per part
+        return "; ".join(f"part {r.get('part')}: commit {r.get('commit')}{'+dirty' if r.get('dirty') else ''}, "
+                         f"{r.get('date_utc')}, `{r.get('command')}`, {r.get('machine')}, {r.get('versions')}"
+                         for r in doc["runs"])
     if p is None:
         meta = doc.get("meta") if isinstance(doc, dict) else None
         if meta and meta.get("command"):
@@ -218,7 +249,7 @@ def _tables(doc):
             out.append(f"**{title}**\n\n" + tabulate(flat, headers="keys", tablefmt="github"))
         elif isinstance(obj, dict):
             for k, v in obj.items():
-                if k not in ("provenance", "meta"):
+                if k not in ("provenance", "meta") and not (k == "runs" and _is_run_records(v)):
                     walk(v, f"{title} / {k}" if title else k)
     walk(rows_of(doc), "")
     return out

@@ -69,3 +69,24 @@ def test_write_result_records_provenance(tmp_path):
 def test_result_file_is_strict_json(name):
     json.loads((REPO / "benchmarks" / "results" / name).read_text(),
                parse_constant=lambda c: pytest.fail(f"{name} holds {c}"))
+
+
+def test_fpga_study_rows(tmp_path, monkeypatch):
+    """fpga_study.json (benchmarks/fpga_study.py layout) gives resource rows per top and GMAC/s
+    rows per product mode, with its run records as provenance."""
+    h = _headline()
+    doc = {"runs": [{"part": "pnr", "command": "python benchmarks/fpga_study.py --part pnr", "commit": "c0ffee",
+                     "dirty": False, "date_utc": "2026-12-05", "machine": "x86_64 2 cpus", "versions": {}}],
+           "tops": {}, "cycles": {},
+           "table": [{"top": "product", "mode": "2:4 INT4", "lut": 11, "ff": 12, "dsp": 13, "bram": 14, "io": 133,
+                      "fmax_mhz": 50.0, "seeds": 1, "cycles source S": "verilator", "GMAC/s S": 5.0,
+                      "x dense INT8 (device) S": 2.0, "x per DSP S": 1.5, "x per kLUT S": 1.25},
+                     {"top": "dense", "mode": "dense INT8", "lut": 21, "ff": 22, "dsp": 23, "bram": 24, "io": 133,
+                      "fmax_mhz": 60.0, "seeds": 1, "GMAC/s S": 2.5}]}
+    (tmp_path / "fpga_study.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(h, "RESULTS", tmp_path)
+    rows = h.fpga_rows()
+    assert [r[0] for r in rows] == ["ECP5-85k product top", "ECP5-85k dense top", "ECP5-85k product top, 2:4 INT4"]
+    assert "13 MULT18X18D" in rows[0][2] and "fmax 50.0 MHz" in rows[0][2]
+    assert "2.0x the dense INT8 top per device, 1.5x per DSP" in rows[2][2] and "verilator" in rows[2][2]
+    assert "commit c0ffee" in h.provenance_line(doc)

@@ -297,6 +297,8 @@ def _run_demo(cfg, stage, out, quiet):
         steps.close()
     report = build_report(cfg, w, x, x_q, x_scale, sparse, dense, runs, rows, top, rep, io)
     report["seconds"] = {**steps.times, "total": round(time.perf_counter() - t_all, 1)}
+    from nmaccel.provenance import provenance
+    report["provenance"] = provenance()
 
     def final(path):
         return str(out / Path(path).relative_to(stage))
@@ -404,10 +406,9 @@ def summary_rows(r):
 
 def report_markdown(r):
     from tabulate import tabulate
-    from nmaccel.provenance import provenance
     return ("# nmaccel demo report\n\n" + tabulate(summary_rows(r), headers=("", "figure", "value"), tablefmt="github")
             + "\n\n## Runs\n\n" + tabulate(r["runs"], headers="keys", tablefmt="github")
-            + f"\n\nSeconds per step: {json.dumps(r['seconds'])}\n\nProvenance: `{json.dumps(provenance())}`\n")
+            + f"\n\nSeconds per step: {json.dumps(r['seconds'])}\n\nProvenance: `{json.dumps(r['provenance'])}`\n")
 
 
 def plot(r, path):
