@@ -171,6 +171,25 @@ def fpga_rows():
     return out
 
 
+def demo_rows():
+    """demo.json: the report of `nmaccel demo` (one real layer end to end on one top)."""
+    r = load("demo.json")
+    if r is None:
+        return []
+    c, syn, st, fi = r["cycles"], r["synthesis"], r["storage"]["sparse"], r["fidelity"]["sparse"]
+    cfg, top = r["config"], r["top"]
+    lab = f"{cfg['n_keep']}:{cfg['m_group']} INT{cfg['bits']}"
+    exact = "outputs == golden" if r["all_exact"] else "MISMATCH vs golden"
+    fm = f"fmax {syn['fmax_mhz']:.1f} MHz, " if syn["fmax_mhz"] else ""
+    gm = r["throughput"]["dense_equivalent_gmac_per_s_at_fmax"]
+    return [(f"nmaccel demo: MiniLM {r['layer']['shape'][0]}x{r['layer']['shape'][1]}, T={r['layer']['tokens']}, "
+             f"{top['array']} top", f"RTL (PyRTL + Verilator), {exact}; Yosys + nextpnr",
+             f"{lab}: {c['speedup_vs_dense_int8']:.3f}x cycles vs dense INT8 on the same top, {st['bits_per_weight']:.3f} "
+             f"bits/weight, output SQNR {fi['output_sqnr_db']:.1f} dB; {syn['lut']} LUT, {syn['ff']} FF, {syn['dsp']} DSP, "
+             f"{syn['bram']} BRAM, {fm}" + (f"{gm:.3f} GMAC/s dense-equivalent at fmax" if gm else "not placed"),
+             "demo.json")]
+
+
 GPU_PAIRS = [("sp24_fp16", "dense_fp16", "2:4 FP16 vs dense FP16"),
              ("sp24_fp16_nt", "dense_fp16", "2:4 FP16 (transposed output) vs dense FP16"),
              ("sp24_int8", "dense_int8", "2:4 INT8 vs dense INT8"),
@@ -210,7 +229,7 @@ def gpu_rows():
 
 
 def headline_rows():
-    return (storage_rows() + quality_rows() + verilator_rows() + top_rows() + strassen_rows() + fpga_rows()
+    return (demo_rows() + storage_rows() + quality_rows() + verilator_rows() + top_rows() + strassen_rows() + fpga_rows()
             + gpu_rows())
 
 

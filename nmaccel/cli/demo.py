@@ -7,7 +7,7 @@ from nmaccel.errors import NmaccelError
 from nmaccel.run.demo import DEFAULT_LAYER, TARGETS, DemoConfig, run_demo, summary_rows
 
 EXAMPLE = """example:
-  nmaccel demo                                   # 2:4 INT4 g128 on a 1x1-array top, ECP5, ~3 min
+  nmaccel demo                                   # 2:4 INT4 g128 on a 1x1-array top, ECP5-85k
   nmaccel demo --array 2x2 --nm 4:8 --bits 8 --out /tmp/d --vcd /tmp/d/top.vcd --vcd-cycles 0:500
   nmaccel demo --no-pnr --json                   # synthesis only, JSON report on stdout
 """
