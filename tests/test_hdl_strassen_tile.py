@@ -235,3 +235,20 @@ def test_tile_exports_and_maps_one_dsp_per_lane(tmp_path):
         reports[name] = synthesize(str(path), name, "ecp5")
     assert reports["stile"]["cells"].get("MULT18X18D") == a.rows * a.cols * a.n_max
     assert reports["parr"]["cells"].get("MULT18X18D") == a.rows * a.cols * a.n_max
+
+
+def test_cycles_are_measured_from_out_valid(rng, monkeypatch):
+    """The tile's cycles come from the array's out_valid: a job whose stream starts two idle
+    cycles late finishes two cycles after the formula (outputs unchanged)."""
+    cfg = StrassenTileConfig(rows=2, cols=2, n_max=2, t_max=4)
+    x = rng.integers(-128, 128, size=(4, 8))
+    w = rng.integers(-128, 128, size=(4, 8))
+    real = hst.tile_stream
+
+    def late(cfg, x, w, strassen):
+        s, (t, k, n, ncyc) = real(cfg, x, w, strassen)
+        return {p: [0, 0] + v for p, v in s.items()}, (t, k, n, ncyc + 2)
+    monkeypatch.setattr(hst, "tile_stream", late)
+    r = run_strassen_tile(x, w, cfg, strassen=True)
+    np.testing.assert_array_equal(r.outputs, x @ w.T)
+    assert r.cycles == gst.strassen_tile_cycles(cfg, 4, True) + 2

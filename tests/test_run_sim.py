@@ -163,3 +163,23 @@ def test_cli_sim_bad_input(capsys, argv, match):
         rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2 and match in err and len(err.strip().splitlines()) == 1
+
+
+def test_tile_cycles_are_measured_from_out_valid(rng, monkeypatch):
+    """Cycles come from the array's out_valid, not from the stream length: a stream that starts
+    two idle cycles late (same schedule otherwise) finishes two cycles later than the formula."""
+    from nmaccel.golden import blocks as gb
+    pw = _packed(rng, 2, CFG.rows * CFG.window(2, 4), 2, 4, 8)
+    x = rng.integers(-128, 128, size=(5, pw.in_features))
+    formula = gb.tile_cycles(CFG, 5, False)
+    assert sim.run_tile(pw, x, CFG).cycles == formula
+    real = sim.input_stream
+
+    def late(cfg, plans, xs):
+        s, firsts, steps = real(cfg, plans, xs)
+        return ({k: np.concatenate([np.zeros((2, v.shape[1]), v.dtype), v]) for k, v in s.items()},
+                [f + 2 for f in firsts], steps)
+    monkeypatch.setattr(sim, "input_stream", late)
+    r = sim.run_tile(pw, x, CFG, simulator="fast")
+    np.testing.assert_array_equal(r.outputs, gemm(pw, x))
+    assert r.cycles == formula + 2

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = [
     "nmaccel.cli.export",
     "nmaccel.cli.synth",
     "nmaccel.cli.plan",
+    "nmaccel.cli.demo",
 ]
 
 

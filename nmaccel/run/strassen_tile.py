@@ -68,6 +68,7 @@ def tile_stream(cfg, x, w, strassen):
 
 
 _CACHE = {}
+IDLE_TAIL = 8     # idle cycles simulated after the scheduled end of a job
 
 
 def _simulator(cfg, simulator):
@@ -98,6 +99,8 @@ def run_strassen_tile(x_q, w_int, cfg, *, strassen=True, simulator="fast"):
             "use 8-bit symmetric quantization")
     x = check_activations(x_q, w.shape[1], cfg.act_bits)
     stream, (t, k, n, ncyc) = tile_stream(cfg, x, w.astype(np.int64), strassen)
+    ncyc += IDLE_TAIL          # idle inputs past the schedule: a late product is seen, not cut off
+    stream = {p: v + [0] * IDLE_TAIL for p, v in stream.items()}
     block, cls = _simulator(cfg, simulator)
     with pyrtl.set_working_block(block):
         tracer = pyrtl.SimulationTrace(
@@ -116,7 +119,9 @@ def run_strassen_tile(x_q, w_int, cfg, *, strassen=True, simulator="fast"):
             rows = [out_row.decode(sim.inspect(f"c{q}_out_{i}"))["y"][:n] for i in range(t)]
             blocks.append(np.array(rows, dtype=np.int64).reshape(t, n))
     on = np.nonzero(valid)[0]
-    require(on.size > 0, "the tile produced no products")
+    if on.size != t * gst.n_products(strassen):
+        raise RuntimeError(f"the array raised out_valid on {on.size} cycles, expected "
+                           f"{t * gst.n_products(strassen)} ({gst.n_products(strassen)} products x {t} steps)")
     cycles = int(on[-1]) + 1 + COMBINER_LATENCY
     y = np.block([[blocks[0], blocks[1]], [blocks[2], blocks[3]]])
     return StrassenTileResult(outputs=y[:x.shape[0], :w.shape[0]], cycles=cycles,
