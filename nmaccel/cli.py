@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = [
     "nmaccel.sim",
     "nmaccel.export",
     "nmaccel.synth",
+    "nmaccel.sweep",
 ]
 
 
