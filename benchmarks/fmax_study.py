@@ -1,6 +1,6 @@
 """fmax study: nextpnr-ecp5 fmax, LUT / FF / DSP of one PE, a small array (and top), per pipelining option.
 
-Configurations (ArrayConfig flags; see nmaccel.hdl.pe / nmaccel.hdl.config):
+Configurations (ArrayConfig flags; see nmaccel.hdl.pe / nmaccel.arch.config):
   default            no pipeline register (carry-light INT4 operand packing only)
   pipeline           pipeline_mux + pipeline_product (what the synth CLI's --pipeline sets)
   pipeline+X         plus pipeline_operand / pipeline_dsp / pipeline_sum
@@ -21,8 +21,8 @@ from pathlib import Path
 import pyrtl
 from tabulate import tabulate
 
-from nmaccel import export, synth
-from nmaccel.hdl import ArrayConfig
+from nmaccel.verilog import export, synth
+from nmaccel.arch.config import ArrayConfig
 
 PIPE = {"pipeline_mux": True, "pipeline_product": True}       # the synth CLI's --pipeline
 CONFIGS = {

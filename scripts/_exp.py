@@ -81,7 +81,7 @@ def measured_array(fm):
     """ArrayConfig of the top whose fmax was measured (fmax_study rows: shape 'RxC', config
     'default' | 'all' | pipeline flag names joined by '+'), as elaborated there (n_max 4, m_max 8,
     INT8 + INT4), with the top's double-buffered weights."""
-    from nmaccel.hdl.config import PIPELINE_FLAGS, ArrayConfig
+    from nmaccel.arch.config import PIPELINE_FLAGS, ArrayConfig
     row = fm["row"]
     r, c = (int(v) for v in str(row.get("shape", "2x2")).split("x"))
     conf = row.get("config", "default")
@@ -121,7 +121,7 @@ def gemm_time(shape, p, mode, n_keep, m_group, fmax_mhz, mem_gbps=None):
     """Cycles (cycle model), seconds at fmax, host bytes, and the roofline time
     max(cycles / fmax, bytes / mem_gbps) when a memory bandwidth feeding the host port is given."""
     from nmaccel.golden import cyclemodel as cm
-    from nmaccel.hdl.config import RuntimeConfig
+    from nmaccel.arch.config import RuntimeConfig
     rt = RuntimeConfig(mode, n_keep, m_group)
     cyc = cm.cycles(shape, p.array, rt, p)
     w_in, w_out = stream_words(shape, p, mode, n_keep, m_group)

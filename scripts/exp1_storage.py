@@ -2,7 +2,7 @@
 
     python scripts/exp1_storage.py [--out-dir DIR]
 
-Packs real weights with nmaccel.pack.pack_weights in every storage format (nmaccel.pack.cli.
+Packs real weights with nmaccel.pack.pack_weights in every storage format (nmaccel.cli.pack.
 STORAGE_CONFIGS) and counts PackedWeights.storage_bits(): kept values, N:M index metadata and
 FP16 scales / zero points / codebooks, i.e. everything the accelerator reads. Layers: a SmolLM2-135M
 FFN up (out 1536, in 576) and attention q projection, a MiniLM FFN, and a seeded Gaussian 4096 x 4096 (the
@@ -15,7 +15,7 @@ import numpy as np
 from _exp import md_table, write_results
 
 from nmaccel import models
-from nmaccel.pack.cli import storage_table
+from nmaccel.cli.pack import storage_table
 
 CLAIM = "up to 4x less weight storage with 2:4 sparsity + INT4 (arXiv 2512.24713, withdrawn v2)"
 

@@ -3,7 +3,7 @@ import numpy as np
 import pyrtl
 import pytest
 
-from nmaccel import cosim, export, tools
+from nmaccel.verilog import cosim, export, tools
 from nmaccel.errors import NmaccelError
 
 
@@ -287,7 +287,7 @@ def _wrap(v, bits):
 
 @pytest.fixture(scope="module")
 def pe_lane_model(tmp_path_factory):
-    from nmaccel.hdl.config import ArrayConfig
+    from nmaccel.arch.config import ArrayConfig
     cfg = ArrayConfig(rows=1, cols=1, n_max=1, m_max=2, modes=("int8", "int4"))
     pyrtl.reset_working_block()
     export.build_pe_top(cfg)

@@ -1,17 +1,17 @@
-"""Dedicated Verilator harness of the accelerator top (nmaccel.cosim_top) behind
+"""Dedicated Verilator harness of the accelerator top (nmaccel.verilog.cosim_top) behind
 run_gemm(backend="verilator"): outputs == golden, cycles == PyRTL == cycle model, cached builds,
 clear errors for missing tools / stalls."""
 import numpy as np
 import pytest
 
-from nmaccel import cosim_top, tools
+from nmaccel.verilog import cosim_top, tools
 from nmaccel.errors import NmaccelError, ToolMissingError
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.epilogue import quantize_multiplier
 from nmaccel.golden.top import TopConfig, run_stream
-from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
-from nmaccel.runner import EpilogueSpec, encode_gemm, reference, run_gemm
+from nmaccel.run.runner import EpilogueSpec, encode_gemm, reference, run_gemm
 
 # one top with every mode (INT8, INT4, codebook); small so that build + PyRTL stay fast
 PALL = TopConfig(array=ArrayConfig(rows=2, cols=2, n_max=4, m_max=4), t_max=4, k_tiles_max=4,
@@ -117,7 +117,7 @@ def test_build_cache_hit_and_stall(rng):
 
 @pytest.fixture
 def _no_tool(monkeypatch):
-    """Pretend some programs are not installed (shutil.which lookups inside nmaccel.tools)."""
+    """Pretend some programs are not installed (shutil.which lookups inside nmaccel.verilog.tools)."""
     real = tools.shutil.which
 
     def hide(*progs):

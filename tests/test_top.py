@@ -9,10 +9,10 @@ from nmaccel.errors import NmaccelError
 from nmaccel.golden.blocks import window_groups
 from nmaccel.golden.epilogue import quantize_multiplier
 from nmaccel.golden.top import TopConfig, run_stream
-from nmaccel.hdl.config import ArrayConfig
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.top import make_top_ports, top_input_widths, top_output_widths
 from nmaccel.pack import pack_weights
-from nmaccel.runner import EpilogueSpec, encode_gemm, reference, run_gemm
+from nmaccel.run.runner import EpilogueSpec, encode_gemm, reference, run_gemm
 
 P22 = TopConfig(array=ArrayConfig(rows=2, cols=2), t_max=8, k_tiles_max=4, n_tiles_max=8)
 P32 = TopConfig(array=ArrayConfig(rows=3, cols=2, n_max=2, m_max=4, modes=("int8", "int4"),
@@ -146,7 +146,7 @@ PM = TopConfig(array=ArrayConfig(rows=2, cols=2), t_max=16, k_tiles_max=48, n_ti
 
 def test_real_minilm_layer_real_activations():
     """MiniLM layer 0 FFN-in (K = 384) on activations captured from a MiniLM forward pass."""
-    from nmaccel.bert import MiniLM
+    from nmaccel.models.bert import MiniLM
     model, tok = MiniLM.builtin()
     name = "encoder.layer.0.intermediate.dense.weight"
     x_f = model.collect_inputs([tok.encode("the accelerator streams packed weights")], [name])[name]
@@ -283,8 +283,8 @@ def test_group_scale_top_runs_plain_weights_and_errors(rng):
 def test_buffers_map_to_block_ram(tmp_path):
     """Activation, accumulator and output buffers become DP16KD on ECP5 (registered read data);
     only the few-row weight staging buffer stays in LUT RAM."""
-    from nmaccel.export import export_verilog
-    from nmaccel.synth import synthesize
+    from nmaccel.verilog.export import export_verilog
+    from nmaccel.verilog.synth import synthesize
     p = TopConfig(array=ArrayConfig(rows=1, cols=2, n_max=2, m_max=2, modes=("int8",)), t_max=512,
                   k_tiles_max=4, n_tiles_max=4, host_bits=16)
     pyrtl.reset_working_block()

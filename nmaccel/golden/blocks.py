@@ -33,7 +33,7 @@ def tile_steps(tokens, int4):
 
 
 def tile_cycles(p, tokens, int4):
-    """Cycles of one tile job on the array `p` (what nmaccel.sim.run_tile simulates):
+    """Cycles of one tile job on the array `p` (what nmaccel.run.sim.run_tile simulates):
 
     1 (load runtime config) + rows (shift weights in, bottom row first; codebooks load in the
     same cycles) + steps (tile_steps) + latency (drain: the last step's sums appear latency

@@ -130,7 +130,7 @@ def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None):
     """Cycle count of a (T, K, N_out) GEMM on the accelerator top.
 
     `array_cfg`: the ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
-    `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.hdl.config.RuntimeConfig).
+    `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.arch.config.RuntimeConfig).
     `kt_per_group`: K tiles per weight-scale group (group-scale tops; default: one group).
     """
     p = top_cfg if top_cfg is not None else TopConfig(array=array_cfg)

@@ -1,6 +1,6 @@
 """Golden twin of the accelerator top (nmaccel.hdl.top): stream layout and protocol decoder.
 
-`TopConfig` fixes the host word layout shared by the hardware, the encoder (nmaccel.runner) and
+`TopConfig` fixes the host word layout shared by the hardware, the encoder (nmaccel.run.runner) and
 this decoder. `run_stream(p, words)` decodes a host word stream exactly as the hardware does
 (header, activation records, weight records, epilogue records) and returns the output words the
 hardware sends, computing every tile with the PE twins of nmaccel.golden.blocks (wrapped
@@ -16,7 +16,7 @@ from nmaccel.golden import blocks as gb
 from nmaccel.golden.epilogue import epilogue as golden_epilogue
 from nmaccel.golden.intops import wrap
 
-MODES = ("int8", "int4", "codebook")           # header mode codes 0, 1, 2 (= nmaccel.hdl.config)
+MODES = ("int8", "int4", "codebook")           # header mode codes 0, 1, 2 (= nmaccel.arch.config)
 EPILOGUE_LATENCY = 4                            # cycles of nmaccel.hdl.epilogue (checked there)
 
 

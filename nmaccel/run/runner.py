@@ -10,7 +10,7 @@ Backends (same contract: `.outputs`, `.cycles`, `.utilization`):
             and a read pointer that advances on in_valid & in_ready) keeps in_valid = 1 and
             out_ready = 1; `.cycles` is measured: first header word accepted .. last output word.
   "verilator" the top exported to Verilog, built by Verilator with a dedicated C++ host
-            harness (nmaccel.cosim_top, cached build) that streams the same words with the same
+            harness (nmaccel.verilog.cosim_top, cached build) that streams the same words with the same
             handshake; outputs and cycles measured the same way.
   "golden"  nmaccel.golden.top.run_stream (the protocol twin) + the cycle model.
 Elaborated simulators are cached per (TopConfig, ROM size).
@@ -30,7 +30,7 @@ from nmaccel.golden.epilogue import epilogue as golden_epilogue
 from nmaccel.golden.gemm import check_activations, gemm as golden_gemm
 from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
 from nmaccel.golden.top import MODES, TopConfig, pack, run_stream, split_record, unpack
-from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.hdl.top import epilogue_config, make_accelerator_top
 
 BACKENDS = ("pyrtl", "verilator", "golden")
@@ -369,12 +369,12 @@ class TopSim:
 
 
 class TopVerilator:
-    """The top under Verilator with the dedicated host harness (nmaccel.cosim_top): the host
+    """The top under Verilator with the dedicated host harness (nmaccel.verilog.cosim_top): the host
     word stream goes to the C++ main as one file, outputs and cycles come back measured as in
     TopSim.run. `rom_bits` is unused (kept for the simulator cache key)."""
 
     def __init__(self, p, rom_bits=0):
-        from nmaccel.cosim_top import TopVerilatorModel
+        from nmaccel.verilog.cosim_top import TopVerilatorModel
         self.p, self.rom_bits = p, rom_bits
         t = time.perf_counter()
         self.model = TopVerilatorModel(p)
@@ -420,7 +420,7 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
     p = top_cfg if top_cfg is not None else default_top(array_cfg)
     require(p.array == array_cfg, "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
     if backend == "verilator":           # same words, numpy bit packing (whole layers)
-        from nmaccel.cosim_top import encode_gemm_fast
+        from nmaccel.verilog.cosim_top import encode_gemm_fast
         words, jobs, mode = encode_gemm_fast(packed, x_q, p, epilogue, group_scales=group_scales)
     else:
         words, jobs, mode = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)

@@ -5,7 +5,7 @@ A grid file (YAML) names axes (lists; the sweep is their Cartesian product) and 
     array: [2x2, 4x4]        # rows x cols of the systolic array
     nm: ["2:4", "4:4"]       # N:M the point runs (N == M: dense)
     bits: [8, 4]             # weight bits: 8 -> INT8-only array, 4 -> INT8 + INT4 array
-    target: [ecp5]           # synthesis target (nmaccel.synth.TARGETS)
+    target: [ecp5]           # synthesis target (nmaccel.verilog.synth.TARGETS)
     pe: [nm]                 # lanes:largest group elaborated per PE ("n_max:m_max"), or "nm" =
                              # exactly the point's N:M (a fixed-N:M array)
     pipeline: [false]        # every PE pipeline register on / off
@@ -64,7 +64,7 @@ def _pair(text, sep, what, example):
 
 
 def _check_axis(key, value):
-    from nmaccel.synth import TARGETS
+    from nmaccel.verilog.synth import TARGETS
     if key == "array":
         r, c = _pair(value, "x", "array", "'4x4'")
         require(1 <= r <= 64 and 1 <= c <= 64, f"grid: array {value!r}: use rows, cols in 1..64")
@@ -137,7 +137,7 @@ def parse_grid(data, source="grid"):
     require(cfg["device"] is None or isinstance(cfg["device"], str),
             f"{source}: device {cfg['device']!r}: use a device name such as 85k")
     if "pnr" in jobs:
-        from nmaccel.synth import DEVICES
+        from nmaccel.verilog.synth import DEVICES
         bad = [t for t in axes["target"] if t not in DEVICES]
         require(not bad, f"{source}: job pnr needs a place-and-route target (ecp5, ice40), not "
                 f"{', '.join(bad)}: drop pnr or those targets")
@@ -176,7 +176,7 @@ def _runtime(point):
 
 
 def _array_config(hw):
-    from nmaccel.hdl.config import ArrayConfig, pipeline_options
+    from nmaccel.arch.config import ArrayConfig, pipeline_options
     return ArrayConfig(rows=hw["rows"], cols=hw["cols"], n_max=hw["n_max"], m_max=hw["m_max"],
                        modes=tuple(hw["modes"]), double_buffer=True,
                        **pipeline_options(hw["pipeline"]))
@@ -210,7 +210,7 @@ _BUILD_LOCK = threading.Lock()      # PyRTL's working block is process-global
 
 def synth_task(spec):
     """Synthesize one piece of hardware; {'status': ok | does_not_fit | error, resources...}."""
-    from nmaccel import export, synth
+    from nmaccel.verilog import export, synth
     import pyrtl
     hw, block, target = spec["hw"], spec["block"], spec["target"]
     t0 = time.perf_counter()
@@ -238,7 +238,7 @@ def synth_task(spec):
 def sim_task(spec):
     """Cycle model (and PyRTL top cycles with 'rtl') of one point's GEMM."""
     from nmaccel.golden import cyclemodel as cm
-    from nmaccel.hdl.config import RuntimeConfig
+    from nmaccel.arch.config import RuntimeConfig
     hw, (mode, n, m) = spec["hw"], spec["runtime"]
     t0 = time.perf_counter()
     try:
@@ -261,7 +261,7 @@ def sim_task(spec):
 def _rtl_cycles(spec, p, rt, model_cycles):
     import numpy as np
     from nmaccel.pack import pack_weights
-    from nmaccel.runner import reference, run_gemm
+    from nmaccel.run.runner import reference, run_gemm
     T, K, N = spec["shape"]
     rng = np.random.default_rng(spec["seed"])
     w = rng.standard_normal((N, K)).astype(np.float32)
@@ -483,40 +483,3 @@ def run_sweep(grid, out, *, workers=None, cluster=None, timeout=10, progress=Tru
     os.replace(tmp, paths["csv"])
     plot(rows, paths["png"])
     return {"rows": rows, "computed": len(todo), "cached": cached, "paths": paths}
-
-
-def table(rows):
-    from tabulate import tabulate
-    cols = [c for c in CSV_COLUMNS if c != "message" and any(r.get(c) not in (None, "") for r in rows)]
-    body = [[r.get(c, "") if r.get(c) is not None else "-" for c in cols] for r in rows]
-    return tabulate(body, headers=cols, tablefmt="github")
-
-
-def cmd_sweep(args):
-    grid = load_grid(args.grid)
-    require(args.workers is None or args.workers >= 1, f"--workers {args.workers}: use >= 1")
-    res = run_sweep(grid, args.out, workers=args.workers, cluster=args.cluster,
-                    timeout=args.cluster_timeout, progress=not args.quiet)
-    print(table(res["rows"]))
-    bad = [r for r in res["rows"] if r["status"] != "ok"]
-    for r in bad:
-        print(f"{r['array']} {r['nm']} b{r['bits']} {r['target']}: {r['status']}: {r['message']}")
-    print(f"{len(res['rows'])} points, {res['computed']} jobs run, {res['cached']} from cache; "
-          f"wrote {res['paths']['csv']}, {res['paths']['json']}, {res['paths']['png']}")
-    return 0
-
-
-def register_cli(subparsers):
-    p = subparsers.add_parser("sweep", help="design-space sweep (synthesis + simulation) over a grid",
-                              description="Run a grid of (array, N:M, bits, target) points: "
-                              "synthesis and cycle jobs on local processes or a Dask cluster; "
-                              "resumable; writes a CSV/JSON table and a Pareto plot.")
-    p.add_argument("grid", help="grid YAML file (see docs/SWEEP.md)")
-    p.add_argument("-o", "--out", default="sweep_out", help="output directory (default sweep_out); "
-                   "finished jobs are cached there and reused")
-    p.add_argument("--workers", type=int, default=None, help="local processes (default: CPU count)")
-    p.add_argument("--cluster", metavar="ADDRESS",
-                   help="Dask scheduler address (tcp://host:8786) instead of local processes")
-    p.add_argument("--cluster-timeout", type=float, default=10, help="seconds to reach the scheduler")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_sweep)
