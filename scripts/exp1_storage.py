@@ -14,7 +14,7 @@ import numpy as np
 
 from _exp import md_table, write_results
 
-from nmaccel import models
+from nmaccel.models import loaders as models
 from nmaccel.cli.pack import storage_table
 
 CLAIM = "up to 4x less weight storage with 2:4 sparsity + INT4 (arXiv 2512.24713, withdrawn v2)"
