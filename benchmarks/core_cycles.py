@@ -23,7 +23,7 @@ import numpy as np
 from tabulate import tabulate
 
 from nmaccel.golden import gemm
-from nmaccel.golden.blocks import window_groups
+from nmaccel.arch.config import window_groups
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.pack import pack_weights
 from nmaccel.run.sim import get_runner, run_tile, run_tiles

@@ -49,7 +49,8 @@ def build(block, flags, rows, cols):
         from nmaccel.hdl.array import make_array_top
         make_array_top(cfg)
     else:
-        from nmaccel.hdl.top import TopConfig, make_top_ports
+        from nmaccel.arch.config import TopConfig
+        from nmaccel.hdl.top import make_top_ports
         make_top_ports(TopConfig(array=cfg, t_max=8, k_tiles_max=4, n_tiles_max=4))
     return block, cfg
 

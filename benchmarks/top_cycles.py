@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from nmaccel.models import loaders as models
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
 from nmaccel.run.runner import reference, run_gemm

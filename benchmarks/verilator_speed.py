@@ -24,7 +24,7 @@ from tabulate import tabulate
 from nmaccel.run import runner
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import gemm as golden_gemm
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
 

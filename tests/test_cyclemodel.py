@@ -4,7 +4,7 @@ import pytest
 
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
 from nmaccel.run.runner import reference, run_gemm

@@ -10,7 +10,7 @@ import pytest
 from nmaccel import golden
 from nmaccel.golden import blocks as gb
 from nmaccel.golden import gemm
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.arch.config import RuntimeConfig
 from nmaccel.golden.intops import wrap

@@ -193,7 +193,8 @@ EPI_SMALL = dict(acc_bits=6, mult_bits=3, bias_bits=6, max_shift=7, out_bits=3, 
 
 
 def build_epilogue_top(**kw):
-    from nmaccel.hdl.epilogue import EpilogueConfig, make_epilogue
+    from nmaccel.arch.config import EpilogueConfig
+    from nmaccel.hdl.epilogue import make_epilogue
     cfg = EpilogueConfig(**kw)
     ins = {n: pyrtl.Input(w, n) for n, w in (("acc", cfg.acc_bits), ("mult", cfg.mult_bits),
                                               ("shift", cfg.shift_bits), ("bias", cfg.bias_bits),

@@ -6,7 +6,8 @@ import pytest
 
 from nmaccel.errors import NmaccelError
 from nmaccel.golden.epilogue import epilogue, quantize_multiplier
-from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
+from nmaccel.arch.config import EPILOGUE_LATENCY, EpilogueConfig
+from nmaccel.hdl.epilogue import make_epilogue
 
 LANES = 4
 CONFIGS = {

@@ -6,7 +6,7 @@ import pytest
 
 from nmaccel.run import runner, sim
 from nmaccel.cli import main
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.pack import pack_weights
 

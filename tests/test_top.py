@@ -6,9 +6,9 @@ import pyrtl
 import pytest
 
 from nmaccel.errors import NmaccelError
-from nmaccel.golden.blocks import window_groups
 from nmaccel.golden.epilogue import quantize_multiplier
-from nmaccel.golden.top import TopConfig, run_stream
+from nmaccel.arch.config import TopConfig, window_groups
+from nmaccel.golden.top import run_stream
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.top import make_top_ports, top_input_widths, top_output_widths
 from nmaccel.pack import pack_weights
@@ -209,7 +209,7 @@ def test_bad_input_raises_before_simulation(rng):
     with pytest.raises(NmaccelError, match="truncated"):
         run_stream(P22, words[:-1])
     with pytest.raises(NmaccelError, match="mode code 3"):
-        run_stream(P22, [words[0] | 3] + words[1:])
+        run_stream(P22, [words[0] | 3] + list(words[1:]))
 
 
 def test_narrow_ports_fit_ecp5_pins():

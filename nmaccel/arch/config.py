@@ -1,22 +1,34 @@
-"""Elaboration parameters (ArrayConfig) and runtime configuration (RuntimeConfig) of the core.
+"""Every configuration of the accelerator, validated in one place: ArrayConfig (elaboration of
+the systolic array), RuntimeConfig (its runtime register bundle), EpilogueConfig (fused output
+epilogue widths), TopConfig (the accelerator top and its host word sizes); the mode codes,
+latencies and window arithmetic they share. Imports nothing of nmaccel but nmaccel.errors.
 
 Elaboration fixes the hardware (array size, lanes, largest group, widths); the runtime
 configuration (mode, n_keep, m_group) is a register bundle loaded before a job, so switching
 between INT8 / INT4 / codebook and any N:M with n_keep <= n_max, m_group <= m_max needs no
 re-elaboration.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from nmaccel.errors import require
 
-MODES = ("int8", "int4", "codebook")
-MODE_CODE = {"int8": 0, "int4": 1, "codebook": 2}
+MODES = ("int8", "int4", "codebook")          # header / runtime mode codes 0, 1, 2
+MODE_CODE = {m: i for i, m in enumerate(MODES)}
 OPERAND_BITS = (8, 9)   # 9: one bit of Strassen pre-add growth (nmaccel.hdl.strassen_tile)
+EPILOGUE_LATENCY = 4    # cycles of the fused epilogue (nmaccel.hdl.epilogue, golden top timing)
+OUT_MODE_SCALED, OUT_MODE_RAW = 0, 1
 
 
-def _bits_for(n):
+def ubits(n):
     """Unsigned bits needed to hold 0 .. n (at least 1)."""
     return max(1, int(n).bit_length())
+
+
+def n_words(bits, h):
+    """h-bit host words holding `bits` bits."""
+    return -(-bits // h)
 
 
 def window_groups(n_keep, m_group, n_max, m_max):
@@ -111,7 +123,7 @@ class ArrayConfig:
     def required_acc_bits(self, k):
         """Signed bits holding any sum of k act x weight products (worst case both most negative)."""
         max_mag = k * (1 << (self.act_bits - 1)) * (1 << (self.weight_bits - 1))
-        return _bits_for(max_mag) + 1
+        return ubits(max_mag) + 1
 
     # ---- derived widths ------------------------------------------------------------------
     @property
@@ -125,7 +137,7 @@ class ArrayConfig:
     @property
     def idx_bits(self):
         """Bits of one stored (window-local) index."""
-        return _bits_for(self.m_max - 1)
+        return ubits(self.m_max - 1)
 
     @property
     def tokens_per_step(self):
@@ -181,15 +193,15 @@ class ArrayConfig:
 
     @property
     def mode_bits(self):
-        return _bits_for(len(MODES) - 1)
+        return ubits(len(MODES) - 1)
 
     @property
     def nk_bits(self):
-        return _bits_for(self.n_max)
+        return ubits(self.n_max)
 
     @property
     def mg_bits(self):
-        return _bits_for(self.m_max)
+        return ubits(self.m_max)
 
     def window(self, n_keep, m_group):
         """K elements one PE row covers per step for n_keep:m_group."""
@@ -225,3 +237,226 @@ class RuntimeConfig:
 
     def codes(self):
         return MODE_CODE[self.mode], self.n_keep, self.m_group
+
+
+@dataclass(frozen=True)
+class EpilogueConfig:
+    """Elaboration widths. `mult_bits` is the signed width of the mantissa port (golden
+    `quantize_multiplier(real, mult_bits)` gives mantissas in [0, 2^(mult_bits-1))), `max_shift`
+    the largest per-channel shift (sets the shift port width)."""
+
+    acc_bits: int = 32
+    mult_bits: int = 16
+    bias_bits: int = 32
+    max_shift: int = 62
+    out_bits: int = 8
+    raw_bits: int = 32
+
+    def __post_init__(self):
+        for f in ("acc_bits", "mult_bits", "bias_bits", "max_shift", "out_bits", "raw_bits"):
+            v = getattr(self, f)
+            require(isinstance(v, int) and not isinstance(v, bool),
+                    f"epilogue {f} must be an int, got {v!r}")
+        require(self.acc_bits >= 2 and self.bias_bits >= 2 and self.out_bits >= 2,
+                "epilogue acc_bits, bias_bits and out_bits must be >= 2")
+        require(self.mult_bits >= 2, f"epilogue mult_bits must be >= 2, got {self.mult_bits}")
+        require(self.max_shift >= 1, f"epilogue max_shift must be >= 1, got {self.max_shift}")
+        require(self.out_bits <= self.raw_bits,
+                f"out_bits ({self.out_bits}) must be <= raw_bits ({self.raw_bits})")
+
+    @property
+    def shift_bits(self) -> int:
+        return self.max_shift.bit_length()
+
+    @property
+    def sum_bits(self) -> int:
+        return max(self.acc_bits, self.bias_bits) + 1
+
+    @property
+    def product_bits(self) -> int:
+        return self.sum_bits + self.mult_bits
+
+    def check_params(self, mult=None, shift=None, bias=None):
+        """Raise NmaccelError unless per-channel mult/shift/bias fit this epilogue's ports."""
+        if mult is not None:
+            m = np.asarray(mult)
+            require(m.dtype.kind in "iu", "epilogue mult must be integer mantissas; use "
+                    "nmaccel.golden.epilogue.quantize_multiplier")
+            require(m.size == 0 or (int(m.min()) >= 0 and int(m.max()) < 1 << (self.mult_bits - 1)),
+                    f"epilogue mult out of range [0, 2^{self.mult_bits - 1}); requantize with "
+                    f"quantize_multiplier(real, mult_bits={self.mult_bits})")
+        if shift is not None:
+            s = np.asarray(shift)
+            require(s.dtype.kind in "iu", "epilogue shift must be an integer array")
+            require(s.size == 0 or (int(s.min()) >= 0 and int(s.max()) <= self.max_shift),
+                    f"epilogue shift out of range [0, {self.max_shift}]; raise the output scale "
+                    f"or elaborate with a larger max_shift")
+        if bias is not None:
+            b = np.asarray(bias)
+            require(b.dtype.kind in "iu", "epilogue bias must be an integer array")
+            lo, hi = -(1 << (self.bias_bits - 1)), (1 << (self.bias_bits - 1)) - 1
+            require(b.size == 0 or (int(b.min()) >= lo and int(b.max()) <= hi),
+                    f"epilogue bias out of the {self.bias_bits}-bit signed range; rescale it")
+
+
+@dataclass(frozen=True)
+class TopConfig:
+    """Elaboration parameters of the accelerator top.
+
+    `t_max`: array steps per job (tokens per job: t_max, 2 * t_max in INT4); `k_tiles_max`: K
+    tiles the activation buffer holds (K <= k_tiles_max * rows * window); `n_tiles_max`: output
+    column tiles per job. Epilogue widths as in nmaccel.hdl.epilogue.EpilogueConfig.
+    `double_buffer` (default True): the top elaborates its array with shadow weight registers
+    (`core_array`) and loads K tile k+1 while tile k streams; False: the single-register array,
+    weights shift in only after the previous tile has drained (the array's own flag is replaced).
+    """
+    array: object
+    host_bits: int = 64
+    t_max: int = 256
+    k_tiles_max: int = 16
+    n_tiles_max: int = 4096
+    mult_bits: int = 16
+    bias_bits: int = 32
+    max_shift: int = 62
+    out_bits: int = 8
+    raw_bits: int = 32
+    group_scales: bool = False
+    gs_mult_bits: int = 16
+    double_buffer: bool = True
+
+    def __post_init__(self):
+        require(all(hasattr(self.array, k) for k in ("rows", "cols", "x_bits", "w_bits", "latency")),
+                f"TopConfig.array must be an ArrayConfig, got {type(self.array).__name__}")
+        for f in ("host_bits", "t_max", "k_tiles_max", "n_tiles_max"):
+            v = getattr(self, f)
+            require(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                    f"TopConfig.{f} must be a positive int, got {v!r}")
+        require(self.host_bits >= 16, f"TopConfig.host_bits={self.host_bits}: use >= 16")
+        require(self.t_max >= 2, f"TopConfig.t_max={self.t_max}: use >= 2")
+        require(isinstance(self.group_scales, bool), "TopConfig.group_scales must be a bool")
+        require(isinstance(self.double_buffer, bool), "TopConfig.double_buffer must be a bool")
+        require(isinstance(self.gs_mult_bits, int) and 2 <= self.gs_mult_bits <= 32,
+                f"TopConfig.gs_mult_bits={self.gs_mult_bits!r}: use 2..32")
+        require(self.sum_bits <= self.raw_bits,
+                f"TopConfig: K up to {self.k_max} needs {self.sum_bits}-bit sums, more than "
+                f"raw_bits={self.raw_bits}: lower k_tiles_max or raise raw_bits")
+        for f in ("mult_bits", "bias_bits", "max_shift", "out_bits", "raw_bits"):
+            v = getattr(self, f)
+            require(isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+                    f"TopConfig.{f} must be an int >= 2, got {v!r}")
+        require(self.out_bits <= self.raw_bits, "TopConfig.out_bits must be <= raw_bits")
+
+    # ---- derived sizes ---------------------------------------------------------------------
+    @property
+    def k_max(self):
+        return self.k_tiles_max * self.array.rows * self.array.m_max
+
+    @property
+    def acc_bits(self):
+        """Signed bits of a (group) partial sum over up to k_max columns."""
+        return self.array.required_acc_bits(self.k_max)
+
+    @property
+    def sum_bits(self):
+        """Signed bits of the final sum: sum_g P_g * m_g (|sum| < 2^(acc_bits-1) * 2^gs_mult_bits)."""
+        return self.acc_bits + (self.gs_mult_bits if self.group_scales else 0)
+
+    @property
+    def shift_bits(self):
+        return self.max_shift.bit_length()
+
+    @property
+    def steps_bits(self):
+        return ubits(self.t_max)
+
+    @property
+    def hdr_fields(self):
+        a = self.array
+        f = (("mode", a.mode_bits), ("n_keep", a.nk_bits), ("m_group", a.mg_bits), ("relu", 1),
+             ("raw", 1), ("n_steps", self.steps_bits), ("n_kt", ubits(self.k_tiles_max)),
+             ("n_nt", ubits(self.n_tiles_max)))
+        return f + ((("kt_per_group", ubits(self.k_tiles_max)),) if self.group_scales else ())
+
+    @property
+    def epilogue(self):
+        """EpilogueConfig of the top's fused epilogue lanes."""
+        return EpilogueConfig(acc_bits=self.sum_bits, mult_bits=self.mult_bits, bias_bits=self.bias_bits,
+                              max_shift=self.max_shift, out_bits=self.out_bits, raw_bits=self.raw_bits)
+
+    @property
+    def hdr_bits(self):
+        return sum(w for _, w in self.hdr_fields)
+
+    @property
+    def act_rec_bits(self):
+        return self.array.rows * self.array.x_bits
+
+    @property
+    def act_tok_bits(self):
+        """One token's part of an activation record: rows x m_max INT8 (token B follows)."""
+        return self.array.rows * self.array.m_max * self.array.act_bits
+
+    @property
+    def w_rec_bits(self):
+        return self.array.cols * self.array.w_bits
+
+    @property
+    def cb_rec_bits(self):
+        return self.array.cols * self.array.cb_bits_total if self.array.has_codebook else 0
+
+    @property
+    def ep_col_bits(self):
+        return self.mult_bits + self.shift_bits + self.bias_bits
+
+    @property
+    def ep_rec_bits(self):
+        return self.array.cols * self.ep_col_bits
+
+    @property
+    def out_fields(self):
+        return self.array.cols * self.array.tokens_per_step
+
+    @property
+    def out_rec_bits(self):
+        return self.out_fields * self.raw_bits
+
+    def words(self, record, codebook=False, int4=False):
+        """Host words of one record: 'header', 'act', 'weight', 'gs', 'epilogue' or 'out'
+        (weights carry codebooks in codebook mode; activations carry token B in INT4 mode)."""
+        bits = {"header": self.hdr_bits, "act": self.act_tok_bits * (2 if int4 else 1),
+                "epilogue": self.ep_rec_bits,
+                "gs": self.array.cols * self.gs_mult_bits,
+                "out": self.out_rec_bits,
+                "weight": self.w_rec_bits + (self.cb_rec_bits if codebook else 0)}[record]
+        return n_words(bits, self.host_bits)
+
+    @property
+    def asm_words(self):
+        return max(self.words("header"), self.words("act", int4=self.array.has_int4),
+                   self.words("weight", True),
+                   self.words("epilogue"), self.words("gs"))
+
+    @property
+    def core_array(self):
+        """The array the top elaborates: `array` with double_buffer set to this config's."""
+        return replace(self.array, double_buffer=self.double_buffer)
+
+    @property
+    def load_gap(self):
+        """Cycles the weight loader waits after its reference event before the next stage read.
+        Double buffer: after a swap (the swap must reach PE(rows-1, cols-1) before the shadow
+        shifts again). Single register: after a tile's last step (weights drain through the
+        skewed array, one more with pipeline_mux)."""
+        a = self.array
+        if self.double_buffer:
+            return max(0, a.rows + a.cols - 3)
+        return max(0, a.rows + a.cols - 4 + int(a.pipeline_mux))
+
+    @property
+    def act_depth(self):
+        return self.t_max * self.k_tiles_max
+
+    @property
+    def out_latency(self):
+        """Cycles from a step's activation read to its output-buffer write."""
+        return 1 + self.array.latency + 1 + int(self.group_scales) + EPILOGUE_LATENCY

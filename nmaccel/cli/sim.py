@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nmaccel.arch.config import ArrayConfig, RuntimeConfig, pipeline_options
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options
 from nmaccel.errors import NmaccelError, require
 from nmaccel.golden import blocks as gb
 from nmaccel.run.sim import MODEL_SUFFIXES, SIMULATORS, run_gemm, run_tile
@@ -63,7 +63,6 @@ def _load_model_layer(args):
 
 def _layer_top(a, packed, mode, tokens):
     """TopConfig sized for one whole layer (K tiles, N tiles, token tile, raw sum width)."""
-    from nmaccel.golden.top import TopConfig
     win = a.window(packed.n_keep, packed.m_group)
     n_kt = -(-packed.k_padded // (a.rows * win))
     n_nt = -(-packed.out_features // a.cols)

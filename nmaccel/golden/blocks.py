@@ -12,14 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmaccel.errors import require
+from nmaccel.arch.config import window_groups
 from nmaccel.golden.intops import wrap
 
 MODE_INT8, MODE_INT4, MODE_CODEBOOK = "int8", "int4", "codebook"
-
-
-def window_groups(n_keep, m_group, n_max, m_max):
-    """N:M groups one PE covers per step: as many as fit in n_max lanes and m_max activations."""
-    return min(n_max // n_keep, m_max // m_group)
 
 
 def array_latency(rows, cols, pipeline_stages=0):

@@ -25,13 +25,9 @@ No deliberate deviations: tests assert equality with the RTL on a sweep of shape
 from dataclasses import dataclass
 
 from nmaccel.errors import require
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig, window_groups
 
 INT4, CODEBOOK = "int4", "codebook"
-
-
-def window_groups(n_keep, m_group, n_max, m_max):
-    return min(n_max // n_keep, m_max // m_group)
 
 
 @dataclass(frozen=True)

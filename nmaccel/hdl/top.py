@@ -56,18 +56,13 @@ import pyrtl
 from nmaccel.errors import require
 from nmaccel.hdl.array import Bundle, make_systolic_array
 from nmaccel.hdl.buffers import make_buffer
-from nmaccel.golden.top import TopConfig  # noqa: F401  (elaboration parameters, shared layout)
-from nmaccel.golden.top import EPILOGUE_LATENCY as _GOLDEN_EPI_LAT
-from nmaccel.arch.config import MODE_CODE
-from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
+from nmaccel.arch.config import EPILOGUE_LATENCY, MODE_CODE, EpilogueConfig, TopConfig  # noqa: F401
+from nmaccel.hdl.epilogue import make_epilogue
 from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
 
 IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE, IN_GS = range(6)
 O_IDLE, O_PRIME, O_STREAM = range(3)
 IN_SB, O_SB = (max(1, (n - 1).bit_length()) for n in (6, 3))   # state register widths
-
-
-assert _GOLDEN_EPI_LAT == EPILOGUE_LATENCY
 
 
 def _ubits(n):

@@ -25,7 +25,9 @@ from nmaccel.errors import NmaccelError, require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.array import input_widths, make_array_top, output_widths
+from nmaccel.arch import layout
 from nmaccel.arch.config import MODE_CODE, ArrayConfig
+from nmaccel.arch.layout import to_signed
 
 SIMULATORS = ("compiled", "fast", "python")
 MODEL_SUFFIXES = (".safetensors", ".gguf", ".npy", ".npz")
@@ -45,32 +47,6 @@ class TileResult:
     elaboration_s: float = 0.0
 
 
-def _signed(v, bits):
-    v = np.asarray(v, dtype=object if bits > 63 else np.int64)
-    return np.where(v >= (1 << (bits - 1)), v - (1 << bits), v).astype(np.int64)
-
-
-def _pack_lanes(fields, width):
-    """Pack int array (..., n) of unsigned fields (field 0 lowest) into Python ints."""
-    fields = np.asarray(fields, dtype=object)
-    out = np.zeros(fields.shape[:-1], dtype=object)
-    for i in range(fields.shape[-1]):
-        out = out + (fields[..., i] << (width * i))
-    return out
-
-
-def _limbs(values, nlimbs):
-    """Python ints (n,) -> uint64 limbs (n, nlimbs), least significant limb first."""
-    out = np.zeros((len(values), nlimbs), dtype=np.uint64)
-    mask = (1 << 64) - 1
-    for t, v in enumerate(values):
-        v = int(v)
-        for i in range(nlimbs):
-            out[t, i] = v & mask
-            v >>= 64
-    return out
-
-
 def input_stream(cfg, plans, x_list):
     """Per-port values for every cycle of a job of one or more tiles, as uint64 limbs.
 
@@ -88,25 +64,27 @@ def input_stream(cfg, plans, x_list):
     plan0 = plans[0]
     s["cfg_load"][0], s["cfg_mode"][0] = 1, MODE_CODE[plan0.mode]
     s["cfg_n_keep"][0], s["cfg_m_group"][0] = plan0.n_keep, plan0.m_group
-    wb, ib = cfg.weight_bits, cfg.idx_bits
+    pe_word, cb_word = layout.pe_word_layout(cfg), layout.codebook_layout(cfg)
+    R, C = cfg.rows, cfg.cols
     nbytes = s["x_in_0"].shape[1] * 8
     for plan, xs, l0, t0, n in zip(plans, xs_list, ls, ss, steps):
-        lane = ((plan.codes & ((1 << wb) - 1)) | (plan.index << wb)
-                | (plan.keep.astype(np.int64) << (wb + ib)))
-        words = _pack_lanes(lane, cfg.lane_load_bits)                    # (rows, cols)
+        words = pe_word.to_words(64, lane={k: v.reshape(R * C, -1) for k, v in
+                                           (("code", plan.codes), ("index", plan.index),
+                                            ("keep", plan.keep.astype(np.int64)))}).reshape(R, C, -1)
+        tabs = (None if plan.tables is None else
+                cb_word.to_words(64, entry=plan.tables.reshape(R * C, -1)).reshape(R, C, -1))
         prev = None
         for i in range(cfg.rows):
             r, t = cfg.rows - 1 - i, l0 + i
             s["w_load"][t] = 1
             for c in range(cfg.cols):
-                s[f"w_in_{c}"][t] = _limbs([words[r, c]], s[f"w_in_{c}"].shape[1])[0]
-            if plan.tables is not None:
-                tab = _pack_lanes(plan.tables[r] & ((1 << wb) - 1), wb)  # (cols,)
-                if prev is None or any(tab[c] != prev[c] for c in range(cfg.cols)):
+                s[f"w_in_{c}"][t] = words[r, c]
+            if tabs is not None:
+                if prev is None or not np.array_equal(tabs[r], prev):
                     s["cb_load"][t] = 1
                     for c in range(cfg.cols):
-                        s[f"cb_in_{c}"][t] = _limbs([tab[c]], s[f"cb_in_{c}"].shape[1])[0]
-                    prev = tab
+                        s[f"cb_in_{c}"][t] = tabs[r, c]
+                    prev = tabs[r]
         if cfg.double_buffer:
             s["w_swap"][t0 - 1] = 1
         s["in_valid"][t0:t0 + n] = 1
@@ -268,11 +246,11 @@ def run_tiles(tiles, cfg, *, simulator="compiled", trace=None, mode=None):
         raise RuntimeError(f"out_valid at cycles {valid.tolist()[:8]}..., expected {want.tolist()[:8]}...")
     results = []
     for plan, x, first, n, (packed, _) in zip(plans, xs, firsts, steps, tiles):
-        cols = [_signed(np.asarray(outs[f"y_out_{c}"][first:first + n], dtype=object), cfg.acc_bits)
+        cols = [to_signed(np.asarray(outs[f"y_out_{c}"][first:first + n], dtype=object), cfg.acc_bits)
                 for c in range(cfg.cols)]
         y = np.stack(cols, axis=1)
         if plan.int4:
-            yb = np.stack([_signed(np.asarray(outs[f"y_out_b_{c}"][first:first + n], dtype=object),
+            yb = np.stack([to_signed(np.asarray(outs[f"y_out_b_{c}"][first:first + n], dtype=object),
                                    cfg.acc_bits) for c in range(cfg.cols)], axis=1)
             y = np.stack([y, yb], axis=1).reshape(n * 2, cfg.cols)
         results.append(y[:x.shape[0], :packed.out_features].astype(np.int64))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmaccel.arch.layout import to_signed
 from nmaccel.verilog import tools
 from nmaccel.errors import NmaccelError, require
 from nmaccel.verilog.export import VerilogExport, load_export, parse_module, verilog_text
@@ -41,15 +42,6 @@ def cache_root():
 
 def _words(width):
     return (width + 31) // 32
-
-
-def to_signed(values, width):
-    """Two's-complement reinterpretation of unsigned `width`-bit values (int64, or object > 63 bits)."""
-    if width > 63:
-        return np.array([int(v) - (1 << width) if int(v) >> (width - 1) else int(v)
-                         for v in np.asarray(values, dtype=object).ravel()], dtype=object)
-    v = np.asarray(values).astype(np.uint64).astype(np.int64)
-    return np.where(v >> (width - 1) & 1, v - (1 << width), v)
 
 
 def _encode(values, width, n):

@@ -27,7 +27,7 @@ import pyrtl
 from nmaccel.verilog import tools
 from nmaccel.errors import NmaccelError, require
 from nmaccel.verilog.export import parse_module, verilog_text
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig
 from nmaccel.hdl.top import make_top_ports
 
 MODULE = "nmaccel_top"
@@ -294,92 +294,3 @@ class TopVerilatorModel:
         else:
             out_words = [sum(int(v) << (32 * j) for j, v in enumerate(row)) for row in ow.tolist()]
         return TopRun(out_words, last - first + 1, cycles_run, secs, time.perf_counter() - t)
-
-
-# ---- vectorized host stream encoder (same words as nmaccel.run.runner.encode_gemm) -----------------
-def records_to_words(segments, rec_bits, h):
-    """Host words (n, ceil(rec_bits / h)) uint64 of n records, each the LSB-first concatenation of
-    `segments` [(int array (n, k), field width)], fields wrapped to their width (h <= 64)."""
-    require(h <= 64, f"the vectorized encoder handles host_bits <= 64, got {h}")
-    n = segments[0][0].shape[0]
-    nw = -(-rec_bits // h)
-    step = max(1, (1 << 21) // (nw * 64))          # bounded temporaries (int64 bit planes)
-    if n > step:
-        return np.concatenate([records_to_words([(np.asarray(v)[i:i + step], w) for v, w in segments],
-                                                rec_bits, h) for i in range(0, n, step)])
-    parts = []
-    for vals, width in segments:
-        v = np.asarray(vals, dtype=np.int64).reshape(n, -1)
-        parts.append(((v[:, :, None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
-                     .reshape(n, -1))
-    bits = np.concatenate(parts, axis=1)
-    require(bits.shape[1] <= rec_bits, "record fields exceed the record width")
-    full = np.zeros((n, nw, 64), dtype=np.uint8)
-    flat = np.zeros((n, nw * h), dtype=np.uint8)
-    flat[:, :bits.shape[1]] = bits
-    full[:, :, :h] = flat.reshape(n, nw, h)
-    return np.packbits(full, axis=-1, bitorder="little").view("<u8").reshape(n, nw)
-
-
-def encode_gemm_fast(packed, x_q, p, epilogue=None, mode=None, group_scales=None):
-    """nmaccel.run.runner.encode_gemm with numpy bit packing: (words uint64 array, jobs, mode).
-
-    Falls back to encode_gemm for group-scale tops and host_bits > 64."""
-    from nmaccel.run import runner
-    from nmaccel.golden import blocks as gb
-    from nmaccel.golden import cyclemodel as cm
-    from nmaccel.golden.gemm import check_activations
-    from nmaccel.golden.top import MODES, split_record
-    from nmaccel.arch.config import RuntimeConfig
-    mode = mode or gb.tile_mode(packed)
-    gk, _ = runner.group_layout(packed, p, mode, group_scales)
-    if gk is not None or p.host_bits > 64:
-        words, jobs, mode = runner.encode_gemm(packed, x_q, p, epilogue, mode, group_scales)
-        return np.asarray(words, dtype=object if p.host_bits > 64 else np.uint64), jobs, mode
-    a, H = p.array, p.host_bits
-    x = check_activations(x_q, packed.in_features, a.act_bits)
-    require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
-    RuntimeConfig(mode, packed.n_keep, packed.m_group).check(a)
-    T, N = x.shape[0], packed.out_features
-    jobs = cm.job_shapes((T, packed.in_features, N), p, mode, packed.n_keep, packed.m_group)
-    n_kt, n_nt = jobs[0].n_kt, jobs[0].n_nt
-    R, C = a.rows, a.cols
-    proxy = runner._Proxy(a, n_kt * R, n_nt * C)
-    plan = gb.load_plan(packed, proxy, mode)
-    mult, shift, bias, relu, raw = runner._epilogue_params(epilogue, N, p)
-    cbk = mode == "codebook"
-    wb, ib = a.weight_bits, a.idx_bits
-    lane = ((plan.codes & ((1 << wb) - 1)) | (plan.index << wb)
-            | (plan.keep.astype(np.int64) << (wb + ib)))              # (n_kt*R, n_nt*C, n_max)
-    # record (nt, kt, i) holds array row r = kt*R + R-1-i, columns nt*C .. nt*C+C-1
-    order = (np.arange(n_kt)[:, None] * R + R - 1 - np.arange(R)[None, :]).ravel()
-    segs = [(lane[order].reshape(n_kt * R, n_nt, C * a.n_max).transpose(1, 0, 2)
-             .reshape(n_nt * n_kt * R, -1), a.lane_load_bits)]
-    rec_bits = p.w_rec_bits
-    if cbk:
-        tb = plan.tables[order].reshape(n_kt * R, n_nt, -1).transpose(1, 0, 2)
-        segs.append((tb.reshape(n_nt * n_kt * R, -1), wb))
-        rec_bits += p.cb_rec_bits
-    wwords = records_to_words(segs, rec_bits, H).reshape(n_nt, -1)
-    eprecs = runner.epilogue_records(p, mult, shift, bias, N, n_nt)
-    body = np.concatenate([wwords, np.asarray(eprecs, dtype=np.uint64).reshape(n_nt, -1)],
-                          axis=1).ravel()
-    tps = 2 if mode == "int4" else 1
-    out, t0 = [], 0
-    for job in jobs:
-        tok = min(job.n_steps * tps, T - t0)
-        hdr = {"mode": MODES.index(mode), "n_keep": packed.n_keep, "m_group": packed.m_group,
-               "relu": int(relu), "raw": int(raw), "n_steps": job.n_steps, "n_kt": n_kt, "n_nt": n_nt,
-               "kt_per_group": 0}
-        hv, pos = 0, 0
-        for k, w in p.hdr_fields:
-            hv |= hdr[k] << pos
-            pos += w
-        out.append(np.asarray(split_record(hv, p.hdr_bits, H), dtype=np.uint64))
-        xs = gb.activation_steps(plan, x[t0:t0 + tok], proxy)         # (steps, n_kt*R, tps, m)
-        S = job.n_steps
-        acts = xs[:S, :, :tps].reshape(S, n_kt, R, tps, -1).transpose(1, 0, 3, 2, 4).reshape(n_kt * S, -1)
-        out.append(records_to_words([(acts, a.act_bits)], p.act_tok_bits * tps, H).ravel())
-        out.append(body)
-        t0 += tok
-    return np.concatenate(out), jobs, mode

@@ -314,7 +314,8 @@ def build_block(block, **kw):
     cfg = _array_config(**kw)
     if block == "top":
         try:
-            from nmaccel.hdl.top import TopConfig, make_top_ports
+            from nmaccel.arch.config import TopConfig
+            from nmaccel.hdl.top import make_top_ports
         except ImportError as exc:
             raise NmaccelError(f"the accelerator top cannot be built in this checkout ({exc}): "
                                "use --block array|pe|decoder") from exc
