@@ -98,7 +98,7 @@ def measured_array(fm):
 
 def sized_top(a, shapes, host_bits=64, t_max=256):
     """TopConfig of array `a` with buffers sized for every (T, K, N) in shapes (dense K tiles)."""
-    from nmaccel.golden.top import TopConfig
+    from nmaccel.arch.config import TopConfig
     kt = max(-(-K // (a.rows * a.n_max)) for _, K, _ in shapes)
     nt = max(-(-N // a.cols) for _, _, N in shapes)
     return TopConfig(array=a, host_bits=host_bits, t_max=t_max, k_tiles_max=kt, n_tiles_max=nt)

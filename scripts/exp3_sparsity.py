@@ -34,7 +34,7 @@ PJ = {"mult8": 0.2, "add32": 0.1, "dram_per_bit": 1300 / 64}
 
 def map_sparsity(s, p, shape):
     """(n, m, cycles) of the fastest N:M the top runs with sparsity <= s (ties: larger m)."""
-    from nmaccel.golden.cyclemodel import window_groups
+    from nmaccel.arch.config import window_groups
     a = p.array
     best = None
     for m in range(1, a.m_max + 1):

@@ -5,12 +5,11 @@ import json
 import pytest
 import yaml
 
-from nmaccel.run import sweep
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig
 from nmaccel.cli import main
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.top import TopConfig
-from nmaccel.arch.config import ArrayConfig, RuntimeConfig
+from nmaccel.run import sweep
 
 TINY = {"array": ["2x2"], "nm": ["2:4", "4:4", "2:16"], "bits": [8, 4], "pe": ["4:8"],
         "jobs": ["model"], "shape": [8, 32, 8]}

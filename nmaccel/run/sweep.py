@@ -184,7 +184,7 @@ def _array_config(hw):
 
 def _top_sizes(grid, hw, nms):
     """TopConfig sizes holding the grid's GEMM for every runtime N:M this hardware runs."""
-    from nmaccel.golden.cyclemodel import window_groups
+    from nmaccel.arch.config import window_groups
     T, K, N = grid.shape
     kts = [1]
     for n, m in nms:
@@ -196,7 +196,7 @@ def _top_sizes(grid, hw, nms):
 
 
 def _top_config(hw, sizes):
-    from nmaccel.golden.top import TopConfig
+    from nmaccel.arch.config import TopConfig
     return TopConfig(array=_array_config(hw), **sizes)
 
 
