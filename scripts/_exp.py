@@ -24,10 +24,19 @@ def atomic_write(path, text):
     os.replace(tmp, path)
 
 
-def write_results(name, data, markdown, fig=None, out_dir=None):
-    """Write <name>.json / .md / .png under out_dir (default benchmarks/results); return paths."""
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def write_results(name, data, markdown, fig=None, out_dir=None):
+    """Write <name>.json / .md / .png under out_dir (default benchmarks/results), print the
+    markdown and the paths; return 0 (the script's exit status)."""
+    if isinstance(markdown, list):
+        markdown = "\n".join(markdown)
     out = Path(out_dir or RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance()
@@ -42,7 +51,9 @@ def write_results(name, data, markdown, fig=None, out_dir=None):
         fig.savefig(paths["png"], dpi=120, bbox_inches="tight")
         markdown += f"\n\n![{name}]({paths['png'].name})"
     atomic_write(paths["md"], markdown + footer)
-    return paths
+    print(markdown)
+    print("wrote", *paths.values())
+    return 0
 
 
 def md_table(rows, headers, floatfmt=".3g"):

@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from _exp import md_table, write_results
+from _exp import md_table, pyplot, write_results
 
 from nmaccel.models import loaders as models
 from nmaccel.cli.pack import storage_table
@@ -59,9 +59,7 @@ def main(argv=None):
               "per weight) and the 2-bit index per kept value adds 1 bit per weight; g128 FP16 scales add "
               "0.125. Formats that keep FP16 values (not packed by nmaccel) would give 16 / (8 + 1) = 1.78x "
               "for 2:4 alone.")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     x = np.arange(len(configs))
     width = 0.8 / len(names)
@@ -72,11 +70,8 @@ def main(argv=None):
     ax.set_ylabel("x smaller than FP16 (measured)")
     ax.legend(fontsize=7)
     ax.set_title("Exp 1: storage vs FP16")
-    paths = write_results("exp1_storage", {"claim": CLAIM, "layers": results}, "\n".join(md), fig,
+    return write_results("exp1_storage", {"claim": CLAIM, "layers": results}, md, fig,
                           args.out_dir)
-    print("\n".join(md))
-    print("wrote", *paths.values())
-    return 0
 
 
 if __name__ == "__main__":

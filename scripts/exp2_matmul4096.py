@@ -15,7 +15,8 @@ same tile, no host stream. Beside them, the committed H100 measurement of the sa
 import argparse
 import json
 
-from _exp import MODES, RESULTS, gemm_time, md_table, measured_array, measured_fmax, sized_top, write_results
+from _exp import (MODES, RESULTS, gemm_time, md_table, measured_array, measured_fmax, pyplot, sized_top,
+                  write_results)
 
 K = N = 4096
 CLAIM = 1.71
@@ -107,9 +108,7 @@ def main(argv=None):
               "ours is the same-hardware ratio on a small FPGA top, where the N:M and INT4 gains are the "
               "ideal 2x and 4x because the array is compute-bound at T >= 64; at T = 1 the top streams "
               "INT4 weights in 8-bit lane words, so INT4 gains nothing there.")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     labels = [m[0] for m in MODES]
     width = 0.8 / len(toks)
@@ -121,12 +120,9 @@ def main(argv=None):
     ax.set_ylabel("x vs dense INT8, same top (cycle model)")
     ax.set_title(f"Exp 2: 4096x4096 on the {src.get('shape')} top @ {f:.0f} MHz")
     ax.legend(fontsize=8)
-    paths = write_results("exp2_matmul4096", {"claim": CLAIM, "fmax": fm, "top": top, "strassen": stras,
+    return write_results("exp2_matmul4096", {"claim": CLAIM, "fmax": fm, "top": top, "strassen": stras,
                                               "gpu_committed": {"meta": gmeta, "rows": gpu}},
-                          "\n".join(md), fig, args.out_dir)
-    print("\n".join(md))
-    print("wrote", *paths.values())
-    return 0
+                          md, fig, args.out_dir)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from _exp import gemm_time, md_table, measured_array, measured_fmax, sized_top, write_results
+from _exp import gemm_time, md_table, measured_array, measured_fmax, pyplot, sized_top, write_results
 
 SPARSITIES = (0.0, 0.1, 0.3, 0.5, 0.7)
 CLAIM = {0.0: (1.44, 0.82), 0.1: (1.56, 1.15), 0.3: (1.87, 1.78), 0.5: (2.16, 2.31), 0.7: (2.47, 2.80)}
@@ -97,7 +97,6 @@ def main(argv=None):
     ap.add_argument("--no-ppl", action="store_true", help="skip the SmolLM2 perplexity runs")
     ap.add_argument("--out-dir", help="results directory (default benchmarks/results)")
     args = ap.parse_args(argv)
-    from nmaccel.golden.cyclemodel import utilization  # noqa: F401  (cycle model import check)
     from nmaccel.models.llama import Llama
     fm = measured_fmax(args.fmax_json)
     a = measured_array(fm)
@@ -175,9 +174,7 @@ def main(argv=None):
                f"{ppl_meta['calib_tokens']} off-domain tokens, sequential):", "",
                md_table([[k, v["ppl"], v["ratio"], v["seconds"]] for k, v in ppl.items()],
                         ["configuration", "PPL", "x dense", "seconds"], floatfmt=".4g")]
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for mode, mk in (("INT8", "o"), ("INT4", "s")):
         sel = [r for r in rows if r["mode"] == mode]
@@ -190,13 +187,10 @@ def main(argv=None):
     ax.set_title(f"Exp 3: sparsity sweep, SmolLM2 linears T={args.tokens}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths = write_results("exp3_sparsity", {"claims": {str(k): v for k, v in CLAIM.items()}, "fmax": fm,
+    return write_results("exp3_sparsity", {"claims": {str(k): v for k, v in CLAIM.items()}, "fmax": fm,
                                             "energy_pj": PJ, "baseline": baseline, "mapping": mapping,
                                             "rows": rows, "ppl": ppl, "ppl_settings": ppl_meta},
-                          "\n".join(md), fig, args.out_dir)
-    print("\n".join(md))
-    print("wrote", *paths.values())
-    return 0
+                          md, fig, args.out_dir)
 
 
 if __name__ == "__main__":

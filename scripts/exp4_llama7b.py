@@ -15,7 +15,8 @@ Writes benchmarks/results/exp4_llama7b.{json,md,png}.
 """
 import argparse
 
-from _exp import MODES, gemm_time, md_table, measured_array, measured_fmax, sized_top, write_results
+from _exp import (MODES, gemm_time, md_table, measured_array, measured_fmax, pyplot, sized_top,
+                  write_results)
 
 HIDDEN, FFN, LAYERS, VOCAB = 4096, 11008, 32, 32000
 BLOCK = [("attn_q", HIDDEN, HIDDEN), ("attn_k", HIDDEN, HIDDEN), ("attn_v", HIDDEN, HIDDEN),
@@ -99,9 +100,7 @@ def main(argv=None):
                   f"(claims {CLAIMS['end_to_end']}x / {CLAIMS['per_token_throughput']}x vs a dense GPU "
                   f"baseline); absolute speed is {dec['2:4 INT4']['tokens_per_s']:.3g} tokens/s: a 2x2 "
                   "array at tens of MHz is orders of magnitude below a GPU.")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(toks), figsize=(6 * len(toks), 4), squeeze=False)
     for ax, T in zip(axes[0], toks):
         for label, *_ in MODES:
@@ -115,13 +114,10 @@ def main(argv=None):
         ax.set_title(f"LLaMA-7B linears, T={T}, {src.get('shape')} top @ {f:.0f} MHz")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    paths = write_results("exp4_llama7b", {"claims": CLAIMS, "fmax": fm, "top": {
+    return write_results("exp4_llama7b", {"claims": CLAIMS, "fmax": fm, "top": {
         "rows": a.rows, "cols": a.cols, "pipeline_stages": a.pipeline_stages, "host_bits": p.host_bits,
         "t_max": p.t_max, "k_tiles_max": p.k_tiles_max, "n_tiles_max": p.n_tiles_max},
-        "rows": data}, "\n".join(md), fig, args.out_dir)
-    print("\n".join(md))
-    print("wrote", *paths.values())
-    return 0
+        "rows": data}, md, fig, args.out_dir)
 
 
 if __name__ == "__main__":
