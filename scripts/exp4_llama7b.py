@@ -1,7 +1,7 @@
 """Experiment 4: LLaMA-7B scaling on the measured accelerator top (claims: 1.29x end-to-end,
 1.36x per-token throughput with 2:4 sparsity + INT4).
 
-    python scripts/exp4_llama7b.py [--fmax-json PATH] [--mem-gbps 0.5,1.6,12.8] [--tokens 1,64]
+    python scripts/exp4_llama7b.py [--fmax-json PATH] [--mem-gbps 0.1,0.5,1.6,12.8] [--tokens 1,64]
 
 Per-token latency and throughput of LLaMA-7B's linear layers (32 blocks x q, k, v, o 4096x4096,
 gate/up 4096->11008, down 11008->4096; + lm_head 4096->32000 kept dense INT8) on the accelerator
@@ -43,7 +43,7 @@ def model_time(p, fmax, T, mode, nk, mg, mem):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fmax-json", help="results file with the top's measured fmax")
-    ap.add_argument("--mem-gbps", default="0.5,1.6,12.8",
+    ap.add_argument("--mem-gbps", default="0.1,0.5,1.6,12.8",
                     help="memory bandwidths feeding the host port, GB/s (0 = unlimited)")
     ap.add_argument("--tokens", default="1,64", help="tokens per forward (1: decode)")
     ap.add_argument("--host-bits", type=int, default=64, help="host port width of the top")
