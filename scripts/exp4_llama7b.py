@@ -92,9 +92,9 @@ def main(argv=None):
           "attention scores, softmax and norms are not counted. Speedups are vs dense INT8 on the same "
           "top; `x blocks` excludes the lm_head.", "",
           md_table(body, headers, floatfmt=".4g"), ""]
-    dec = {r["config"]: r for r in rows if r["tokens"] == toks[0] and r["mem_gbps"] == (mems[0] or "unlimited")}
+    dec = {r["config"]: r for r in rows if r["tokens"] == toks[0] and r["mem_gbps"] == (mems[-1] or "unlimited")}
     if "2:4 INT4" in dec:
-        md.append(f"At T={toks[0]}, {mems[0] or 'unlimited'} GB/s: 2:4 INT4 is "
+        md.append(f"At T={toks[0]}, {mems[-1] or 'unlimited'} GB/s: 2:4 INT4 is "
                   f"**{dec['2:4 INT4']['end_to_end_speedup']:.2f}x** end-to-end and "
                   f"{dec['2:4 INT4']['blocks_speedup']:.2f}x on the blocks vs dense INT8 on this top "
                   f"(claims {CLAIMS['end_to_end']}x / {CLAIMS['per_token_throughput']}x vs a dense GPU "
