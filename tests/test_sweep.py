@@ -127,3 +127,12 @@ def test_synthesis_and_does_not_fit(tmp_path, capsys):
     assert rows["4:4"]["status"] == "does_not_fit" and "dsp 16/8" in rows["4:4"]["message"]
     assert rows["4:4"]["cycles"] is not None           # the cycle job still ran
     assert "does_not_fit" in capsys.readouterr().out
+
+
+def test_rtl_job_equals_cycle_model(tmp_path):
+    """The 'rtl' job runs the PyRTL top on seeded weights: cycles == model, outputs == golden."""
+    grid = sweep.parse_grid({"array": "2x2", "nm": "2:4", "bits": 4, "pe": "4:8", "jobs": ["model", "rtl"],
+                             "shape": [6, 40, 6], "t_max": 4})
+    (row,) = sweep.run_sweep(grid, tmp_path / "out", workers=1, progress=False)["rows"]
+    assert row["status"] == "ok", row["message"]
+    assert row["rtl_cycles"] == row["cycles"] == expected_cycles(grid, 2, 2, "int4", 2, 4)
