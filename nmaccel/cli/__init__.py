@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = [
     "nmaccel.cli.synth",
     "nmaccel.cli.plan",
     "nmaccel.cli.demo",
+    "nmaccel.cli.sweep",
 ]
 
 
