@@ -6,9 +6,9 @@
 Rows: dense INT8 / dense INT4 / 2:4 INT8 / 2:4 INT4 / 4:8 INT4 on the top whose fmax was
 measured (benchmarks/results/fpga_study.json if committed, else the best top in fmax_study.json;
 recorded), cycles from the validated cycle model (== RTL cycles on every tested shape), time at
-fmax. Strassen INT8: the top has no Strassen mode; the Strassen tile (nmaccel.hdl.strassen_tile,
+fmax. Strassen INT8: the top has no Strassen mode; the Strassen tile (nmaccel.run.strassen_tile,
 its cycle formula golden.strassen_tile.strassen_tile_cycles is checked against RTL in
-tests/test_strassen_tile.py) is timed as 7 vs 8 block products over the same GEMM's tile jobs,
+tests/test_hdl_strassen_tile.py) is timed as 7 vs 8 block products over the same GEMM's tile jobs,
 same tile, no host stream. Beside them, the committed H100 measurement of the same shape
 (benchmarks/results/gpu_h100.json). Writes benchmarks/results/exp2_matmul4096.{json,md,png}.
 """
@@ -26,7 +26,7 @@ GPU_METHODS = ("dense_fp16", "dense_int8", "int4_wo", "sp24_fp16", "sp24_int8", 
 
 def strassen_rows(tokens, rows=2, cols=2, n_max=4, t_max=64):
     from nmaccel.golden.strassen_tile import strassen_tile_cycles
-    from nmaccel.hdl.strassen_tile import StrassenTileConfig
+    from nmaccel.arch.config import StrassenTileConfig
     p = StrassenTileConfig(rows=rows, cols=cols, n_max=n_max, t_max=t_max)
     out = []
     for T in tokens:

@@ -61,19 +61,19 @@ def quality_rows():
     doc = load("quality.json")
     if doc is None:
         return []
-    r = doc["rows"]
-    dense = r["dense"]["smollm2_ppl"]
+    r, dense = doc["rows"], doc["dense"]["smollm2_ppl"]
 
     def ppl(k):
-        return f"{r[k]['ppl_ratio']:.2f}x" if k in r else "-"
-    text = (f"INT8 {ppl('int8-channel')}, INT4 g128 {ppl('int4-g128')}, Lloyd-Max 4-bit {ppl('lloyd-max-4b-g128')}; "
-            f"2:4+INT4: magnitude {ppl('2:4+int4-magnitude')}, Wanda {ppl('2:4+int4-wanda')}, "
-            f"SparseGPT {ppl('2:4+int4-sparsegpt')}; 4:8+INT4: Wanda {ppl('4:8+int4-wanda')}, "
-            f"SparseGPT {ppl('4:8+int4-sparsegpt')}")
-    how = "float model (numpy forward)"
+        return f"{r[k]['ratio_en']:.2f}x / {r[k]['ratio_code']:.2f}x" if k in r else "-"
+    text = (f"INT4 g128 RTN {ppl('smol-int4-rtn')}, GPTQ {ppl('smol-int4-gptq')}; "
+            f"2:4+INT4: magnitude {ppl('smol-2:4+int4-magnitude')}, Wanda+OBS {ppl('smol-2:4+int4-wanda-obs')}, "
+            f"SparseGPT {ppl('smol-2:4+int4-sparsegpt')}; 4:8+INT4: magnitude {ppl('smol-4:8+int4-magnitude')}, "
+            f"Wanda+OBS {ppl('smol-4:8+int4-wanda-obs')}, SparseGPT {ppl('smol-4:8+int4-sparsegpt')}")
+    how = "float model (numpy forward), `nmaccel compress` output; held-out English / Python code"
     if doc.get("merged_from"):
-        how += f"; merged from {len(doc['merged_from'])} runs, not one scripts/quality_full.sh run"
-    return [(f"SmolLM2-135M held-out PPL / dense ({dense:.2f})", how, text, "quality.json")]
+        how += f"; scripts/quality_full.sh ({len(doc['merged_from'])} parallel parts merged)"
+    return [(f"SmolLM2-135M PPL / dense ({dense['en']:.2f} en, {dense['code']:.2f} code)", how, text,
+             "quality.json")]
 
 
 def verilator_rows():
@@ -252,10 +252,12 @@ def provenance_line(doc):
         if meta and meta.get("command"):
             return f"command `{meta['command']}`, {meta.get('utc', '')} (commit and tool versions not recorded)"
         return "provenance not recorded (written before nmaccel.provenance; rerun its command to add it)"
-    tools = ", ".join(f"{k} {v}" for k, v in p["tools"].items())
-    m = p["machine"]
-    return (f"commit {p['commit']}, {p['date_utc']}, `{p['command']}`; {m['cpu']}, {m['cpus']} CPUs; "
-            f"{tools}")
+    tools = ", ".join(f"{k} {v}" for k, v in (p.get("tools") or p.get("versions") or {}).items())
+    m = p.get("machine") or {}
+    if not isinstance(m, dict):
+        m = {"cpu": m, "cpus": p.get("cpus", "?")}
+    return (f"commit {p.get('commit')}, {p.get('date_utc', p.get('date', ''))}, `{p.get('command')}`; "
+            f"{m.get('cpu', m.get('platform', '?'))}, {m.get('cpus', '?')} CPUs; {tools}")
 
 
 def _tables(doc):

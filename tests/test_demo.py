@@ -81,7 +81,7 @@ def test_report_files_and_artefacts(demo):
     assert {Path(p).name for p in r["artefacts"]["memory_images"]} >= {"values.memh", "indices.memh"}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".out.")]     # staging removed
     text = vcd.read_text()
-    assert re.findall(r"^#\d+$", text, re.M) == [f"#{t}" for t in range(61)]   # 60 cycles + end mark
+    assert re.findall(r"^#\d+$", text, re.M) == [f"#{10 * t}" for t in range(61)]   # 60 cycles + end mark (PyRTL: 10 time units a cycle)
     for sig in ("in_valid", "accept", "out_valid", "top_s_step"):
         assert re.search(rf"\$var wire \d+ {sig} ", text), sig
 

@@ -243,12 +243,12 @@ def test_cycles_are_measured_from_out_valid(rng, monkeypatch):
     cfg = StrassenTileConfig(rows=2, cols=2, n_max=2, t_max=4)
     x = rng.integers(-128, 128, size=(4, 8))
     w = rng.integers(-128, 128, size=(4, 8))
-    real = hst.tile_stream
+    real = rst.tile_stream
 
     def late(cfg, x, w, strassen):
         s, (t, k, n, ncyc) = real(cfg, x, w, strassen)
         return {p: [0, 0] + v for p, v in s.items()}, (t, k, n, ncyc + 2)
-    monkeypatch.setattr(hst, "tile_stream", late)
+    monkeypatch.setattr(rst, "tile_stream", late)
     r = run_strassen_tile(x, w, cfg, strassen=True)
     np.testing.assert_array_equal(r.outputs, x @ w.T)
     assert r.cycles == gst.strassen_tile_cycles(cfg, 4, True) + 2

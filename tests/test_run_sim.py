@@ -169,7 +169,7 @@ def test_tile_cycles_are_measured_from_out_valid(rng, monkeypatch):
     """Cycles come from the array's out_valid, not from the stream length: a stream that starts
     two idle cycles late (same schedule otherwise) finishes two cycles later than the formula."""
     from nmaccel.golden import blocks as gb
-    pw = _packed(rng, 2, CFG.rows * CFG.window(2, 4), 2, 4, 8)
+    pw = random_packed(rng, 2, CFG.rows * CFG.window(2, 4), 2, 4, 8)
     x = rng.integers(-128, 128, size=(5, pw.in_features))
     formula = gb.tile_cycles(CFG, 5, False)
     assert sim.run_tile(pw, x, CFG).cycles == formula

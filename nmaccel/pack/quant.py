@@ -242,11 +242,29 @@ class _SortedUnits:
         return (within + n * (mean - levels) ** 2).sum(axis=1)
 
 
+def farthest_levels(t, keep, K):
+    """Farthest-first starting levels (U, K), sorted: per unit the smallest kept value, then K - 1
+    times the kept value farthest from its nearest level so far (a repeat once fewer than K
+    distinct values remain; Lloyd keeps an empty level where it is)."""
+    U, _ = t.shape
+    rows = np.arange(U)
+    first = np.where(keep.any(axis=1), np.where(keep, t, np.inf).min(axis=1), 0.0)
+    chosen = [first]
+    d = np.where(keep, np.abs(t - first[:, None]), -1.0)
+    for _ in range(K - 1):
+        new = np.where(keep.any(axis=1), t[rows, d.argmax(axis=1)], 0.0)
+        chosen.append(new)
+        d = np.minimum(d, np.where(keep, np.abs(t - new[:, None]), -1.0))
+    return np.sort(np.stack(chosen, axis=1), axis=1)
+
+
 def lloyd_max_levels(t, keep, bits, iters=30, unit_weight=None, init="uniform", sorted_units=None):
     """Lloyd iterations on normalized units t (U, L) in [-1, 1] over kept entries.
 
-    Starts from the uniform grid q / (2^(b-1) - 0.5) (init="uniform") or from quantiles of the
-    kept data (init="quantile"). Returns (levels (U, 2^b) sorted, history): history[i] = sum
+    Starts from the uniform grid q / (2^(b-1) - 0.5) (init="uniform"), from quantiles of the
+    kept data (init="quantile") or from farthest-first points of the kept data (init="farthest":
+    the smallest value, then repeatedly the value farthest from every level so far; it seeds a
+    level in every separated cluster, where quantiles put two levels into one heavy cluster). Returns (levels (U, 2^b) sorted, history): history[i] = sum
     over kept entries of unit_weight * (t - level)^2 / kept count, after the i-th assignment
     (non-increasing: each assignment and centroid step can only lower it).
     """
@@ -256,6 +274,8 @@ def lloyd_max_levels(t, keep, bits, iters=30, unit_weight=None, init="uniform", 
     wgt = np.ones(U) if unit_weight is None else np.asarray(unit_weight, dtype=np.float64)
     if init == "quantile":
         levels = quantile_levels(t, keep, K)
+    elif init == "farthest":
+        levels = farthest_levels(t, keep, K)
     else:
         levels = np.tile(np.arange(lo, hi + 1) / ((1 << (bits - 1)) - 0.5), (U, 1))
     n_all = max(int(keep.sum()), 1)
@@ -301,14 +321,15 @@ def fit_lloyd_max(w, mask=None, *, bits, granularity=None, group_size=None, iter
         lv = vals / a_safe[:, None]
         return su.sse(lv, *su.cells(lv)) * a_safe ** 2
 
-    # Lloyd from two starts (uniform grid, data quantiles); per unit the lower MSE wins
+    # Lloyd from three starts (uniform grid, data quantiles, farthest-first); per unit the lowest
+    # MSE wins (Lloyd only finds a local optimum: each start misses clusters the others find)
     runs = [lloyd_max_levels(t, keep, bits, iters, a_safe ** 2, init, su)
-            for init in ("uniform", "quantile")]
+            for init in ("uniform", "quantile", "farthest")]
     cands = [np.clip(lv, -1.0, 1.0) * a_safe[:, None] for lv, _ in runs]  # unused levels into range
-    sses = [unit_sse(lv) for lv in cands]
-    pick = sses[1] < sses[0]
-    levels = np.where(pick[:, None], cands[1], cands[0])
-    float_sse = np.minimum(sses[0], sses[1])
+    sses = np.stack([unit_sse(lv) for lv in cands])
+    pick = sses.argmin(axis=0)
+    levels = np.stack(cands)[pick, np.arange(len(pick))]
+    float_sse = sses.min(axis=0)
     # candidate 1: Lloyd levels rounded to INT8 on a shared FP16 scale
     s_l = symmetric_scale(np.abs(levels).max(axis=1), 8)
     cb_l = np.sort(np.clip(np.rint(levels / s_l[:, None]), -128, 127), axis=1)
@@ -332,6 +353,7 @@ def fit_lloyd_max(w, mask=None, *, bits, granularity=None, group_size=None, iter
         "float_mse": float(float_sse.sum() / n),
         "history": runs[0][1],
         "history_quantile_init": runs[1][1],
+        "history_farthest_init": runs[2][1],
         "uniform_units": int(use_u.sum()),
         "units": R * G,
     }

@@ -202,6 +202,17 @@ def _rom_bits(n_words):
     return -(-max(16, int(n_words).bit_length()) // 4) * 4     # few sizes: few compiles
 
 
+def write_vcd(tracer, trace):
+    """Write a PyRTL SimulationTrace as VCD to `trace` (an open file or a path, via the one output
+    writer)."""
+    if hasattr(trace, "write"):
+        tracer.print_vcd(trace)
+        return
+    from nmaccel.fileio import open_output
+    with open_output(trace, "w") as f:
+        tracer.print_vcd(f)
+
+
 def trace_top_vcd(packed, x_q, top_cfg, path, window, *, epilogue=None, group_scales=None):
     """Write a VCD of the PyRTL top running y = x_q @ W.T, cycles [A, B) of `window` only.
 
@@ -210,7 +221,6 @@ def trace_top_vcd(packed, x_q, top_cfg, path, window, *, epilogue=None, group_sc
     out_valid, busy) and every named register / wire of the top (hierarchical names such as
     top.s.step, top.in.state, top.array.pe_0_0.psum0), so GTKWave shows the controller and
     the array. The cycles before A run untraced in the compiled kernel. Returns the path."""
-    from nmaccel.run.sim import _write_vcd
     a, b = (int(v) for v in window)
     require(0 <= a < b, f"VCD window {a}:{b}: use A:B with 0 <= A < B")
     words, _, _ = encode_gemm(packed, x_q, top_cfg, epilogue, group_scales=group_scales)
@@ -235,7 +245,7 @@ def trace_top_vcd(packed, x_q, top_cfg, path, window, *, epilogue=None, group_sc
             ts._run({"h_go": np.ones(a, dtype=np.uint64), "h_n": np.full(a, n, dtype=np.uint64)}, a)
         for _ in range(b - a):
             sim.step({"h_rst": 0, "h_we": 0, "h_addr": 0, "h_data": 0, "h_go": 1, "h_n": n})
-        _write_vcd(sim.tracer, path)
+        write_vcd(sim.tracer, path)
     return str(path)
 
 

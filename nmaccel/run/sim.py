@@ -264,20 +264,11 @@ def run_tiles(tiles, cfg, *, simulator="compiled", trace=None, mode=None):
         results.append(y[:x.shape[0], :packed.out_features].astype(np.int64))
     measured = int(valid[-1]) + 1          # the last sums leave the array on cycle measured - 1
     if trace is not None:
-        _write_vcd(runner.sim.tracer, trace)
+        top_runner.write_vcd(runner.sim.tracer, trace)
     return TileResult(outputs=results, cycles=measured, simulator=simulator,
                       cycles_per_second=ncyc / dt if dt > 0 else float("inf"),
                       mode=plans[0].mode, n_keep=plans[0].n_keep, m_group=plans[0].m_group,
                       elaboration_s=runner.elaboration_s)
-
-
-def _write_vcd(tracer, trace):
-    if hasattr(trace, "write"):
-        tracer.print_vcd(trace)
-        return
-    from nmaccel.fileio import open_output
-    with open_output(trace, "w") as f:
-        tracer.print_vcd(f)
 
 
 def run_gemm(packed, x_q, array_cfg, **kw):

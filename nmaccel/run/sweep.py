@@ -413,7 +413,8 @@ def plot(rows, path, area="lut"):
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(f"area ({area})")
         ax.set_ylabel(ylabel)
-        ax.set_yscale("log")
+        if sel:
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if not ok:
