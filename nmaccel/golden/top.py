@@ -17,7 +17,7 @@ from nmaccel.golden.epilogue import epilogue as golden_epilogue
 from nmaccel.golden.intops import wrap
 
 MODES = ("int8", "int4", "codebook")           # header mode codes 0, 1, 2 (= nmaccel.hdl.config)
-EPILOGUE_LATENCY = 4                            # cycles of nmaccel.hdl.epilogue (checked there)
+EPILOGUE_LATENCY = 5                            # cycles of nmaccel.hdl.epilogue (checked there)
 
 
 def _ubits(n):
@@ -181,8 +181,10 @@ class TopConfig:
 
     @property
     def out_latency(self):
-        """Cycles from a step's activation read to its output-buffer write."""
-        return 1 + self.array.latency + 1 + int(self.group_scales) + EPILOGUE_LATENCY
+        """Cycles from a step's activation read address to its output-buffer write: the
+        registered buffer address (1), the read data (1), the array, the accumulator (1),
+        group scaling (1, group-scale tops) and the epilogue."""
+        return 2 + self.array.latency + 1 + int(self.group_scales) + EPILOGUE_LATENCY
 
 
 
