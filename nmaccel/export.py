@@ -301,6 +301,16 @@ def build_decoder_top(cfg, name="dec"):
     return dec
 
 
+def top_config(top_kw, array_kw):
+    """TopConfig of the CLI's top: the product top (nmaccel.hdl.config.PRODUCT_ARRAY, PRODUCT_TOP)
+    unless array parameters are given (then a 4x4-default array with them); top_kw override."""
+    from nmaccel.golden.top import TopConfig
+    from nmaccel.hdl.config import PRODUCT_ARRAY, PRODUCT_TOP
+    array_kw = {k: v for k, v in array_kw.items() if v is not None}
+    cfg = _array_config(**array_kw) if array_kw else PRODUCT_ARRAY
+    return TopConfig(array=cfg, **{**PRODUCT_TOP, **{k: v for k, v in top_kw.items() if v is not None}})
+
+
 def build_block(block, **kw):
     """Build `block` ('top', 'array', 'pe', 'decoder') into the working block; return the
     default module name. kw: rows, cols, n_max, m_max, modes, pipeline (ArrayConfig), and for
@@ -311,15 +321,11 @@ def build_block(block, **kw):
     for k in list(kw):
         if kw[k] is None:
             del kw[k]
-    cfg = _array_config(**kw)
     if block == "top":
-        try:
-            from nmaccel.hdl.top import TopConfig, make_top_ports
-        except ImportError as exc:
-            raise NmaccelError(f"the accelerator top cannot be built in this checkout ({exc}): "
-                               "use --block array|pe|decoder") from exc
-        make_top_ports(TopConfig(array=cfg, **top_kw))
+        from nmaccel.hdl.top import make_top_ports
+        make_top_ports(top_config(top_kw, kw))
         return "nmaccel_top"
+    cfg = _array_config(**kw)
     if block == "array":
         from nmaccel.hdl.array import make_array_top
         make_array_top(cfg)
@@ -359,6 +365,8 @@ def add_block_args(p):
     p.add_argument("--t-max", type=int, default=None, help="top: array steps per job")
     p.add_argument("--k-tiles-max", type=int, default=None, help="top: K tiles per job")
     p.add_argument("--n-tiles-max", type=int, default=None, help="top: N tiles per job")
+    p.add_argument("--host-bits", type=int, default=None,
+                   help="top: host stream width (default 64: 2 * 64 + 6 pins of the ECP5-85k's 205)")
     p.add_argument("--module-name", default=None, help="Verilog module name")
 
 
@@ -372,7 +380,7 @@ def build_from_args(args):
         name = build_block(args.block, rows=args.rows, cols=args.cols, n_max=args.n_max,
                            m_max=args.m_max, modes=modes, pipeline=args.pipeline or None,
                            t_max=args.t_max, k_tiles_max=args.k_tiles_max,
-                           n_tiles_max=args.n_tiles_max)
+                           n_tiles_max=args.n_tiles_max, host_bits=getattr(args, "host_bits", None))
     return args.module_name or name
 
 

