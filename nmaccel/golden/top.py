@@ -17,7 +17,7 @@ from nmaccel.golden.epilogue import epilogue as golden_epilogue
 from nmaccel.golden.intops import wrap
 
 MODES = ("int8", "int4", "codebook")           # header mode codes 0, 1, 2 (= nmaccel.hdl.config)
-EPILOGUE_LATENCY = 5                            # cycles of nmaccel.hdl.epilogue (checked there)
+EPILOGUE_LATENCY = 6                            # cycles of nmaccel.hdl.epilogue (checked there)
 
 
 def _ubits(n):
