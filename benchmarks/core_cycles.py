@@ -23,10 +23,10 @@ import numpy as np
 from tabulate import tabulate
 
 from nmaccel.golden import gemm
-from nmaccel.golden.blocks import window_groups
-from nmaccel.hdl import ArrayConfig
+from nmaccel.arch.config import window_groups
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.pack import pack_weights
-from nmaccel.sim import get_runner, run_tile, run_tiles
+from nmaccel.run.sim import get_runner, run_tile, run_tiles
 
 CONFIGS = [("dense INT8", 4, 4, 8, 1), ("dense INT4", 4, 4, 4, 2), ("2:4 INT8", 2, 4, 8, 2),
            ("2:4 INT4", 2, 4, 4, 4)]
@@ -34,7 +34,7 @@ CONFIGS = [("dense INT8", 4, 4, 8, 1), ("dense INT4", 4, 4, 4, 2), ("2:4 INT8", 
 
 def _layer():
     try:
-        from nmaccel.models import default_layer
+        from nmaccel.models.loaders import default_layer
         return default_layer()
     except ImportError:
         import importlib.resources

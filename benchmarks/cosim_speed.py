@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyrtl
 
-from nmaccel import cosim, export
+from nmaccel.verilog import cosim, export
 
 
 def main(argv=None):

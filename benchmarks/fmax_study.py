@@ -1,6 +1,6 @@
 """fmax study: nextpnr-ecp5 fmax, LUT / FF / DSP of one PE, a small array (and top), per pipelining option.
 
-Configurations (ArrayConfig flags; see nmaccel.hdl.pe / nmaccel.hdl.config):
+Configurations (ArrayConfig flags; see nmaccel.hdl.pe / nmaccel.arch.config):
   default            no pipeline register (carry-light INT4 operand packing only)
   pipeline           pipeline_mux + pipeline_product (what the synth CLI's --pipeline sets)
   pipeline+X         plus pipeline_operand / pipeline_dsp / pipeline_sum
@@ -21,8 +21,8 @@ from pathlib import Path
 import pyrtl
 from tabulate import tabulate
 
-from nmaccel import export, synth
-from nmaccel.hdl import ArrayConfig
+from nmaccel.verilog import export, synth
+from nmaccel.arch.config import ArrayConfig
 
 PIPE = {"pipeline_mux": True, "pipeline_product": True}       # the synth CLI's --pipeline
 CONFIGS = {
@@ -49,7 +49,8 @@ def build(block, flags, rows, cols):
         from nmaccel.hdl.array import make_array_top
         make_array_top(cfg)
     else:
-        from nmaccel.hdl.top import TopConfig, make_top_ports
+        from nmaccel.arch.config import TopConfig
+        from nmaccel.hdl.top import make_top_ports
         make_top_ports(TopConfig(array=cfg, t_max=8, k_tiles_max=4, n_tiles_max=4))
     return block, cfg
 

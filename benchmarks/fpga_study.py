@@ -1,6 +1,6 @@
 """FPGA study: the product top vs the dense INT8 top on an ECP5-85k, at each one's own fmax.
 
-Tops (nmaccel.hdl.config): `product` = PRODUCT_ARRAY (8x4 PEs x 4 lanes, INT8 + INT4, any N:M
+Tops (nmaccel.arch.config): `product` = PRODUCT_ARRAY (8x4 PEs x 4 lanes, INT8 + INT4, any N:M
 with n <= 4, m <= 8, every pipeline register) and `dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8,
 no index decoders), both with PRODUCT_TOP (64-bit host, t_max 64, k_tiles_max 32).
 
@@ -37,11 +37,10 @@ import numpy as np
 import pyrtl
 from tabulate import tabulate
 
-from nmaccel import export, synth
+from nmaccel.arch.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP, RuntimeConfig, TopConfig
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import gemm as golden_gemm
-from nmaccel.golden.top import TopConfig
-from nmaccel.hdl.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP, RuntimeConfig
+from nmaccel.verilog import export, synth
 
 TOPS = {"product": PRODUCT_ARRAY, "dense": DENSE_ARRAY}
 MODES = {"product": [("2:4 INT8", "int8", 2, 4), ("2:4 INT4", "int4", 2, 4), ("4:8 INT4", "int4", 4, 8),
@@ -71,7 +70,7 @@ def _versions():
             out[pkg] = version(pkg)
         except Exception:          # not installed: recorded as missing
             out[pkg] = None
-    from nmaccel import tools
+    from nmaccel.verilog import tools
     try:
         out["verilator"] = tools.find_verilator().version()
     except Exception:
@@ -132,7 +131,7 @@ def cycle_run(name, label, mode, nk, mg, shape, backend, rng):
     if backend == "model":
         row["cycles"] = model
         return row
-    from nmaccel import runner
+    from nmaccel.run import runner
     from nmaccel.pack import pack_weights
     bits = 4 if mode == "int4" else 8
     packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk, m_group=mg, bits=bits)
@@ -193,6 +192,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = Path(args.json)
     d = json.loads(out.read_text()) if out.is_file() else {"runs": [], "tops": {}, "cycles": {}}
+    record = run_record(args.part, argv)          # commit / versions as of the start
     tops = [t.strip() for t in args.tops.split(",")]
     for t in tops:
         if t not in TOPS:
@@ -208,7 +208,7 @@ def main(argv=None):
                     d["cycles"][f"{t}|{label}|{sname}"] = cycle_run(t, label, mode, nk, mg, SHAPES[sname],
                                                                   args.backend, rng)
     if args.part != "table":
-        d["runs"].append(run_record(args.part, argv))
+        d["runs"].append(record)
     d["table"] = table(d)
     out.write_text(json.dumps(d, indent=1) + "\n")
     cols = ["top", "mode", "lut", "ff", "dsp", "bram", "io", "fmax_mhz"] + [

@@ -1,7 +1,7 @@
 """Quality of pruning + quantization on real weights, measured in one run.
 
 MiniLM (all-MiniLM-L6-v2): mean over the 36 encoder linears of the weight SQNR and of the output
-SQNR (dB) on held-out activations (numpy BERT forward, nmaccel.bert). SmolLM2-135M: perplexity on held-out
+SQNR (dB) on held-out activations (numpy BERT forward, nmaccel.models.bert). SmolLM2-135M: perplexity on held-out
 English prose (nmaccel/data/heldout_en.txt; calibration = pydoc_data.topics, never the eval
 text), its ratio to dense PPL of the same run, and the mean per-layer output SQNR on held-out
 activations of the dense model. Calibrated methods (wanda, sparsegpt) compress both models layer
@@ -27,10 +27,10 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from nmaccel import models
-from nmaccel.bert import MiniLM
+from nmaccel.models import loaders as models
+from nmaccel.models.bert import MiniLM
 from nmaccel.errors import NmaccelError
-from nmaccel.llama import Llama
+from nmaccel.models.llama import Llama
 from nmaccel.pack import pack_weights, prune
 
 G = 128

@@ -10,8 +10,8 @@ import json
 
 from tabulate import tabulate
 
-from nmaccel import models
-from nmaccel.pack.cli import storage_table
+from nmaccel.models import loaders as models
+from nmaccel.cli.pack import storage_table
 
 LAYERS = ["encoder.layer.0.attention.self.query.weight", "encoder.layer.0.output.dense.weight"]
 TARGET_24_INT4 = 3.13

@@ -26,9 +26,9 @@ from tabulate import tabulate
 from nmaccel.golden import strassen_tile as gst
 from nmaccel.golden.strassen import strassen_bit_growth
 from nmaccel.hdl.array import make_array_top
-from nmaccel.hdl.config import ArrayConfig
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.strassen_tile import StrassenTileConfig, make_strassen_tile_top, run_strassen_tile
-from nmaccel.models import load_weights
+from nmaccel.models.loaders import load_weights
 from nmaccel.pack import pack_weights
 from nmaccel.pack.strassen import strassen_nm_report, strassen_weight_blocks
 
@@ -102,8 +102,8 @@ def synth_report(cfg):
     import tempfile
     from pathlib import Path
 
-    from nmaccel.export import export_verilog
-    from nmaccel.synth import synthesize
+    from nmaccel.verilog.export import export_verilog
+    from nmaccel.verilog.synth import synthesize
     a = cfg.array
     out = {}
     with tempfile.TemporaryDirectory() as d:

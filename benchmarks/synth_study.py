@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyrtl
 
-from nmaccel import export, synth
+from nmaccel.verilog import export, synth
 
 
 def build_dense_array(rows, cols, lanes, acc_bits):
@@ -61,7 +61,7 @@ def build_dense_array(rows, cols, lanes, acc_bits):
 def export_design(kind, args, path):
     pyrtl.reset_working_block()
     if kind == "dense":
-        from nmaccel.hdl.config import ArrayConfig
+        from nmaccel.arch.config import ArrayConfig
         acc = ArrayConfig(rows=args.rows, cols=args.cols, n_max=args.lanes, m_max=args.lanes,
                           modes=("int8",)).acc_bits
         build_dense_array(args.rows, args.cols, args.lanes, acc)

@@ -17,12 +17,12 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from nmaccel import models
+from nmaccel.models import loaders as models
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.top import TopConfig
-from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
+from nmaccel.arch.config import TopConfig
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
-from nmaccel.runner import reference, run_gemm
+from nmaccel.run.runner import reference, run_gemm
 
 MODES = [("dense INT8", "int8", 4, 4, 8, "uniform"), ("2:4 INT8", "int8", 2, 4, 8, "uniform"),
          ("dense INT4", "int4", 4, 4, 4, "uniform"), ("2:4 INT4", "int4", 2, 4, 4, "uniform"),

@@ -2,7 +2,7 @@
 
     python benchmarks/verilator_speed.py [--json PATH] [--quick] [--seed 0]
 
-1. Simulated cycles/s of the Verilator top (nmaccel.cosim_top: dedicated C++ host harness,
+1. Simulated cycles/s of the Verilator top (nmaccel.verilog.cosim_top: dedicated C++ host harness,
    -O3 --x-assign fast --x-initial fast, g++ -O2) on a 4x4 and an 8x8 top (target >= 1M on 8x8),
    with the PyRTL elaboration + Verilog export time and the Verilator build time apart.
 2. Headline: a random 4096 x 4096 weight (seeded), T = 64 tokens, dense INT8 vs 2:4 INT8 vs 2:4
@@ -21,11 +21,11 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from nmaccel import runner
+from nmaccel.run import runner
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import gemm as golden_gemm
-from nmaccel.golden.top import TopConfig
-from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
+from nmaccel.arch.config import TopConfig
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
 
 MODES = [("dense INT8", "int8", 4, 4, 8), ("2:4 INT8", "int8", 2, 4, 8), ("2:4 INT4", "int4", 2, 4, 4)]

@@ -4,10 +4,10 @@ import pytest
 
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.top import TopConfig
-from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
+from nmaccel.arch.config import TopConfig
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
-from nmaccel.runner import reference, run_gemm
+from nmaccel.run.runner import reference, run_gemm
 
 P23 = TopConfig(array=ArrayConfig(rows=2, cols=3, n_max=4, m_max=4, modes=("int8", "int4")),
                 t_max=6, k_tiles_max=6, n_tiles_max=6)

@@ -5,7 +5,7 @@ import numpy as np
 import pyrtl
 import pytest
 
-from nmaccel import export
+from nmaccel.verilog import export
 from nmaccel.cli import main
 from nmaccel.errors import NmaccelError
 

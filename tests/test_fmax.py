@@ -10,13 +10,13 @@ import pytest
 from nmaccel import golden
 from nmaccel.golden import blocks as gb
 from nmaccel.golden import gemm
-from nmaccel.golden.top import TopConfig
-from nmaccel.hdl import ArrayConfig
-from nmaccel.hdl.config import RuntimeConfig
+from nmaccel.arch.config import TopConfig
+from nmaccel.arch.config import ArrayConfig
+from nmaccel.arch.config import RuntimeConfig
 from nmaccel.golden.intops import wrap
 from nmaccel.hdl.pe import packed_operand
-from nmaccel.runner import reference, run_gemm
-from nmaccel.sim import run_tile, run_tiles
+from nmaccel.run.runner import reference, run_gemm
+from nmaccel.run.sim import run_tile, run_tiles
 from nmtest import random_packed
 
 FLAGS = ("pipeline_mux", "pipeline_operand", "pipeline_dsp", "pipeline_product", "pipeline_sum")
@@ -129,7 +129,7 @@ def test_int8_only_and_wide_dsp(rng, combo):
 def test_ecp5_pe_all_flags_fmax(tmp_path):
     """One PE with every pipeline flag places on ECP5-85k well above the unpipelined 41-43 MHz
     (benchmarks/fmax_study.py: ~129 MHz, seed 1) and still uses one MULT18X18D per lane."""
-    from nmaccel import export, synth
+    from nmaccel.verilog import export, synth
     pyrtl.reset_working_block()
     cfg = ArrayConfig(rows=1, cols=1, modes=("int8", "int4"), **dict(zip(FLAGS, [True] * len(FLAGS))))
     export.build_pe_top(cfg)
@@ -142,7 +142,7 @@ def test_ecp5_pe_all_flags_fmax(tmp_path):
 @pytest.mark.tools
 @pytest.mark.parametrize("extra", [{}, dict(modes=("int8",), n_max=3, m_max=6)])
 def test_all_flags_array_lint_clean(tmp_path, extra):
-    from nmaccel import export
+    from nmaccel.verilog import export
     from nmaccel.hdl.array import make_array_top
     pyrtl.reset_working_block()
     make_array_top(ArrayConfig(rows=2, cols=2, **dict(zip(FLAGS, [True] * len(FLAGS))), **extra))

@@ -3,7 +3,7 @@ import numpy as np
 import pyrtl
 import pytest
 
-from nmaccel import cosim, formal
+from nmaccel.verilog import cosim, formal
 from nmaccel.errors import NmaccelError
 
 pytestmark = pytest.mark.tools
@@ -168,16 +168,16 @@ def test_nm_decoder_selects_indexed_activation(n_max, m_max, modes):
     """For all activations, every stored window-local index and both dense settings - so for
     every runtime n_keep <= n_max, m_group <= m_max (the decoder sees N:M only through the
     indices and `dense`) - each lane carries the indexed activation (0 past m_max)."""
-    from nmaccel.export import build_decoder_top
-    from nmaccel.hdl.config import ArrayConfig
+    from nmaccel.verilog.export import build_decoder_top
+    from nmaccel.arch.config import ArrayConfig
     cfg = ArrayConfig(rows=1, cols=1, n_max=n_max, m_max=m_max, modes=modes)
     build_decoder_top(cfg)
     assert formal.prove_equivalent(decoder_spec(cfg)).proved
 
 
 def test_nm_decoder_proof_catches_swapped_mux():
-    from nmaccel.export import build_decoder_top
-    from nmaccel.hdl.config import ArrayConfig
+    from nmaccel.verilog.export import build_decoder_top
+    from nmaccel.arch.config import ArrayConfig
     cfg = ArrayConfig(rows=1, cols=1, n_max=2, m_max=4, modes=("int8", "int4"))
     block = build_decoder_top(cfg) and pyrtl.working_block()
     selects = [i for i, n in enumerate(formal.mutable_nets(block)) if n.op == "x"]
@@ -193,7 +193,8 @@ EPI_SMALL = dict(acc_bits=6, mult_bits=3, bias_bits=6, max_shift=7, out_bits=3, 
 
 
 def build_epilogue_top(**kw):
-    from nmaccel.hdl.epilogue import EpilogueConfig, make_epilogue
+    from nmaccel.arch.config import EpilogueConfig
+    from nmaccel.hdl.epilogue import make_epilogue
     cfg = EpilogueConfig(**kw)
     ins = {n: pyrtl.Input(w, n) for n, w in (("acc", cfg.acc_bits), ("mult", cfg.mult_bits),
                                               ("shift", cfg.shift_bits), ("bias", cfg.bias_bits),

@@ -232,7 +232,7 @@ def test_groupscale_zero_and_subnormal_scales(rng):
 
 @pytest.mark.models
 def test_minilm_layer_exact():
-    from nmaccel import models
+    from nmaccel.models import loaders as models
     w = models.load_weights("minilm")["encoder.layer.0.attention.self.query.weight"]
     rng = np.random.default_rng(1234)
     x = random_x(rng, 8, w.shape[1])

@@ -5,9 +5,9 @@ import pytest
 from nmaccel.golden import blocks as gb
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import gemm
-from nmaccel.hdl import ArrayConfig
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.pack import PackedWeights, pack_weights
-from nmaccel.sim import run_tile
+from nmaccel.run.sim import run_tile
 from nmtest import random_packed
 
 NMS = [(1, 2), (2, 4), (1, 4), (3, 8), (4, 8), (2, 8), (4, 4)]   # (4, 4): dense
@@ -86,7 +86,7 @@ def test_array_8x8(rng):
                                                ((4, 4), 8, "uniform"), ((1, 4), 4, "lloyd-max"),
                                                ((4, 8), 4, "uniform")])
 def test_array_real_minilm_tiles(rng, nm, bits, quantizer):
-    from nmaccel.models import default_layer
+    from nmaccel.models.loaders import default_layer
     w = default_layer()
     cfg = ArrayConfig(rows=4, cols=4)
     n, m = nm
@@ -102,7 +102,7 @@ def test_array_real_minilm_tiles(rng, nm, bits, quantizer):
                                         ((3, 2), (True, True)), ((4, 4), (False, True))])
 def test_double_buffered_back_to_back_tiles(rng, shape, pipe):
     """Next tile's weights load while the current one streams; swaps travel with the data."""
-    from nmaccel.sim import run_tiles
+    from nmaccel.run.sim import run_tiles
     cfg = ArrayConfig(rows=shape[0], cols=shape[1], double_buffer=True,
                       pipeline_mux=pipe[0], pipeline_product=pipe[1])
     for (n, m), (mode, bits) in [((2, 4), ("int4", 4)), ((4, 4), ("int8", 8)), ((1, 2), ("codebook", 4)),

@@ -11,7 +11,7 @@ import pytest
 from nmaccel.errors import NmaccelError
 from nmaccel.hdl.buffers import BufferConfig, make_buffer, make_pingpong_buffer
 from nmaccel.hdl.hostif import HostIfConfig, make_host_stream_in
-from nmaccel.synth import synthesize
+from nmaccel.verilog.synth import synthesize
 
 
 @pytest.fixture(autouse=True)

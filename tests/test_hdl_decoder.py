@@ -4,7 +4,7 @@ import pyrtl
 import pytest
 
 from nmaccel.golden import blocks as gb
-from nmaccel.hdl import ArrayConfig
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.decoder import make_nm_decoder
 from nmtest import random_packed
 

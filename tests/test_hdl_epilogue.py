@@ -6,7 +6,8 @@ import pytest
 
 from nmaccel.errors import NmaccelError
 from nmaccel.golden.epilogue import epilogue, quantize_multiplier
-from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
+from nmaccel.arch.config import EPILOGUE_LATENCY, EpilogueConfig
+from nmaccel.hdl.epilogue import make_epilogue
 
 LANES = 4
 CONFIGS = {
@@ -57,7 +58,7 @@ def _run(cfg, acc, mult, shift, bias, relu, raw, valid, simulator="fast"):
                                          out_mode=raw, valid=valid).items()}
     widths = dict(acc=cfg.acc_bits, mult=cfg.mult_bits, shift=cfg.shift_bits, bias=cfg.bias_bits,
                   relu=1, out_mode=1, valid=1)
-    if simulator == "compiled":   # what nmaccel.sim uses: optimized netlist, C kernel
+    if simulator == "compiled":   # what nmaccel.run.sim uses: optimized netlist, C kernel
         pyrtl.optimize()
         sim = pyrtl.CompiledSimulation()
     else:
@@ -205,7 +206,7 @@ def test_scale_multiplier_maps_to_dsp():
     import tempfile
     from pathlib import Path
 
-    from nmaccel.synth import synthesize
+    from nmaccel.verilog.synth import synthesize
     cfg = EpilogueConfig()
     ins = {k: pyrtl.Input(w, k) for k, w in
            [("acc", cfg.acc_bits), ("mult", cfg.mult_bits), ("shift", cfg.shift_bits),

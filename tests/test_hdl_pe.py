@@ -5,7 +5,7 @@ import pytest
 
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.intops import wrap
-from nmaccel.hdl import ArrayConfig
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.codebook import make_codebook_decoder
 from nmaccel.hdl.pe import lane_store_bits, make_pe
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from nmaccel import models
+from nmaccel.models import loaders as models
 from nmaccel.errors import NmaccelError
-from nmaccel.llama import Llama, LlamaConfig, _rms_norm
+from nmaccel.models.llama import Llama, LlamaConfig, _rms_norm
 
 models_mark = pytest.mark.models
 
@@ -312,7 +312,7 @@ def test_smollm2_perplexity_and_greedy(llama, tok):
 
 @pytest.fixture(scope="module")
 def minilm():
-    from nmaccel.bert import MiniLM
+    from nmaccel.models.bert import MiniLM
     return MiniLM.builtin()
 
 

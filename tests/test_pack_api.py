@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from nmaccel import models
+from nmaccel.models import loaders as models
 from nmaccel.errors import NmaccelError
 from nmaccel.pack import PackedWeights, nm_mask, pack_weights
 

@@ -6,7 +6,7 @@ import pytest
 from safetensors import safe_open
 from scipy.special import erf
 
-from nmaccel import models
+from nmaccel.models import loaders as models
 from nmaccel.errors import NmaccelError
 from nmaccel.pack import (magnitude_scores, nm_mask, pack_weights, prune, prune_unstructured,
                           sparsegpt, unstructured_mask, wanda_scores)

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from safetensors import safe_open
 
-from nmaccel import models
+from nmaccel.models import loaders as models
 from nmaccel.errors import NmaccelError
 from nmaccel.pack import PackedWeights, quantize_activations, quantize_weights
 from nmaccel.pack.prune import nm_mask, pad_k

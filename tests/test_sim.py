@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from nmaccel import sim
+from nmaccel.run import sim
 from nmaccel.cli import main
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import gemm
-from nmaccel.hdl import ArrayConfig, RuntimeConfig
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import PackedWeights
 from nmtest import random_packed
 

@@ -1,13 +1,13 @@
-"""`nmaccel sim` on whole layers (the accelerator top through run_gemm) and `nmaccel.sim.run_gemm`."""
+"""`nmaccel sim` on whole layers (the accelerator top through run_gemm) and `nmaccel.run.sim.run_gemm`."""
 import json
 
 import numpy as np
 import pytest
 
-from nmaccel import runner, sim
+from nmaccel.run import runner, sim
 from nmaccel.cli import main
-from nmaccel.golden.top import TopConfig
-from nmaccel.hdl.config import ArrayConfig
+from nmaccel.arch.config import TopConfig
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.pack import pack_weights
 
 FIELDS = {"cycles", "model_cycles", "outputs_match", "mismatches", "backend", "cycles_per_second",

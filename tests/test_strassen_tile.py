@@ -8,7 +8,7 @@ from nmaccel.golden import blocks as gb
 from nmaccel.golden import strassen_tile as gst
 from nmaccel.golden.strassen import strassen_bit_growth, strassen_gemm, strassen_matmul
 from nmaccel.hdl import strassen_tile as hst
-from nmaccel.hdl.config import ArrayConfig
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.strassen_tile import StrassenTileConfig, run_strassen_tile
 
 
@@ -153,7 +153,7 @@ def test_python_simulator_agrees(rng):
 
 @pytest.mark.models
 def test_tile_real_minilm_slice(rng):
-    from nmaccel.models import load_weights
+    from nmaccel.models.loaders import load_weights
     from nmaccel.pack import pack_weights
     w = load_weights("minilm")["encoder.layer.0.attention.self.query.weight"]
     cfg = StrassenTileConfig(rows=2, cols=3, n_max=4, t_max=3)
@@ -206,9 +206,9 @@ def test_tile_rejects_bad_values(rng):
 @pytest.mark.tools
 def test_tile_exports_and_maps_one_dsp_per_lane(tmp_path):
     """9x9 operands still fit one MULT18X18D per lane: as many DSPs as the plain INT8 array."""
-    from nmaccel.export import export_verilog
+    from nmaccel.verilog.export import export_verilog
     from nmaccel.hdl.array import make_array_top
-    from nmaccel.synth import synthesize
+    from nmaccel.verilog.synth import synthesize
     cfg = StrassenTileConfig(rows=1, cols=2, n_max=2, t_max=1)
     a = cfg.array
     reports = {}

@@ -4,7 +4,7 @@ import json
 import pyrtl
 import pytest
 
-from nmaccel import export, synth
+from nmaccel.verilog import export, synth
 from nmaccel.cli import main
 from nmaccel.errors import NmaccelError
 

@@ -6,13 +6,13 @@ import pyrtl
 import pytest
 
 from nmaccel.errors import NmaccelError
-from nmaccel.golden.blocks import window_groups
 from nmaccel.golden.epilogue import quantize_multiplier
-from nmaccel.golden.top import TopConfig, run_stream
-from nmaccel.hdl.config import ArrayConfig
+from nmaccel.arch.config import TopConfig, window_groups
+from nmaccel.golden.top import run_stream
+from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.top import make_top_ports, top_input_widths, top_output_widths
 from nmaccel.pack import pack_weights
-from nmaccel.runner import EpilogueSpec, encode_gemm, reference, run_gemm
+from nmaccel.run.runner import EpilogueSpec, encode_gemm, reference, run_gemm
 
 P22 = TopConfig(array=ArrayConfig(rows=2, cols=2), t_max=8, k_tiles_max=4, n_tiles_max=8)
 P32 = TopConfig(array=ArrayConfig(rows=3, cols=2, n_max=2, m_max=4, modes=("int8", "int4"),
@@ -146,7 +146,7 @@ PM = TopConfig(array=ArrayConfig(rows=2, cols=2), t_max=16, k_tiles_max=48, n_ti
 
 def test_real_minilm_layer_real_activations():
     """MiniLM layer 0 FFN-in (K = 384) on activations captured from a MiniLM forward pass."""
-    from nmaccel.bert import MiniLM
+    from nmaccel.models.bert import MiniLM
     model, tok = MiniLM.builtin()
     name = "encoder.layer.0.intermediate.dense.weight"
     x_f = model.collect_inputs([tok.encode("the accelerator streams packed weights")], [name])[name]
@@ -209,12 +209,12 @@ def test_bad_input_raises_before_simulation(rng):
     with pytest.raises(NmaccelError, match="truncated"):
         run_stream(P22, words[:-1])
     with pytest.raises(NmaccelError, match="mode code 3"):
-        run_stream(P22, [words[0] | 3] + words[1:])
+        run_stream(P22, [words[0] | 3] + list(words[1:]))
 
 
 def test_narrow_ports_fit_ecp5_pins():
     """Only the host stream reaches pins: 2 * host_bits + 5 IOs (+ clock), inside the 205 user
-    IOs of the ECP5-85k CABGA381 (nmaccel.synth.PINS)."""
+    IOs of the ECP5-85k CABGA381 (nmaccel.verilog.synth.PINS)."""
     p = TopConfig(array=ArrayConfig(rows=8, cols=8), host_bits=64)
     n_io = sum(top_input_widths(p).values()) + sum(top_output_widths(p).values())
     assert n_io == 2 * 64 + 5 and n_io + 1 <= 205
@@ -284,8 +284,8 @@ def test_group_scale_top_runs_plain_weights_and_errors(rng):
 def test_buffers_map_to_block_ram(tmp_path):
     """Activation, accumulator and output buffers become DP16KD on ECP5 (registered read data);
     only the few-row weight staging buffer stays in LUT RAM."""
-    from nmaccel.export import export_verilog
-    from nmaccel.synth import synthesize
+    from nmaccel.verilog.export import export_verilog
+    from nmaccel.verilog.synth import synthesize
     p = TopConfig(array=ArrayConfig(rows=1, cols=2, n_max=2, m_max=2, modes=("int8",)), t_max=512,
                   k_tiles_max=4, n_tiles_max=4, host_bits=16)
     pyrtl.reset_working_block()
@@ -319,8 +319,8 @@ def test_dense_top_without_decoders(rng):
 
 
 def test_product_tops_fit_ecp5_85k_and_oversize_is_refused():
-    from nmaccel import synth
-    from nmaccel.hdl.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP
+    from nmaccel.verilog import synth
+    from nmaccel.arch.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP
     for a in (PRODUCT_ARRAY, DENSE_ARRAY):
         est = synth.check_fit(TopConfig(array=a, **PRODUCT_TOP))
         assert all(u <= c for u, c in est.values()) and est["io"][1] == 205

@@ -12,14 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmaccel.errors import require
+from nmaccel.arch.config import window_groups
 from nmaccel.golden.intops import wrap
 
 MODE_INT8, MODE_INT4, MODE_CODEBOOK = "int8", "int4", "codebook"
-
-
-def window_groups(n_keep, m_group, n_max, m_max):
-    """N:M groups one PE covers per step: as many as fit in n_max lanes and m_max activations."""
-    return min(n_max // n_keep, m_max // m_group)
 
 
 def array_latency(rows, cols, pipeline_stages=0):
@@ -33,7 +29,7 @@ def tile_steps(tokens, int4):
 
 
 def tile_cycles(p, tokens, int4):
-    """Cycles of one tile job on the array `p` (what nmaccel.sim.run_tile simulates):
+    """Cycles of one tile job on the array `p` (what nmaccel.run.sim.run_tile simulates):
 
     1 (load runtime config) + rows (shift weights in, bottom row first; codebooks load in the
     same cycles) + steps (tile_steps) + latency (drain: the last step's sums appear latency

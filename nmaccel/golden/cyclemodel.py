@@ -25,13 +25,9 @@ No deliberate deviations: tests assert equality with the RTL on a sweep of shape
 from dataclasses import dataclass
 
 from nmaccel.errors import require
-from nmaccel.golden.top import TopConfig
+from nmaccel.arch.config import TopConfig, window_groups
 
 INT4, CODEBOOK = "int4", "codebook"
-
-
-def window_groups(n_keep, m_group, n_max, m_max):
-    return min(n_max // n_keep, m_max // m_group)
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None):
     """Cycle count of a (T, K, N_out) GEMM on the accelerator top.
 
     `array_cfg`: the ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
-    `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.hdl.config.RuntimeConfig).
+    `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.arch.config.RuntimeConfig).
     `kt_per_group`: K tiles per weight-scale group (group-scale tops; default: one group).
     """
     p = top_cfg if top_cfg is not None else TopConfig(array=array_cfg)

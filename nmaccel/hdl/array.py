@@ -2,7 +2,7 @@
 import pyrtl
 
 from nmaccel.hdl.codebook import make_codebook_decoder
-from nmaccel.hdl.config import MODE_CODE
+from nmaccel.arch.config import MODE_CODE
 from nmaccel.hdl.pe import lane_store_bits, make_pe
 from nmaccel.hdl.signed import delay, fields, make_io_top
 

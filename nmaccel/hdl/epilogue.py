@@ -16,75 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pyrtl
 
+from nmaccel.arch.config import EPILOGUE_LATENCY, OUT_MODE_RAW, EpilogueConfig
 from nmaccel.errors import require
 from nmaccel.hdl.signed import sadd, sext
 
-EPILOGUE_LATENCY = 6
 _LO_BITS = 16                 # low part of the sum: an unsigned 16 x 15 partial product
-OUT_MODE_SCALED, OUT_MODE_RAW = 0, 1
-
-
-@dataclass(frozen=True)
-class EpilogueConfig:
-    """Elaboration widths. `mult_bits` is the signed width of the mantissa port (golden
-    `quantize_multiplier(real, mult_bits)` gives mantissas in [0, 2^(mult_bits-1))), `max_shift`
-    the largest per-channel shift (sets the shift port width)."""
-
-    acc_bits: int = 32
-    mult_bits: int = 16
-    bias_bits: int = 32
-    max_shift: int = 62
-    out_bits: int = 8
-    raw_bits: int = 32
-
-    def __post_init__(self):
-        for f in ("acc_bits", "mult_bits", "bias_bits", "max_shift", "out_bits", "raw_bits"):
-            v = getattr(self, f)
-            require(isinstance(v, int) and not isinstance(v, bool),
-                    f"epilogue {f} must be an int, got {v!r}")
-        require(self.acc_bits >= 2 and self.bias_bits >= 2 and self.out_bits >= 2,
-                "epilogue acc_bits, bias_bits and out_bits must be >= 2")
-        require(self.mult_bits >= 2, f"epilogue mult_bits must be >= 2, got {self.mult_bits}")
-        require(self.max_shift >= 1, f"epilogue max_shift must be >= 1, got {self.max_shift}")
-        require(self.out_bits <= self.raw_bits,
-                f"out_bits ({self.out_bits}) must be <= raw_bits ({self.raw_bits})")
-
-    @property
-    def shift_bits(self) -> int:
-        return self.max_shift.bit_length()
-
-    @property
-    def sum_bits(self) -> int:
-        return max(self.acc_bits, self.bias_bits) + 1
-
-    @property
-    def product_bits(self) -> int:
-        return self.sum_bits + self.mult_bits
-
-    def check_params(self, mult=None, shift=None, bias=None):
-        """Raise NmaccelError unless per-channel mult/shift/bias fit this epilogue's ports."""
-        if mult is not None:
-            m = np.asarray(mult)
-            require(m.dtype.kind in "iu", "epilogue mult must be integer mantissas; use "
-                    "nmaccel.golden.epilogue.quantize_multiplier")
-            require(m.size == 0 or (int(m.min()) >= 0 and int(m.max()) < 1 << (self.mult_bits - 1)),
-                    f"epilogue mult out of range [0, 2^{self.mult_bits - 1}); requantize with "
-                    f"quantize_multiplier(real, mult_bits={self.mult_bits})")
-        if shift is not None:
-            s = np.asarray(shift)
-            require(s.dtype.kind in "iu", "epilogue shift must be an integer array")
-            require(s.size == 0 or (int(s.min()) >= 0 and int(s.max()) <= self.max_shift),
-                    f"epilogue shift out of range [0, {self.max_shift}]; raise the output scale "
-                    f"or elaborate with a larger max_shift")
-        if bias is not None:
-            b = np.asarray(bias)
-            require(b.dtype.kind in "iu", "epilogue bias must be an integer array")
-            lo, hi = -(1 << (self.bias_bits - 1)), (1 << (self.bias_bits - 1)) - 1
-            require(b.size == 0 or (int(b.min()) >= lo and int(b.max()) <= hi),
-                    f"epilogue bias out of the {self.bias_bits}-bit signed range; rescale it")
 
 
 @dataclass

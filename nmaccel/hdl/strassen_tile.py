@@ -30,7 +30,7 @@ from nmaccel.golden import strassen_tile as gst
 from nmaccel.golden.gemm import check_activations
 from nmaccel.golden.strassen import strassen_bit_growth
 from nmaccel.hdl.array import Bundle, make_systolic_array
-from nmaccel.hdl.config import MODE_CODE, ArrayConfig, _bits_for
+from nmaccel.arch.config import MODE_CODE, ArrayConfig, ubits
 from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
 from nmaccel.hdl.strassen import (COMBINER_LATENCY, N_PRODUCTS, PREADD_LATENCY, StrassenConfig,
                                   make_strassen_combiner, make_strassen_preadd)
@@ -85,11 +85,11 @@ class StrassenTileConfig:
 
     @property
     def idx_bits(self):
-        return _bits_for(max(N_PRODUCTS, len(gst.PLAIN_A)) - 1)
+        return ubits(max(N_PRODUCTS, len(gst.PLAIN_A)) - 1)
 
     @property
     def tok_bits(self):
-        return _bits_for(self.t_max - 1)
+        return ubits(self.t_max - 1)
 
     @property
     def latency(self):

@@ -49,8 +49,8 @@ and every other array input goes through one register to stay aligned with the a
 the accumulator / output buffers have one write and one registered read port; the rows-deep
 weight staging buffer is small enough that Yosys keeps it in LUT RAM. The controller keeps its
 step-end flag (`s.last_step`) in a register. Resources of the product top
-(nmaccel.hdl.config.PRODUCT_ARRAY / PRODUCT_TOP) on the ECP5-85k: benchmarks/results/fpga_study.json;
-`nmaccel.synth.fit_estimate` refuses a top that cannot fit before synthesis (a 64-bit host
+(nmaccel.arch.config.PRODUCT_ARRAY / PRODUCT_TOP) on the ECP5-85k: benchmarks/results/fpga_study.json;
+`nmaccel.verilog.synth.fit_estimate` refuses a top that cannot fit before synthesis (a 64-bit host
 needs 133 IOs + clock of the CABGA381 package's 205).
 """
 import pyrtl
@@ -58,18 +58,13 @@ import pyrtl
 from nmaccel.errors import require
 from nmaccel.hdl.array import Bundle, make_systolic_array
 from nmaccel.hdl.buffers import make_buffer
-from nmaccel.golden.top import TopConfig  # noqa: F401  (elaboration parameters, shared layout)
-from nmaccel.golden.top import EPILOGUE_LATENCY as _GOLDEN_EPI_LAT
-from nmaccel.hdl.config import MODE_CODE
-from nmaccel.hdl.epilogue import EPILOGUE_LATENCY, EpilogueConfig, make_epilogue
+from nmaccel.arch.config import EPILOGUE_LATENCY, MODE_CODE, EpilogueConfig, TopConfig  # noqa: F401
+from nmaccel.hdl.epilogue import make_epilogue
 from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
 
 IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE, IN_GS = range(6)
 O_IDLE, O_PRIME, O_STREAM = range(3)
 IN_SB, O_SB = (max(1, (n - 1).bit_length()) for n in (6, 3))   # state register widths
-
-
-assert _GOLDEN_EPI_LAT == EPILOGUE_LATENCY
 
 
 def _ubits(n):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmaccel.errors import NmaccelError, require
-from nmaccel.models import BUILTIN_MODELS, builtin_path, read_gguf
+from nmaccel.models.loaders import BUILTIN_MODELS, builtin_path, read_gguf
 
 LINEAR_SUFFIXES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 

@@ -1,16 +1,15 @@
 """`run_gemm`: a whole GEMM on the accelerator top, driven through its host word stream.
 
-The encoder lays a PackedWeights matrix onto the array tile by tile (golden `load_plan` on the
-whole matrix, cut into rows x cols tiles; K and N_out are zero-padded to whole tiles), writes the
-header / activation / weight / epilogue records of nmaccel.hdl.top's protocol, one job per token
-tile (T > t_max steps: the next job re-streams the weights), and decodes the output words.
+nmaccel.program.encoder writes the host words (header / activation / weight / group-scale /
+epilogue records of nmaccel.hdl.top's protocol, one job per token tile) and decodes the output
+words; this module runs them on a backend.
 
 Backends (same contract: `.outputs`, `.cycles`, `.utilization`):
   "pyrtl"   the PyRTL top in pyrtl.CompiledSimulation; a simulation-only host model (a word ROM
             and a read pointer that advances on in_valid & in_ready) keeps in_valid = 1 and
             out_ready = 1; `.cycles` is measured: first header word accepted .. last output word.
   "verilator" the top exported to Verilog, built by Verilator with a dedicated C++ host
-            harness (nmaccel.cosim_top, cached build) that streams the same words with the same
+            harness (nmaccel.verilog.cosim_top, cached build) that streams the same words with the same
             handshake; outputs and cycles measured the same way.
   "golden"  nmaccel.golden.top.run_stream (the protocol twin) + the cycle model.
 Elaborated simulators are cached per (TopConfig, ROM size).
@@ -23,30 +22,20 @@ from dataclasses import dataclass
 import numpy as np
 import pyrtl
 
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig
 from nmaccel.errors import require
-from nmaccel.golden import blocks as gb
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.epilogue import epilogue as golden_epilogue
-from nmaccel.golden.gemm import check_activations, gemm as golden_gemm
+from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
-from nmaccel.golden.top import MODES, TopConfig, pack, run_stream, split_record, unpack
-from nmaccel.hdl.config import ArrayConfig, RuntimeConfig
-from nmaccel.hdl.top import epilogue_config, make_accelerator_top
+from nmaccel.golden.top import run_stream
+from nmaccel.hdl.top import make_accelerator_top
+from nmaccel.program.encoder import EpilogueSpec, decode_outputs, encode_gemm, group_layout  # noqa: F401
+from nmaccel.verilog.cosim_top import TopVerilatorModel
 
 BACKENDS = ("pyrtl", "verilator", "golden")
 _CACHE = OrderedDict()
 _CACHE_SIZE = 4
-
-
-@dataclass(frozen=True)
-class EpilogueSpec:
-    """Per-output-channel epilogue: mult (mantissa) / shift from quantize_multiplier, bias, relu.
-
-    mult=None: raw output (acc + bias, saturated to raw_bits), else INT8 (out_bits)."""
-    mult: object = None
-    shift: object = None
-    bias: object = None
-    relu: bool = False
 
 
 @dataclass
@@ -66,187 +55,8 @@ class GemmResult:
         return self.cycles / self.sim_s if self.sim_s > 0 else float("inf")
 
 
-class _Proxy:
-    """ArrayConfig view with more rows / cols: lays a whole matrix out as one big plan."""
-
-    def __init__(self, a, rows, cols):
-        self._a, self.rows, self.cols = a, rows, cols
-
-    def __getattr__(self, k):
-        return getattr(self._a, k)
-
-
 def default_top(array_cfg):
     return TopConfig(array=array_cfg)
-
-
-def _epilogue_params(spec, n_out, p):
-    """(mult, shift, bias, relu, raw) int64 arrays of length n_out, validated."""
-    if spec is None:
-        spec = EpilogueSpec()
-    if isinstance(spec, dict):
-        spec = EpilogueSpec(**spec)
-    ecfg = epilogue_config(p)
-    raw = spec.mult is None
-
-    def vec(v, what):
-        if v is None:
-            return np.zeros(n_out, dtype=np.int64)
-        arr = np.asarray(v)
-        require(arr.dtype.kind in "iu", f"epilogue {what} must be integers (use quantize_multiplier)")
-        require(arr.ndim <= 1 and arr.size in (1, n_out),
-                f"epilogue {what} has {arr.size} values for {n_out} output channels")
-        return np.broadcast_to(arr.astype(np.int64).ravel(), (n_out,)).copy()
-
-    mult, shift, bias = vec(spec.mult, "mult"), vec(spec.shift, "shift"), vec(spec.bias, "bias")
-    require(raw or spec.shift is not None, "epilogue mult given without shift")
-    ecfg.check_params(mult if not raw else None, shift if not raw else None, bias)
-    return mult, shift, bias, bool(spec.relu), raw
-
-
-def group_layout(packed, p, mode, group_scales=None):
-    """(kt_per_group, mult (out, n_groups) unsigned) for a group-scale top, (None, None) otherwise.
-
-    group_scales None: on when the top has them and the weights have granularity "group";
-    off on a group-scale top: one group per N tile with multiplier 1 (plain sums)."""
-    if group_scales is None:
-        group_scales = p.group_scales and packed.granularity == "group"
-    require(not group_scales or p.group_scales,
-            "group scales need a top elaborated with TopConfig(group_scales=True)")
-    require(not group_scales or packed.granularity == "group",
-            f"group scales need weights packed with granularity 'group', got {packed.granularity!r}")
-    if not p.group_scales:
-        return None, None
-    a = p.array
-    tile_k = a.rows * cm.window_groups(packed.n_keep, packed.m_group, a.n_max, a.m_max) * packed.m_group
-    n_kt = -(-packed.k_padded // tile_k)
-    if not group_scales:
-        return n_kt, np.ones((packed.out_features, 1), dtype=np.int64)
-    params = groupscale_params(packed)
-    require(params.group_cols % tile_k == 0,
-            f"scale groups of {params.group_cols} columns split a K tile of {tile_k}: use group_size "
-            f"a multiple of {tile_k} (rows x window)")
-    require(params.mult_bits <= p.gs_mult_bits,
-            f"group multipliers need {params.mult_bits} bits, the top has gs_mult_bits={p.gs_mult_bits}")
-    return params.group_cols // tile_k, params.mult
-
-
-def epilogue_records(p, mult, shift, bias, N, n_nt):
-    """Per output-column tile: the host words of its epilogue record (mult | shift | bias per column)."""
-    C = p.array.cols
-    recs = []
-    for nt in range(n_nt):
-        v = 0
-        for c in range(C):
-            o = nt * C + c
-            if o < N:
-                col = (int(mult[o]) | (int(shift[o]) << p.mult_bits)
-                       | ((int(bias[o]) & ((1 << p.bias_bits) - 1)) << (p.mult_bits + p.shift_bits)))
-                v |= col << (c * p.ep_col_bits)
-        recs.append(split_record(v, p.ep_rec_bits, p.host_bits))
-    return recs
-
-
-def encode_gemm(packed, x_q, p, epilogue=None, mode=None, group_scales=None):
-    """Host words of the whole GEMM and its job list: (words, jobs, mode)."""
-    a = p.array
-    x = check_activations(x_q, packed.in_features, a.act_bits)
-    require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
-    mode = mode or gb.tile_mode(packed)
-    RuntimeConfig(mode, packed.n_keep, packed.m_group).check(a)
-    T, N = x.shape[0], packed.out_features
-    jobs = cm.job_shapes((T, packed.in_features, N), p, mode, packed.n_keep, packed.m_group)
-    n_kt, n_nt = jobs[0].n_kt, jobs[0].n_nt
-    R, C = a.rows, a.cols
-    proxy = _Proxy(a, n_kt * R, n_nt * C)
-    plan = gb.load_plan(packed, proxy, mode)
-    mult, shift, bias, relu, raw = _epilogue_params(epilogue, N, p)
-    H = p.host_bits
-    cbk = mode == "codebook"
-    gk, gmult = group_layout(packed, p, mode, group_scales)
-    gsrecs = {}
-    if gk is not None:
-        gsb = p.gs_mult_bits
-        for nt in range(n_nt):
-            for g in range(gmult.shape[1]):
-                v = 0
-                for c in range(C):
-                    o = nt * C + c
-                    if o < N:
-                        v |= int(gmult[o, g]) << (c * gsb)
-                gsrecs[nt, g] = split_record(v, C * gsb, H)
-
-    # weight records: wrec[nt][kt] = list of R ints (array row R-1 first)
-    wb, ib = a.weight_bits, a.idx_bits
-    lane = ((plan.codes & ((1 << wb) - 1)) | (plan.index << wb)
-            | (plan.keep.astype(np.int64) << (wb + ib)))
-    wrecs = [[None] * n_kt for _ in range(n_nt)]
-    for nt in range(n_nt):
-        for kt in range(n_kt):
-            recs = []
-            for i in range(R):
-                r = kt * R + R - 1 - i
-                v = 0
-                for c in range(C):
-                    v |= pack(lane[r, nt * C + c], a.lane_load_bits) << (c * a.w_bits)
-                if cbk:
-                    for c in range(C):
-                        v |= pack(plan.tables[r, nt * C + c], wb) << (C * a.w_bits + c * a.cb_bits_total)
-                recs.append(split_record(v, p.w_rec_bits + (p.cb_rec_bits if cbk else 0), H))
-            wrecs[nt][kt] = recs
-    eprecs = epilogue_records(p, mult, shift, bias, N, n_nt)
-
-    words = []
-    tps = 2 if mode == "int4" else 1
-    t0 = 0
-    for job in jobs:
-        tok = min(job.n_steps * tps, T - t0)
-        hdr = {"mode": MODES.index(mode), "n_keep": packed.n_keep, "m_group": packed.m_group,
-               "relu": int(relu), "raw": int(raw), "n_steps": job.n_steps, "n_kt": n_kt, "n_nt": n_nt,
-               "kt_per_group": gk or 0}
-        hv, pos = 0, 0
-        for k, w in p.hdr_fields:
-            hv |= hdr[k] << pos
-            pos += w
-        words += split_record(hv, p.hdr_bits, H)
-        xs = gb.activation_steps(plan, x[t0:t0 + tok], proxy)          # (steps, n_kt*R, tps, m)
-        for kt in range(n_kt):
-            for s in range(job.n_steps):
-                v = pack(xs[s, kt * R:(kt + 1) * R, 0], a.act_bits)        # token A
-                if tps == 2:
-                    v |= pack(xs[s, kt * R:(kt + 1) * R, 1], a.act_bits) << p.act_tok_bits
-                words += split_record(v, p.act_tok_bits * tps, H)
-        for nt in range(n_nt):
-            for kt in range(n_kt):
-                for rec in wrecs[nt][kt]:
-                    words += rec
-                if gk is not None and ((kt + 1) % gk == 0 or kt == n_kt - 1):
-                    words += gsrecs[nt, min(kt // gk, gmult.shape[1] - 1)]
-            words += eprecs[nt]
-        t0 += tok
-    return words, jobs, mode
-
-
-def decode_outputs(out_words, jobs, p, mode, T, N):
-    """Output words -> int64 (T, N)."""
-    a = p.array
-    wo = p.words("out")
-    tps = 2 if mode == "int4" else 1
-    y = np.zeros((sum(j.n_steps for j in jobs) * tps, jobs[0].n_nt * a.cols), dtype=np.int64)
-    pos, t0 = 0, 0
-    for job in jobs:
-        for nt in range(job.n_nt):
-            for s in range(job.n_steps):
-                v = 0
-                for i in range(wo):
-                    v |= int(out_words[pos + i]) << (p.host_bits * i)
-                pos += wo
-                f = unpack(v, p.raw_bits, p.out_fields, signed=True).reshape(a.tokens_per_step, a.cols)
-                for t in range(tps):
-                    y[t0 + s * tps + t, nt * a.cols:(nt + 1) * a.cols] = f[t]
-        t0 += job.n_steps * tps
-    require(pos == len(out_words), f"{len(out_words) - pos} unexpected output words")
-    return y[:T, :N]
 
 
 def reference(packed, x_q, epilogue=None, group_scales=False):
@@ -369,12 +179,11 @@ class TopSim:
 
 
 class TopVerilator:
-    """The top under Verilator with the dedicated host harness (nmaccel.cosim_top): the host
+    """The top under Verilator with the dedicated host harness (nmaccel.verilog.cosim_top): the host
     word stream goes to the C++ main as one file, outputs and cycles come back measured as in
     TopSim.run. `rom_bits` is unused (kept for the simulator cache key)."""
 
     def __init__(self, p, rom_bits=0):
-        from nmaccel.cosim_top import TopVerilatorModel
         self.p, self.rom_bits = p, rom_bits
         t = time.perf_counter()
         self.model = TopVerilatorModel(p)
@@ -419,11 +228,7 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
             f"array_cfg must be an ArrayConfig, got {type(array_cfg).__name__}")
     p = top_cfg if top_cfg is not None else default_top(array_cfg)
     require(p.array == array_cfg, "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
-    if backend == "verilator":           # same words, numpy bit packing (whole layers)
-        from nmaccel.cosim_top import encode_gemm_fast
-        words, jobs, mode = encode_gemm_fast(packed, x_q, p, epilogue, group_scales=group_scales)
-    else:
-        words, jobs, mode = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)
+    words, jobs, mode = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)
     gk, _ = group_layout(packed, p, mode, group_scales)
     T = np.asarray(x_q).shape[0]
     shape = (T, packed.in_features, packed.out_features)

@@ -216,7 +216,7 @@ def calibration_text() -> str:
 
 def heldout_text() -> str:
     """Held-out evaluation text (English prose shipped in nmaccel/data, disjoint from calibration)."""
-    return (Path(__file__).parent / "data" / "heldout_en.txt").read_text(encoding="utf-8")
+    return (Path(__file__).parent.parent / "data" / "heldout_en.txt").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- tokenizer

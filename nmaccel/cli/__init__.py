@@ -1,7 +1,6 @@
-"""`nmaccel` console script. Each feature module registers its own subcommands.
-
-A module listed in SUBCOMMAND_MODULES defines `register_cli(subparsers)`, adding parsers whose
-`func(args) -> int` runs the command. Bad input raises NmaccelError: one line on stderr, exit 2.
+"""`nmaccel` console script: the argparse front end. One module per subcommand group in this
+package (pack: pack/inspect/storage, sim, export, synth) defines `register_cli(subparsers)`,
+adding parsers whose `func(args) -> int` runs the command; library modules hold no CLI code. Bad input raises NmaccelError: one line on stderr, exit 2.
 """
 import argparse
 import importlib
@@ -10,10 +9,10 @@ import sys
 from nmaccel.errors import NmaccelError
 
 SUBCOMMAND_MODULES = [
-    "nmaccel.pack.cli",
-    "nmaccel.sim",
-    "nmaccel.export",
-    "nmaccel.synth",
+    "nmaccel.cli.pack",
+    "nmaccel.cli.sim",
+    "nmaccel.cli.export",
+    "nmaccel.cli.synth",
 ]
 
 

@@ -34,7 +34,7 @@ def parse_nm(text):
 
 def load_layer(weights, layer=None):
     """A 2-D float32 weight from a file or built-in model name, and its name."""
-    from nmaccel import models
+    from nmaccel.models import loaders as models
     if weights is None:
         return models.DEFAULT_LAYER, models.default_layer()
     tensors = models.load_weights(weights)
@@ -87,7 +87,7 @@ def _cmd_inspect(args):
 
 def _cmd_storage(args):
     if args.list:
-        from nmaccel import models
+        from nmaccel.models import loaders as models
         for k, v in models.load_weights(args.list).items():
             print(k, tuple(np.shape(v)))
         return 0

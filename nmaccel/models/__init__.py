@@ -1,0 +1,1 @@
+"""Real-weight models: safetensors / GGUF loaders (loaders), numpy Llama and BERT forward passes."""

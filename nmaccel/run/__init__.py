@@ -1,0 +1,1 @@
+"""Drivers: PyRTL compiled-sim runner of the array (sim), accelerator top driver (runner)."""

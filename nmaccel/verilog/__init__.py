@@ -1,0 +1,1 @@
+"""Verilog side: export, Verilator builds and harnesses (cosim), formal, synthesis, tool lookup."""
