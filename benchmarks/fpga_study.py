@@ -20,6 +20,7 @@ versions, machine, exact command).
 
     python benchmarks/fpga_study.py --part pnr --tops product,dense --seeds 1 --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part cycles --backend verilator --json benchmarks/results/fpga_study.json
+    python benchmarks/fpga_study.py --part table --json OUT --merge-from OTHER   (parts run apart)
 """
 import argparse
 import datetime
@@ -189,9 +190,15 @@ def main(argv=None):
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", required=True)
+    ap.add_argument("--merge-from", help="also take the tops / cycles / runs of this fpga_study JSON")
     args = ap.parse_args(argv)
     out = Path(args.json)
     d = json.loads(out.read_text()) if out.is_file() else {"runs": [], "tops": {}, "cycles": {}}
+    if args.merge_from:
+        other = json.loads(Path(args.merge_from).read_text())
+        for k in ("tops", "cycles"):
+            d[k].update(other.get(k, {}))
+        d["runs"] += other.get("runs", [])
     record = run_record(args.part, argv)          # commit / versions as of the start
     tops = [t.strip() for t in args.tops.split(",")]
     for t in tops:
