@@ -328,3 +328,12 @@ def test_product_tops_fit_ecp5_85k_and_oversize_is_refused():
     big = TopConfig(array=ArrayConfig(rows=8, cols=8), host_bits=128)
     with pytest.raises(NmaccelError, match=r"dsp 288/156 .*fewer rows.*io 262/205.*host_bits"):
         synth.check_fit(big)
+
+
+def test_cli_top_defaults_to_the_product_top():
+    from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP
+    from nmaccel.verilog.export import top_config
+    p = top_config({}, {})
+    assert p.array == PRODUCT_ARRAY and p.host_bits == PRODUCT_TOP["host_bits"]
+    q = top_config({"host_bits": 32}, {"rows": 2, "cols": 2})
+    assert (q.array.rows, q.array.cols, q.host_bits, q.t_max) == (2, 2, 32, PRODUCT_TOP["t_max"])
