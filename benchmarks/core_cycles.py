@@ -16,7 +16,6 @@ and their ratios to dense INT8 (ideal 1 : 2 : 2 : 4).
 Then cycles/s of "compiled", "fast" and "python" on one dense INT8 tile (elaboration excluded).
 """
 import argparse
-import json
 import time
 
 import numpy as np
@@ -27,6 +26,7 @@ from nmaccel.arch.config import window_groups
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.pack import pack_weights
 from nmaccel.run.sim import get_runner, run_tile, run_tiles
+from nmaccel.provenance import write_result
 
 CONFIGS = [("dense INT8", 4, 4, 8, 1), ("dense INT4", 4, 4, 4, 2), ("2:4 INT8", 2, 4, 8, 2),
            ("2:4 INT4", 2, 4, 4, 4)]
@@ -112,8 +112,7 @@ def main():
     rows, cols = (int(v) for v in args.array.lower().split("x"))
     out = run(rows, cols, args.tokens, args.out_tiles, list(zip(("compiled", "fast", "python"), args.sim_tokens)))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_result(args.json, out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ seed 1); `ratio` is fmax over the default row of the same block.
 (top: t_max=8, k_tiles_max=4, n_tiles_max=4, other TopConfig defaults)
 """
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from tabulate import tabulate
 
 from nmaccel.verilog import export, synth
 from nmaccel.arch.config import ArrayConfig
+from nmaccel.provenance import write_result
 
 PIPE = {"pipeline_mux": True, "pipeline_product": True}       # the synth CLI's --pipeline
 CONFIGS = {
@@ -44,7 +44,8 @@ def build(block, flags, rows, cols):
     cfg = ArrayConfig(rows=1 if one else rows, cols=1 if one else cols, modes=("int8", "int4"),
                       **flags)
     if block == "pe":
-        export.build_pe_top(cfg)
+        from nmaccel.hdl.pe import make_pe_top
+        make_pe_top(cfg)
     elif block == "array":
         from nmaccel.hdl.array import make_array_top
         make_array_top(cfg)
@@ -97,7 +98,7 @@ def main(argv=None):
                    headers=("block", "shape", "config", "latency", "fmax MHz", "ratio", "LUT", "FF",
                             "DSP"), tablefmt="github"))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        write_result(args.json, rows)
     return 0
 
 

@@ -12,7 +12,6 @@ dense time / golden time (> 1: golden is faster). Times are the best of --repeat
 """
 import argparse
 import importlib
-import json
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ from nmaccel.pack import pack_weights
 
 from nmaccel.golden.strassen import strassen_bit_growth, strassen_gemm
 from nmaccel.pack.strassen import strassen_nm_report, strassen_weight_blocks
+from nmaccel.provenance import write_result
 
 G = importlib.import_module("nmaccel.golden.gemm")
 
@@ -98,9 +98,7 @@ def main():
           f"nonzeros {nm['density']:.3f} -> {nm['density_after']:.3f} after pre-adding, "
           f"{100 * nm['nm_violation_fraction']:.1f}% of 4-runs break 2:4")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"size": args.size, "tokens": args.tokens, "rows": rows, "strassen": strassen},
-                      f, indent=1)
+        write_result(args.json, {"size": args.size, "tokens": args.tokens, "rows": rows, "strassen": strassen})
 
 
 if __name__ == "__main__":

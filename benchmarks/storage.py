@@ -6,12 +6,12 @@ Packs a real MiniLM attention layer and FFN layer in every STORAGE_CONFIGS forma
 PackedWeights.storage_bits() per weight. Target: <= 3.13 bits/weight at 2:4 INT4 g128.
 """
 import argparse
-import json
 
 from tabulate import tabulate
 
 from nmaccel.models import loaders as models
 from nmaccel.cli.pack import storage_table
+from nmaccel.provenance import write_result
 
 LAYERS = ["encoder.layer.0.attention.self.query.weight", "encoder.layer.0.output.dense.weight"]
 TARGET_24_INT4 = 3.13
@@ -34,8 +34,7 @@ def main():
         print(f"2:4 INT4 g128: {b24:.4f} bits/weight (target <= {TARGET_24_INT4}): "
               f"{'met' if b24 <= TARGET_24_INT4 else 'MISSED'}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        write_result(args.json, results)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@
    Strassen and plain accumulators) vs the plain INT8 array alone.
 """
 import argparse
-import json
 import time
 
 import numpy as np
@@ -27,10 +26,13 @@ from nmaccel.golden import strassen_tile as gst
 from nmaccel.golden.strassen import strassen_bit_growth
 from nmaccel.hdl.array import make_array_top
 from nmaccel.arch.config import ArrayConfig
-from nmaccel.hdl.strassen_tile import StrassenTileConfig, make_strassen_tile_top, run_strassen_tile
+from nmaccel.arch.config import StrassenTileConfig
+from nmaccel.hdl.strassen_tile import make_strassen_tile_top
+from nmaccel.run.strassen_tile import run_strassen_tile
 from nmaccel.models.loaders import load_weights
 from nmaccel.pack import pack_weights
 from nmaccel.pack.strassen import strassen_nm_report, strassen_weight_blocks
+from nmaccel.provenance import write_result
 
 LAYER = "encoder.layer.0.attention.self.query.weight"
 
@@ -165,8 +167,7 @@ def main(argv=None):
           f"(2:4 halves the steps, x2 > x1.143) and need {loss['2:4 INT4']['w_operand_bits']} bits "
           f"(INT4 token packing, x2, is lost).   [{time.perf_counter() - t0:.1f} s]")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(cycles=cyc, multipliers=mul, losses=loss, synth=syn), f, indent=1, default=str)
+        write_result(args.json, dict(array=args.array, n_max=args.n_max, cycles=cyc, multipliers=mul, losses=loss, synth=syn))
     return 0 if all(c["exact"] and c["formula_ok"] for c in cyc) else 1
 
 

@@ -13,7 +13,6 @@ measures dense-equivalent GMAC/s of whole tops from RTL cycles at each top's pla
     python benchmarks/synth_study.py --rows 4 --cols 4 --lanes 4 --targets ecp5,xcup [--pnr]
 """
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import pyrtl
 
 from nmaccel.verilog import export, synth
+from nmaccel.provenance import write_result
 
 
 def build_dense_array(rows, cols, lanes, acc_bits):
@@ -116,7 +116,7 @@ def main(argv=None):
                                   "carry (nodsp)", "fmax MHz"),
                    tablefmt="github"))
     if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=1))
+        write_result(args.json, reports)
     return 0
 
 

@@ -5,13 +5,12 @@
 1. RTL (PyRTL CompiledSimulation of nmaccel.hdl.top, host stream always valid / ready): a real
    MiniLM FFN slice (K = 384, N_out = 128, INT8 activations) in every mode; checks outputs ==
    golden and measured cycles == nmaccel.golden.cyclemodel, and prints ratios measured there.
-2. Model (validated by 1. and tests/test_cyclemodel.py): a 4096 x 4096 weight at T = 64, 256,
+2. Model (validated by 1. and tests/test_golden_cyclemodel.py): a 4096 x 4096 weight at T = 64, 256,
    1024. Targets: cycles(dense INT8) / cycles(2:4 INT4) >= 3.8, 2:4 INT8 >= 1.9, utilization
    (useful MACs / multiplier-cycles) >= 95% on large shapes.
 All ratios printed come from this one run.
 """
 import argparse
-import json
 import time
 
 import numpy as np
@@ -23,6 +22,7 @@ from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
 from nmaccel.run.runner import reference, run_gemm
+from nmaccel.provenance import write_result
 
 MODES = [("dense INT8", "int8", 4, 4, 8, "uniform"), ("2:4 INT8", "int8", 2, 4, 8, "uniform"),
          ("dense INT4", "int4", 4, 4, 4, "uniform"), ("2:4 INT4", "int4", 2, 4, 4, "uniform"),
@@ -110,10 +110,9 @@ def main():
           f"cycles, {c_single / c_db:.3f}x the double-buffered top.")
     print("Strassen block mode: not implemented in the top (the array takes 8-bit activations only).")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"array": [a.rows, a.cols, a.n_max, a.m_max], "double_buffer": True,
-                       "rtl": rtl, "model": mod, "targets": summary,
-                       "single_register_T64_dense_int8_cycles": c_single}, f, indent=1)
+        write_result(args.json, {"array": [a.rows, a.cols, a.n_max, a.m_max], "double_buffer": True,
+                                 "rtl": rtl, "model": mod, "targets": summary,
+                                 "single_register_T64_dense_int8_cycles": c_single})
     return 0 if ok else 1
 
 

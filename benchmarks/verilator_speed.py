@@ -13,7 +13,6 @@
 All ratios printed come from this one run. --quick: 1024 x 1024 and smaller speed runs.
 """
 import argparse
-import json
 import os
 import platform
 import time
@@ -27,6 +26,8 @@ from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig
 from nmaccel.pack import pack_weights
+from nmaccel.provenance import write_result
+from nmaccel.verilog.tools import find_verilator
 
 MODES = [("dense INT8", "int8", 4, 4, 8), ("2:4 INT8", "int8", 2, 4, 8), ("2:4 INT4", "int4", 2, 4, 4)]
 
@@ -122,7 +123,7 @@ def main():
     speed.append({"array": "8x8", "GEMM (T,K,N)": f"({T},{KN},{KN}) dense INT8 (headline top)",
                   "cycles_run": r0["rtl_cycles"], "Mcycles/s": r0["Mcycles/s"],
                   "elaboration_s (PyRTL + Verilog)": r0["elab_s"], "build_s": r0["build_s"]})
-    print(f"Verilator top speed (Verilator 5.006, -O3 --x-assign fast --x-initial fast, g++ -O2; "
+    print(f"Verilator top speed ({find_verilator().version()}, -O3 --x-assign fast --x-initial fast, g++ -O2; "
           f"host {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load "
           f"{os.getloadavg()[0]:.1f})")
     print(tabulate(speed, headers="keys"))
@@ -137,10 +138,9 @@ def main():
     print("wall time incl. build per mode (target < 60 s): "
           + ", ".join(f"{r['mode']} {r['wall_s incl. build']} s" for r in head))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"quick": args.quick, "seed": args.seed, "host_bits": args.host_bits, "cpus": os.cpu_count(),
-                       "load_avg_1min": os.getloadavg()[0], "speed": speed, "headline": head,
-                       "all_exact": ok}, f, indent=1)
+        write_result(args.json, {"quick": args.quick, "seed": args.seed, "host_bits": args.host_bits,
+                                 "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "speed": speed,
+                                 "headline": head, "all_exact": ok})
     return 0 if ok else 1
 
 

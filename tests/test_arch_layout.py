@@ -21,7 +21,8 @@ def _layouts():
     out = []
     for a in ARRAYS:
         out += [(f"lane-{a.rows}x{a.cols}", layout.lane_layout(a)),
-                (f"pe-{a.rows}x{a.cols}", layout.pe_word_layout(a))]
+                (f"pe-{a.rows}x{a.cols}", layout.pe_word_layout(a)),
+                (f"pe-store-{a.rows}x{a.cols}", layout.pe_store_layout(a))]
         if a.has_codebook:
             out.append((f"codebook-{a.rows}x{a.cols}", layout.codebook_layout(a)))
     for i, p in enumerate(TOPS):
@@ -42,12 +43,13 @@ def _random_values(rng, lay, n):
     vals = {}
     for f in lay.fields:
         if isinstance(f.shape, layout.Layout):
-            sub = _random_values(rng, f.shape, n * f.count)
-            vals[f.name] = {k: v.reshape((n, f.count) + v.shape[1:]) for k, v in sub.items()}
+            sub = _random_values(rng, f.shape, n * f.n)
+            shape = (n, f.n) if f.count is not None else (n,)
+            vals[f.name] = {k: v.reshape(shape + v.shape[1:]) for k, v in sub.items()}
             continue
         lo, hi = (-(1 << (f.shape - 1)), 1 << (f.shape - 1)) if f.signed else (0, 1 << f.shape)
-        v = rng.integers(lo, hi, size=(n, f.count))
-        vals[f.name] = v if f.count > 1 else v[:, 0]
+        v = rng.integers(lo, hi, size=(n, f.n))
+        vals[f.name] = v if f.count is not None else v[:, 0]
     return vals
 
 
@@ -101,9 +103,9 @@ def test_split_reads_the_encoded_bits(name, lay):
     parts = lay.split(word)
     for f in lay.fields:
         if isinstance(f.shape, layout.Layout):
-            subs = parts[f.name] if f.count > 1 else [parts[f.name]]
+            subs = parts[f.name] if f.count is not None else [parts[f.name]]
             for j, sub in enumerate(subs):
-                probe(f"{f.name}{j}_", sub, {k: np.asarray(v).reshape(f.count, -1)[j]
+                probe(f"{f.name}{j}_", sub, {k: np.asarray(v).reshape(f.n, -1)[j]
                                              for k, v in vals[f.name].items()})
         else:
             probe("", {f.name: parts[f.name]}, {f.name: vals[f.name]})
@@ -148,6 +150,16 @@ def test_record_bit_order_and_wrap():
         [sum((int(f) & 15) << (4 * i) for i, f in enumerate(row)) for row in vals]
 
 
+def test_vector_of_one_stays_a_vector():
+    """count=1 is a 1-element vector ((n, 1), a list from split), count=None a scalar."""
+    lay = layout.Layout([("v", 5, 1, True), ("s", 3)])
+    vals = lay.from_words(lay.to_words(8, v=np.array([[-3], [4]]), s=np.array([1, 7])), 8)
+    assert vals["v"].shape == (2, 1) and vals["s"].shape == (2,)
+    assert lay.decode(lay.encode(v=[-3], s=5))["v"].tolist() == [-3]
+    parts = lay.split(pyrtl.Const(0, bitwidth=8))
+    assert isinstance(parts["v"], list) and len(parts["v"]) == 1 and not isinstance(parts["s"], list)
+
+
 def test_bad_layouts():
     with pytest.raises(NmaccelError, match="repeats"):
         layout.Layout([("a", 3), ("a", 2)])
@@ -162,3 +174,29 @@ def test_to_signed():
     np.testing.assert_array_equal(layout.to_signed(np.array([0, 127, 128, 255], dtype=object), 8),
                                   [0, 127, -128, -1])
     assert list(layout.to_signed(np.array([(1 << 70) - 1, 5], dtype=object), 70)) == [-1, 5]
+
+
+@pytest.mark.parametrize("p", TOPS, ids=["gs-h32", "h80"])
+def test_layout_widths_equal_config_record_widths(p):
+    """TopConfig's word counts (TopConfig.words) and the tables describe the same records."""
+    a = p.array
+    assert layout.lane_layout(a).bits == a.lane_load_bits
+    assert layout.pe_word_layout(a).bits == a.w_bits
+    assert layout.stored_lane_layout(a).bits == a.idx_bits + a.weight_bits
+    assert layout.header_layout(p).bits == p.hdr_bits
+    assert layout.activation_layout(p).bits == p.act_tok_bits
+    assert layout.weight_layout(p).bits == p.w_rec_bits
+    assert layout.epilogue_layout(p).bits == p.ep_rec_bits
+    assert layout.output_layout(p).bits == p.out_rec_bits
+    assert layout.groupscale_layout(p).bits == a.cols * p.gs_mult_bits
+    for rec, lay in (("header", layout.header_layout(p)), ("weight", layout.weight_layout(p)),
+                     ("epilogue", layout.epilogue_layout(p)), ("out", layout.output_layout(p)),
+                     ("gs", layout.groupscale_layout(p))):
+        assert p.words(rec) == lay.words(p.host_bits), rec
+    if a.has_int4:
+        assert layout.activation_layout(p, int4=True).bits == 2 * p.act_tok_bits
+        assert p.words("act", int4=True) == layout.activation_layout(p, int4=True).words(p.host_bits)
+    if a.has_codebook:
+        assert layout.codebook_layout(a).bits == a.cb_bits_total
+        assert layout.weight_layout(p, codebook=True).bits == p.w_rec_bits + p.cb_rec_bits
+        assert p.words("weight", True) == layout.weight_layout(p, codebook=True).words(p.host_bits)

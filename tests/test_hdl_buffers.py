@@ -10,7 +10,6 @@ import pytest
 
 from nmaccel.errors import NmaccelError
 from nmaccel.hdl.buffers import BufferConfig, make_buffer, make_pingpong_buffer
-from nmaccel.hdl.hostif import HostIfConfig, make_host_stream_in
 from nmaccel.verilog.synth import synthesize
 
 
@@ -142,24 +141,3 @@ def test_pingpong_is_two_bram_banks():
     rdata <<= make_pingpong_buffer("pp", 1024, 32, **ins).rdata
     ecp5 = _yosys_cells(_verilog(), "ecp5")
     assert ecp5.get("DP16KD", 0) == 4 and ecp5.get("TRELLIS_DPR16X4", 0) == 0, ecp5
-
-
-@pytest.mark.tools
-def test_host_fed_pingpong_stays_bram():
-    """Narrow host stream -> ping-pong 1024x64 weight buffer: the write path through the host
-    interface keeps both banks in DP16KD (4 per bank), no LUT-RAM."""
-    cfg = HostIfConfig()
-    hi = make_host_stream_in("host", cfg, pyrtl.Input(cfg.width, "in_data"),
-                             pyrtl.Input(1, "in_valid"), pyrtl.Input(1, "hold"))
-    raddr = pyrtl.Input(cfg.mem_addr_bits, "raddr")
-    pp = make_pingpong_buffer("wbuf", 1 << cfg.mem_addr_bits, cfg.mem_word_bits,
-                              write_bank=hi.cfg_regs[0][0], waddr=hi.mem_addr,
-                              wdata=hi.mem_data, we=hi.mem_we & (hi.mem_target == 0),
-                              raddr=raddr)
-    o = pyrtl.Output(cfg.mem_word_bits, "rdata")
-    o <<= pp.rdata
-    r = pyrtl.Output(1, "in_ready")
-    r <<= hi.in_ready
-    ecp5 = _yosys_cells(_verilog(), "ecp5")
-    assert ecp5.get("DP16KD", 0) == 8 and ecp5.get("TRELLIS_DPR16X4", 0) == 0, ecp5
-

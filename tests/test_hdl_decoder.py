@@ -35,10 +35,6 @@ def test_decoder_matches_golden(rng, n_max, m_max, elem_bits):
         np.testing.assert_array_equal(got, gb.nm_decode(x, i, d, m_max))
 
 
-def _packed(rng, out, k, n, m, bits=8):
-    return random_packed(rng, out, k, n, m, bits)
-
-
 NMS = [(1, 2), (2, 4), (1, 4), (3, 8), (4, 8), (2, 8), (4, 4), (2, 2), (1, 1)]
 CASES = [(nm, arr) for arr in [(4, 8), (2, 4), (4, 16)] for nm in NMS
          if nm[0] <= arr[0] and nm[1] <= arr[1]]
@@ -50,7 +46,7 @@ def test_load_plan_places_every_kept_weight(rng, nm, arr):
     (n, m), (n_max, m_max) = nm, arr
     cfg = ArrayConfig(rows=3, cols=2, n_max=n_max, m_max=m_max)
     window = cfg.window(n, m)
-    pw = _packed(rng, 2, 3 * window - 1, n, m)
+    pw = random_packed(rng, 2, 3 * window - 1, n, m)
     plan = gb.load_plan(pw, cfg)
     assert plan.window == window and plan.keep.sum() == pw.values.size
     w = pw.int_weights(padded=True)

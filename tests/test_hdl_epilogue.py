@@ -8,6 +8,7 @@ from nmaccel.errors import NmaccelError
 from nmaccel.golden.epilogue import epilogue, quantize_multiplier
 from nmaccel.arch.config import EPILOGUE_LATENCY, EpilogueConfig
 from nmaccel.hdl.epilogue import make_epilogue
+from nmtest import step_ports
 
 LANES = 4
 CONFIGS = {
@@ -56,8 +57,6 @@ def _run(cfg, acc, mult, shift, bias, relu, raw, valid, simulator="fast"):
             .reshape(steps, LANES)
     cols = {k: lanes(v) for k, v in dict(acc=acc, mult=mult, shift=shift, bias=bias, relu=relu,
                                          out_mode=raw, valid=valid).items()}
-    widths = dict(acc=cfg.acc_bits, mult=cfg.mult_bits, shift=cfg.shift_bits, bias=cfg.bias_bits,
-                  relu=1, out_mode=1, valid=1)
     if simulator == "compiled":   # what nmaccel.run.sim uses: optimized netlist, C kernel
         pyrtl.optimize()
         sim = pyrtl.CompiledSimulation()
@@ -67,8 +66,7 @@ def _run(cfg, acc, mult, shift, bias, relu, raw, valid, simulator="fast"):
     got_v = np.zeros((steps, LANES), dtype=np.int64)
     for i in range(steps + EPILOGUE_LATENCY):
         j = min(i, steps - 1)
-        sim.step({f"{k}_{lane}": int(cols[k][j, lane]) & ((1 << widths[k]) - 1)
-                  for k in cols for lane in range(LANES)})
+        step_ports(sim, {f"{k}_{lane}": cols[k][j, lane] for k in cols for lane in range(LANES)})
         if i >= EPILOGUE_LATENCY:
             for lane in range(LANES):
                 got[i - EPILOGUE_LATENCY, lane] = pyrtl.val_to_signed_integer(

@@ -5,15 +5,11 @@ import pytest
 
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.intops import wrap
+from nmaccel.arch import layout
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.codebook import make_codebook_decoder
-from nmaccel.hdl.pe import lane_store_bits, make_pe
-
-
-class _Rt:
-    def __init__(self):
-        self.int4 = pyrtl.Input(1, "int4")
-        self.dense = pyrtl.Input(1, "dense")
+from nmaccel.hdl.pe import lane_store_bits, make_pe_top
+from nmtest import pack_fields, step_ports
 
 
 def test_int4_packing_exhaustive():
@@ -47,28 +43,6 @@ def test_int4_packing_widths_are_minimal():
     assert ArrayConfig(rows=1, cols=1).operand_bits == 21
 
 
-def _pe_top(cfg):
-    rt = _Rt()
-    x_in = pyrtl.Input(cfg.x_bits, "x_in")
-    psum_in = [pyrtl.Input(cfg.acc_bits, f"psum_in_{t}") for t in range(cfg.tokens_per_step)]
-    w_in = pyrtl.Input(cfg.n_max * lane_store_bits(cfg), "w_in")
-    w_load = pyrtl.Input(1, "w_load")
-    pe = make_pe("pe", cfg, rt, x_in, psum_in, w_in, w_load)
-    for t, p in enumerate(pe.psum_out):
-        o = pyrtl.Output(cfg.acc_bits, f"psum_out_{t}")
-        o <<= p
-    xo = pyrtl.Output(cfg.x_bits, "x_out")
-    xo <<= pe.x_out
-
-
-def _u(v, bits):
-    return int(v) & ((1 << bits) - 1)
-
-
-def _pack(vals, width):
-    return sum(_u(v, width) << (width * i) for i, v in enumerate(vals))
-
-
 @pytest.mark.parametrize("n_max,m_max,int4_build,pipe", [
     (1, 2, True, (False, False)), (2, 4, True, (True, False)), (4, 8, True, (False, True)),
     (4, 8, False, (True, True)), (3, 6, True, (False, False))])
@@ -76,7 +50,7 @@ def test_pe_matches_golden(rng, n_max, m_max, int4_build, pipe):
     modes = ("int8", "int4", "codebook") if int4_build else ("int8",)
     cfg = ArrayConfig(rows=1, cols=1, n_max=n_max, m_max=m_max, modes=modes,
                       pipeline_mux=pipe[0], pipeline_product=pipe[1])
-    _pe_top(cfg)
+    make_pe_top(cfg)
     sim = pyrtl.FastSimulation()
     tok = cfg.tokens_per_step
     for int4 in ([False, True] if int4_build else [False]):
@@ -87,10 +61,12 @@ def test_pe_matches_golden(rng, n_max, m_max, int4_build, pipe):
             idx = rng.integers(0, m_max, n_max)
             if rng.random() < 0.3:
                 idx[:] = idx[0]                       # all indices equal
-            word = sum((_u(w[i], 8) | (int(idx[i]) << 8)) << (lane_store_bits(cfg) * i) for i in range(n_max))
+            word = layout.pe_store_layout(cfg).encode(lane={"weight": w, "index": idx})
+            assert word == pack_fields([(int(w[i]) & 0xFF) | (int(idx[i]) << 8) for i in range(n_max)],
+                                       lane_store_bits(cfg))      # known answer: weight | index
             base = {"int4": int(int4), "dense": int(dense), "x_in": 0, "w_load": 1, "w_in": word}
             base.update({f"psum_in_{t}": 0 for t in range(tok)})
-            sim.step(base)
+            step_ports(sim, base)
             steps = 12
             x = rng.integers(-128, 128, size=(steps, tok, m_max))
             x[0] = -128
@@ -100,14 +76,14 @@ def test_pe_matches_golden(rng, n_max, m_max, int4_build, pipe):
             got = []
             for s in range(steps + cfg.pipeline_stages + 1):
                 k = min(s, steps - 1)
-                xin = _pack(x[k].T.reshape(-1), 8)   # element-major, token A lowest
+                xin = pack_fields(x[k].T.reshape(-1), 8)   # element-major, token A lowest
                 lag = max(0, s - cfg.pipeline_stages)
                 ins = dict(base, w_load=0, x_in=xin)
-                ins.update({f"psum_in_{t}": _u(ps[min(lag, steps - 1), t], cfg.acc_bits) for t in range(tok)})
-                sim.step(ins)
+                ins.update({f"psum_in_{t}": ps[min(lag, steps - 1), t] for t in range(tok)})
+                step_ports(sim, ins)
                 got.append([sim.inspect(f"psum_out_{t}") for t in range(tok)])
                 if s < steps:
-                    assert sim.inspect("x_out") == (0 if s == 0 else _pack(x[s - 1].T.reshape(-1), 8))
+                    assert sim.inspect("x_out") == (0 if s == 0 else pack_fields(x[s - 1].T.reshape(-1), 8))
             got = wrap(np.array(got[cfg.pipeline_stages + 1:], dtype=np.int64), cfg.acc_bits)
             want = gb.pe_step(cfg, w, idx, x, ps, int4, dense)
             np.testing.assert_array_equal(got, want)
@@ -128,7 +104,7 @@ def test_codebook_decoder_matches_golden(rng):
     for ti, tab in enumerate(tables):
         for step in range(4):
             cs = rng.integers(0, cfg.cb_entries, 3) if step else np.array([0, 1, cfg.cb_entries - 1])
-            sim.step({"load": int(step == 0), "data": _pack(tab, 8),
+            sim.step({"load": int(step == 0), "data": pack_fields(tab, 8),
                       **{f"code{i}": int(c) for i, c in enumerate(cs)}})
             got = wrap(np.array([sim.inspect(f"val{i}") for i in range(3)]), 8)
             np.testing.assert_array_equal(got, gb.codebook_decode(tab, cs, cfg.codebook_bits))

@@ -9,8 +9,8 @@ import pytest
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import strassen as gs
 from nmaccel.golden.gemm import int_matmul
-from nmaccel.hdl.strassen import (ACT_COEF, COMBINER_LATENCY, OUT_COEF, PREADD_LATENCY,
-                                  StrassenConfig, make_strassen_combiner, make_strassen_preadd)
+from nmaccel.arch.config import COMBINER_LATENCY, PREADD_LATENCY, StrassenConfig
+from nmaccel.hdl.strassen import ACT_COEF, OUT_COEF, make_strassen_combiner, make_strassen_preadd
 from nmaccel.pack.strassen import pad_to, padded_shape, quadrants, strassen_weight_blocks
 
 

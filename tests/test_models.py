@@ -4,7 +4,8 @@ import pytest
 
 from nmaccel.models import loaders as models
 from nmaccel.errors import NmaccelError
-from nmaccel.models.llama import Llama, LlamaConfig, _rms_norm
+from nmaccel.models.llama import Llama, _rms_norm
+from nmtest import tiny_llama
 
 models_mark = pytest.mark.models
 
@@ -180,20 +181,7 @@ def test_tokenizer_known_ids(tok):
 
 # ------------------------------------------------------------------ Llama forward, tiny random model
 
-def _tiny(rng, n_layers=2, d=16, heads=4, kv=2, ff=24, vocab=40):
-    cfg = LlamaConfig(n_layers=n_layers, d_model=d, n_heads=heads, n_kv_heads=kv, d_ff=ff,
-                      vocab_size=vocab, rope_base=10000.0, rms_eps=1e-5)
-    hd = d // heads
-    w = {"token_embd.weight": rng.standard_normal((vocab, d)).astype(np.float32),
-         "output_norm.weight": (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)}
-    shapes = {"attn_q": (d, d), "attn_k": (kv * hd, d), "attn_v": (kv * hd, d), "attn_output": (d, d),
-              "ffn_gate": (ff, d), "ffn_up": (ff, d), "ffn_down": (d, ff)}
-    for i in range(n_layers):
-        for s, shp in shapes.items():
-            w[f"blk.{i}.{s}.weight"] = (rng.standard_normal(shp) / np.sqrt(shp[1])).astype(np.float32)
-        for s in ("attn_norm", "ffn_norm"):
-            w[f"blk.{i}.{s}.weight"] = (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)
-    return Llama(w, cfg)
+_tiny = tiny_llama
 
 
 def _reference_logits(model, tokens):

@@ -8,13 +8,11 @@ import pytest
 from nmaccel.arch.config import MODES, ArrayConfig, TopConfig
 from nmaccel.golden import blocks as gb
 from nmaccel.golden import cyclemodel as cm
-from nmaccel.golden.epilogue import quantize_multiplier
 from nmaccel.golden.gemm import check_activations
 from nmaccel.golden.top import run_stream
-from nmaccel.pack import pack_weights
-from nmaccel.program.encoder import (EpilogueSpec, _WholeArray, decode_outputs, encode_gemm,
-                                     epilogue_params, group_layout)
+from nmaccel.program.encoder import _WholeArray, decode_outputs, encode_gemm, epilogue_params, group_layout
 from nmaccel.run.runner import reference
+from nmtest import random_epilogue, random_gemm
 
 CASES = [("int8", 4, 4, 8, "uniform"), ("int8", 2, 4, 8, "uniform"), ("int4", 2, 4, 4, "uniform"),
          ("int4", 1, 2, 4, "uniform"), ("codebook", 2, 4, 4, "lloyd-max")]
@@ -99,32 +97,14 @@ def oracle_encode(packed, x_q, p, epilogue=None, group_scales=None):
     return words, jobs, mode
 
 
-def _epilogue(rng, n_out):
-    mult, shift = quantize_multiplier(rng.uniform(1e-4, 2e-2, n_out))
-    return EpilogueSpec(mult, shift, rng.integers(-3000, 3000, n_out), bool(rng.integers(2)))
-
-
-def _gemm(rng, nk, mg, bits, q, p, group_size=None):
-    a = p.array
-    win = min(a.n_max // nk, a.m_max // mg) * mg
-    K = int(rng.integers(1, p.k_tiles_max * a.rows * win + 1))
-    if group_size:
-        K = int(rng.integers(33, min(120, p.k_tiles_max * a.rows * win) + 1))
-    N = int(rng.integers(1, 3 * a.cols + 1))
-    T = int(rng.integers(1, 3 * p.t_max + 1))
-    packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk, m_group=mg,
-                          bits=bits, quantizer=q, group_size=group_size)
-    return packed, rng.integers(-128, 128, size=(T, K))
-
-
 @pytest.mark.parametrize("p", TOPS, ids=lambda p: f"{p.array.rows}x{p.array.cols}h{p.host_bits}")
 def test_encoder_equals_oracle_every_host_width(p):
     rng = np.random.default_rng(p.host_bits + 7 * p.array.rows)
     for mode, nk, mg, bits, q in CASES:
         if nk > p.array.n_max or mode not in p.array.modes:
             continue
-        packed, x = _gemm(rng, nk, mg, bits, q, p)
-        for ep in (None, _epilogue(rng, packed.out_features)):
+        packed, x = random_gemm(rng, nk, mg, bits, q, p)
+        for ep in (None, random_epilogue(rng, packed.out_features)):
             got, jobs, m = encode_gemm(packed, x, p, ep)
             want, jobs2, m2 = oracle_encode(packed, x, p, ep)
             assert m == m2 == mode and jobs == jobs2
@@ -141,8 +121,8 @@ def test_encoder_equals_oracle_group_scales(p):
     rng = np.random.default_rng(p.host_bits)
     for mode, nk, mg, bits, q in CASES:
         for gsize in (16, 48):
-            packed, x = _gemm(rng, nk, mg, bits, q, p, group_size=gsize)
-            for ep in (None, _epilogue(rng, packed.out_features)):
+            packed, x = random_gemm(rng, nk, mg, bits, q, p, group_size=gsize)
+            for ep in (None, random_epilogue(rng, packed.out_features)):
                 got, jobs, m = encode_gemm(packed, x, p, ep)
                 want, jobs2, _ = oracle_encode(packed, x, p, ep)
                 assert jobs == jobs2 and [int(w) for w in got] == want
@@ -155,7 +135,7 @@ def test_encoder_equals_oracle_group_scales(p):
 def test_decode_outputs_rejects_extra_words():
     p = TOPS[2]
     rng = np.random.default_rng(3)
-    packed, x = _gemm(rng, 2, 4, 8, "uniform", p)
+    packed, x = random_gemm(rng, 2, 4, 8, "uniform", p)
     words, jobs, m = encode_gemm(packed, x, p)
     out = run_stream(p, words)
     with pytest.raises(Exception, match="unexpected output words"):

@@ -8,7 +8,7 @@ configuration (mode, n_keep, m_group) is a register bundle loaded before a job, 
 between INT8 / INT4 / codebook and any N:M with n_keep <= n_max, m_group <= m_max needs no
 re-elaboration.
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -19,6 +19,14 @@ MODE_CODE = {m: i for i, m in enumerate(MODES)}
 OPERAND_BITS = (8, 9)   # 9: one bit of Strassen pre-add growth (nmaccel.hdl.strassen_tile)
 EPILOGUE_LATENCY = 6    # cycles of the fused epilogue (nmaccel.hdl.epilogue, golden top timing)
 OUT_MODE_SCALED, OUT_MODE_RAW = 0, 1
+# Plain mode, product p: A-quadrant PLAIN_A[p] (over [A11, A12, A21, A22]) times B-quadrant
+# PLAIN_W[p] (over [B11, B12, B21, B22]) added to output block PLAIN_C[p] (C11, C12, C21, C22).
+PLAIN_A = (0, 1, 0, 1, 2, 3, 2, 3)
+PLAIN_W = (0, 2, 1, 3, 0, 2, 1, 3)
+PLAIN_C = (0, 0, 1, 1, 2, 2, 3, 3)
+N_PRODUCTS, N_PLAIN_PRODUCTS = 7, len(PLAIN_A)   # block products: 2x2 Strassen / plain
+PREADD_LATENCY = 1      # make_strassen_preadd registers its operands
+COMBINER_LATENCY = 1    # make_strassen_combiner registers its blocks
 
 
 def ubits(n):
@@ -488,3 +496,89 @@ DENSE_ARRAY = ArrayConfig(rows=9, cols=4, n_max=4, m_max=4, modes=("int8",), dec
 PRODUCT_TOP = {"host_bits": 64, "t_max": 64, "k_tiles_max": 32}
 """TopConfig parameters of the product and dense tops: a 64-bit host (2 * 64 + 5 IOs + clock of
 the package's 205), 64 array steps per job, 32 K tiles of activations buffered per job."""
+
+@dataclass(frozen=True)
+class StrassenConfig:
+    """Elaboration widths: `act_bits` (activations), `product_bits` (the products M_i as the
+    array delivers them), `acc_bits` (combiner accumulators, wrap-around; default
+    product_bits + 2, enough for the four-term C11/C22 of one set of products)."""
+
+    act_bits: int = 8
+    product_bits: int = 32
+    acc_bits: int | None = None
+
+    def __post_init__(self):
+        if self.acc_bits is None:
+            object.__setattr__(self, "acc_bits", self.product_bits + 2)
+        for f in ("act_bits", "product_bits", "acc_bits"):
+            v = getattr(self, f)
+            require(isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+                    f"strassen {f} must be an int >= 2, got {v!r}")
+        require(self.acc_bits >= self.product_bits,
+                f"strassen acc_bits ({self.acc_bits}) must be >= product_bits ({self.product_bits})")
+
+    @property
+    def operand_bits(self) -> int:
+        """Pre-added activation width: one bit of growth."""
+        return self.act_bits + 1
+
+    @property
+    def idx_bits(self) -> int:
+        return (N_PRODUCTS - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class StrassenTileConfig:
+    """Elaboration parameters: array `rows` x `cols` with `n_max` lanes (block K <= rows * n_max,
+    block outputs <= cols), `t_max` token rows per block (accumulator rows), INT8 inputs
+    (`act_bits`, `weight_bits`). Derived: `array` (ArrayConfig with the pre-add-grown operand
+    widths, INT8 mode only, double-buffered), `combiner` (StrassenConfig), `comb_bits`."""
+    rows: int = 2
+    cols: int = 2
+    n_max: int = 2
+    t_max: int = 4
+    act_bits: int = 8
+    weight_bits: int = 8
+    pipeline_mux: bool = False
+    pipeline_product: bool = False
+    array: ArrayConfig = field(init=False, repr=False)
+    combiner: StrassenConfig = field(init=False, repr=False)
+
+    def __post_init__(self):
+        require(type(self.t_max) is int and 1 <= self.t_max <= 64,
+                f"StrassenTileConfig.t_max must be an int in 1..64, got {self.t_max!r}")
+        for f in ("act_bits", "weight_bits"):
+            require(getattr(self, f) == 8 and type(getattr(self, f)) is int,
+                    f"StrassenTileConfig.{f} must be 8 (INT8 inputs), got {getattr(self, f)!r}")
+        # one level of +-1 pre-adding grows both operands by one bit (nmaccel.golden.strassen.
+        # strassen_bit_growth derives it from the coefficients; tests check they agree)
+        arr = ArrayConfig(rows=self.rows, cols=self.cols, n_max=self.n_max, m_max=max(2, self.n_max),
+                          modes=("int8",), act_bits=self.act_bits + 1,
+                          weight_bits=self.weight_bits + 1, double_buffer=True,
+                          pipeline_mux=self.pipeline_mux, pipeline_product=self.pipeline_product)
+        object.__setattr__(self, "array", arr)
+        comb = StrassenConfig(act_bits=self.act_bits, product_bits=arr.acc_bits)
+        require(comb.operand_bits == arr.act_bits, "pre-adder and array operand widths disagree")
+        object.__setattr__(self, "combiner", comb)
+
+    @property
+    def lanes(self):
+        """Activations of one quadrant row: K elements of one block."""
+        return self.rows * self.n_max
+
+    @property
+    def comb_bits(self):
+        return self.combiner.acc_bits
+
+    @property
+    def idx_bits(self):
+        return ubits(max(N_PRODUCTS, N_PLAIN_PRODUCTS) - 1)
+
+    @property
+    def tok_bits(self):
+        return ubits(self.t_max - 1)
+
+    @property
+    def latency(self):
+        """Cycles from a quadrant row on a*_in to its product on the combiner input."""
+        return PREADD_LATENCY + self.array.latency

@@ -2,8 +2,10 @@
 twins and the hardware exchange.
 
 A `Layout` is an ordered table of fields, field 0 in the least significant bits (modelled on
-Amaranth's `lib.data.StructLayout`). A field is `count` elements of an int `width` (optionally
-two's complement `signed`) or of a nested Layout, element 0 lowest. From the one table come
+Amaranth's `lib.data.StructLayout`). A field is one element (count None: a scalar field) or a
+vector of `count` elements (element 0 lowest) of an int `width` (optionally two's complement
+`signed`) or of a nested Layout. Scalar fields encode / decode as (n,) arrays, vector fields as
+(n, count), nested fields as dicts of those. From the one table come
 
   * vectorized numpy encode / decode of n records at once, to Python ints (`encode` /
     `decode`, any width) or straight to host words of h bits (`to_words` / `from_words`, uint64
@@ -17,6 +19,8 @@ decode returns int64, sign-extended for signed fields. The words of the accelera
 
   lane_layout       one PE lane's load word: code | index | keep
   pe_word_layout    one PE's weight input (w_in_c): n_max lanes
+  pe_store_layout   a PE's weight register: n_max stored lanes (weight | index)
+  codebook_layout   one PE's codebook input (cb_in_c)
   header_layout     the job header (mode, N:M, relu, raw, n_steps, n_kt, n_nt[, kt_per_group])
   activation_layout one activation record: rows x m_max INT8 of token A (then token B in INT4)
   weight_layout     one weight record: cols PE words (then cols codebooks in codebook mode)
@@ -28,27 +32,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nmaccel.arch.config import n_words
 from nmaccel.errors import require
 
 _CHUNK_BITS = 1 << 24       # bound on the uint8 bit-plane temporaries of one encode / decode pass
-
-
-def ubits(n):
-    """Unsigned bits needed to hold 0 .. n (at least 1)."""
-    return max(1, int(n).bit_length())
-
-
-def n_words(bits, h):
-    """h-bit host words holding `bits` bits."""
-    return -(-bits // h)
 
 
 @dataclass(frozen=True)
 class Field:
     name: str
     shape: object            # int width or Layout
-    count: int = 1
+    count: int = None        # None: one scalar element; an int: a vector (even of 1 element)
     signed: bool = False
+
+    @property
+    def n(self):
+        return 1 if self.count is None else self.count
 
     @property
     def elem_bits(self):
@@ -56,7 +55,7 @@ class Field:
 
     @property
     def bits(self):
-        return self.elem_bits * self.count
+        return self.elem_bits * self.n
 
 
 class Layout:
@@ -67,7 +66,8 @@ class Layout:
         names = [f.name for f in self.fields]
         require(len(set(names)) == len(names), f"layout repeats a field name: {names}")
         for f in self.fields:
-            require(isinstance(f.count, int) and f.count >= 0, f"field {f.name}: count must be >= 0")
+            require(f.count is None or (isinstance(f.count, int) and f.count >= 0),
+                    f"field {f.name}: count must be None (scalar) or an int >= 0")
             if not isinstance(f.shape, Layout):
                 require(isinstance(f.shape, int) and 1 <= f.shape <= 63,
                         f"field {f.name}: width {f.shape!r} must be 1..63")
@@ -96,16 +96,16 @@ class Layout:
     def _planes(self, values, n):
         parts = []
         for f in self.fields:
-            if f.count == 0:
+            if f.n == 0:
                 continue
             require(f.name in values, f"layout field {f.name!r} has no value")
             v = values[f.name]
             if isinstance(f.shape, Layout):
-                sub = {k: np.asarray(a).reshape((n * f.count,) + np.shape(a)[2:] if np.ndim(a) > 1 else
-                                                (n * f.count,)) for k, a in v.items()}
-                parts.append(f.shape._planes(sub, n * f.count).reshape(n, -1))
+                lead = 2 if f.count is not None else 1          # (n, count, ...) or (n, ...)
+                sub = {k: np.asarray(a).reshape((n * f.n,) + np.shape(a)[lead:]) for k, a in v.items()}
+                parts.append(f.shape._planes(sub, n * f.n).reshape(n, -1))
             else:
-                a = np.broadcast_to(np.asarray(v, dtype=np.int64).reshape(n, -1), (n, f.count))
+                a = np.broadcast_to(np.asarray(v, dtype=np.int64).reshape(n, -1), (n, f.n))
                 parts.append(((a[:, :, None] >> np.arange(f.shape, dtype=np.int64)) & 1)
                              .astype(np.uint8).reshape(n, -1))
         return np.concatenate(parts, axis=1) if parts else np.zeros((n, 0), dtype=np.uint8)
@@ -116,14 +116,15 @@ class Layout:
             chunk = planes[:, pos:pos + f.bits]
             pos += f.bits
             if isinstance(f.shape, Layout):
-                sub = f.shape._values(chunk.reshape(n * f.count, f.shape.bits))
-                out[f.name] = {k: a.reshape((n, f.count) + a.shape[1:]) for k, a in sub.items()}
+                sub = f.shape._values(chunk.reshape(n * f.n, f.shape.bits))
+                shape = (n, f.n) if f.count is not None else (n,)
+                out[f.name] = {k: a.reshape(shape + a.shape[1:]) for k, a in sub.items()}
                 continue
-            b = chunk.reshape(n, f.count, f.shape).astype(np.int64)
+            b = chunk.reshape(n, f.n, f.shape).astype(np.int64)
             v = (b << np.arange(f.shape, dtype=np.int64)).sum(axis=2)
             if f.signed:
                 v = np.where(v >= 1 << (f.shape - 1), v - (1 << f.shape), v)
-            out[f.name] = v if f.count > 1 else v[:, 0]
+            out[f.name] = v if f.count is not None else v[:, 0]
         return out
 
     @staticmethod
@@ -186,7 +187,7 @@ class Layout:
         return _join(words[0], 64)
 
     def decode(self, value):
-        """Python int -> one record's fields: int (count 1), int64 array (count,), dicts nested."""
+        """Python int -> one record's fields: int (scalar field), int64 array (count,), dicts nested."""
         nw = self.words(64)
         words = np.array([(int(value) >> (64 * i)) & ((1 << 64) - 1) for i in range(nw)],
                          dtype=np.uint64).reshape(1, nw)
@@ -194,16 +195,16 @@ class Layout:
 
     # ---- hardware view -------------------------------------------------------------------
     def split(self, wire):
-        """{field: slice of `wire`} (a list of slices for count > 1, nested dicts for a nested
+        """{field: slice of `wire`} (a list of slices for a vector field, nested dicts for a nested
         Layout), field 0 in the LSBs: the hardware reads the bits this table encodes."""
         require(len(wire) >= self.bits, f"wire of {len(wire)} bits is narrower than the layout's {self.bits}")
         out = {}
         for f in self.fields:
             lo, eb = self.offsets[f.name], f.elem_bits
-            elems = [wire[lo + i * eb:lo + (i + 1) * eb] for i in range(f.count)]
+            elems = [wire[lo + i * eb:lo + (i + 1) * eb] for i in range(f.n)]
             if isinstance(f.shape, Layout):
                 elems = [f.shape.split(e) for e in elems]
-            out[f.name] = elems[0] if f.count == 1 else elems
+            out[f.name] = elems[0] if f.count is None else elems
         return out
 
 
@@ -224,7 +225,7 @@ def _take(values, sl):
 
 
 def record_at(values, i):
-    """Record i of decoded values (from_words): ints for single fields, arrays for counts."""
+    """Record i of decoded values (from_words): ints for scalar fields, arrays for vectors."""
     return {k: (record_at(v, i) if isinstance(v, dict) else
                 (int(v[i]) if np.ndim(v[i]) == 0 else v[i])) for k, v in values.items()}
 
@@ -247,7 +248,7 @@ def _join(words, h):
 # ---- the accelerator's words ---------------------------------------------------------------
 def lane_layout(array_cfg):
     """One PE lane's load word: weight code (two's complement), window-local index, keep."""
-    return Layout([("code", array_cfg.weight_bits, 1, True), ("index", array_cfg.idx_bits),
+    return Layout([("code", array_cfg.weight_bits, None, True), ("index", array_cfg.idx_bits),
                    ("keep", 1)])
 
 
@@ -256,21 +257,25 @@ def pe_word_layout(array_cfg):
     return Layout([("lane", lane_layout(array_cfg), array_cfg.n_max)])
 
 
+def stored_lane_layout(array_cfg):
+    """One lane as a PE stores it after decoding: weight value (codebook-decoded, 0 unless kept) |
+    window-local index."""
+    return Layout([("weight", array_cfg.weight_bits, None, True), ("index", array_cfg.idx_bits)])
+
+
+def pe_store_layout(array_cfg):
+    """A PE's weight register (shifted PE to PE): n_max stored lanes, lane 0 lowest."""
+    return Layout([("lane", stored_lane_layout(array_cfg), array_cfg.n_max)])
+
+
 def codebook_layout(array_cfg):
     """A PE's codebook input cb_in_c: cb_entries signed weight_bits values, entry 0 lowest."""
     return Layout([("entry", array_cfg.weight_bits, array_cfg.cb_entries, True)])
 
 
-def header_fields(top_cfg):
-    """(name, width) of the job header, LSB first."""
-    a, kt = top_cfg.array, ubits(top_cfg.k_tiles_max)
-    f = (("mode", a.mode_bits), ("n_keep", a.nk_bits), ("m_group", a.mg_bits), ("relu", 1),
-         ("raw", 1), ("n_steps", ubits(top_cfg.t_max)), ("n_kt", kt), ("n_nt", ubits(top_cfg.n_tiles_max)))
-    return f + ((("kt_per_group", kt),) if top_cfg.group_scales else ())
-
-
 def header_layout(top_cfg):
-    return Layout(header_fields(top_cfg))
+    """The job header: TopConfig.hdr_fields (mode, N:M, relu, raw, n_steps, n_kt, n_nt[, kt_per_group])."""
+    return Layout(top_cfg.hdr_fields)
 
 
 def activation_layout(top_cfg, int4=False):
@@ -293,8 +298,8 @@ def groupscale_layout(top_cfg):
 
 
 def epilogue_column_layout(top_cfg):
-    return Layout([("mult", top_cfg.mult_bits, 1, True), ("shift", top_cfg.shift_bits),
-                   ("bias", top_cfg.bias_bits, 1, True)])
+    return Layout([("mult", top_cfg.mult_bits, None, True), ("shift", top_cfg.shift_bits),
+                   ("bias", top_cfg.bias_bits, None, True)])
 
 
 def epilogue_layout(top_cfg):

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pyrtl
 
+from nmaccel.cli import argtypes
 from nmaccel.errors import require
+from nmaccel.fileio import check_output_dir, output_dir
 from nmaccel.pack.format import PackedWeights
 from nmaccel.verilog.export import (BLOCKS, build_block, build_from_builder, lint, memory_images,
-                                    parse_module, port_table, verilog_text, write_files_atomically)
+                                    parse_module, port_table, verilog_text)
 
 
 def add_block_args(p):
@@ -18,17 +20,17 @@ def add_block_args(p):
                    help="which hardware block (default: the accelerator top)")
     p.add_argument("--builder", metavar="MODULE:FUNC",
                    help="instead of --block: a function building any PyRTL design")
-    p.add_argument("--rows", type=int, default=None, help="array rows (default: the product top, nmaccel.arch.config.PRODUCT_ARRAY; 4 when other array options are given)")
-    p.add_argument("--cols", type=int, default=None, help="array columns (default 4)")
-    p.add_argument("--n-max", type=int, default=None, help="lanes per PE (default 4)")
-    p.add_argument("--m-max", type=int, default=None, help="largest N:M group (default 8)")
+    p.add_argument("--rows", type=argtypes.positive, default=None, help="array rows (default: the product top, nmaccel.arch.config.PRODUCT_ARRAY; 4 when other array options are given)")
+    p.add_argument("--cols", type=argtypes.positive, default=None, help="array columns (default 4)")
+    p.add_argument("--n-max", type=argtypes.positive, default=None, help="lanes per PE (default 4)")
+    p.add_argument("--m-max", type=argtypes.m_max, default=None, help="largest N:M group (default 8)")
     p.add_argument("--modes", default=None, help="comma list of int8,int4,codebook (default int8,int4)")
     p.add_argument("--pipeline", action="store_true",
                    help="every PE pipeline register (mux, operand, DSP, partial sum, product)")
-    p.add_argument("--t-max", type=int, default=None, help="top: array steps per job")
-    p.add_argument("--k-tiles-max", type=int, default=None, help="top: K tiles per job")
-    p.add_argument("--n-tiles-max", type=int, default=None, help="top: N tiles per job")
-    p.add_argument("--host-bits", type=int, default=None,
+    p.add_argument("--t-max", type=argtypes.positive, default=None, help="top: array steps per job")
+    p.add_argument("--k-tiles-max", type=argtypes.positive, default=None, help="top: K tiles per job")
+    p.add_argument("--n-tiles-max", type=argtypes.positive, default=None, help="top: N tiles per job")
+    p.add_argument("--host-bits", type=argtypes.positive, default=None,
                    help="top: host stream width (default 64: 2 * 64 + 6 pins of the ECP5-85k's 205)")
     p.add_argument("--module-name", default=None, help="Verilog module name")
 
@@ -48,8 +50,11 @@ def build_from_args(args):
 
 
 def cmd_export(args):
+    inputs = [args.packed] if args.packed else []
+    check_output_dir(args.out, inputs)          # before building anything
+    if args.packed:
+        require(args.word_bits in (8, 16, 32, 64), f"--word-bits {args.word_bits}: use 8, 16, 32 or 64")
     out = Path(args.out)
-    require(not out.exists() or out.is_dir(), f"--out {out} exists and is not a directory")
     name = build_from_args(args)
     text = verilog_text(None, module_name=name, add_reset=not args.no_reset)
     mod, ports, mems = parse_module(text)
@@ -77,7 +82,9 @@ def cmd_export(args):
         require(not warnings, f"verilator lint of {mod}: {len(warnings)} warning(s), first: "
                 f"{warnings[0] if warnings else ''}; fix the design or document a waiver in "
                 "docs/LINT_WAIVERS.md")
-    write_files_atomically(files)
+    with output_dir(args.out, inputs, manifest_extra={"command": "export", "module": mod}) as tmp:
+        for f, data in files.items():
+            (tmp / Path(f).relative_to(out)).write_bytes(data.encode() if isinstance(data, str) else data)
     print(f"wrote {vpath} ({len(ports)} ports, {len(mems)} memories)"
           + (", lint clean" if args.lint else ""))
     for f in sorted(files):

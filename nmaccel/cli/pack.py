@@ -5,7 +5,9 @@ import os
 import numpy as np
 from tabulate import tabulate
 
+from nmaccel.cli import argtypes
 from nmaccel.errors import NmaccelError, require
+from nmaccel.fileio import check_output, read_npy, require_real
 from nmaccel.pack.format import PackedWeights
 
 # (label, pack_weights kwargs or None for FP16); the storage table's rows.
@@ -40,11 +42,28 @@ def load_layer(weights, layer=None):
     tensors = models.load_weights(weights)
     if layer is None:
         two_d = [k for k, v in tensors.items() if np.ndim(v) == 2]
+        require(two_d, f"{weights} holds no 2-D weight matrix (shapes "
+                f"{', '.join(str(tuple(np.shape(v))) for v in list(tensors.values())[:3])}): "
+                "pass a 2-D (out_features, in_features) array")
         require(len(two_d) == 1, f"{weights} holds {len(two_d)} 2-D tensors: choose one with --layer "
                 f"(e.g. {', '.join(two_d[:3])})")
         layer = two_d[0]
     require(layer in tensors, f"layer {layer!r} not in {weights}: list them with `nmaccel storage --list {weights}`")
-    return layer, np.asarray(tensors[layer], dtype=np.float32)
+    w = np.asarray(tensors[layer], dtype=np.float32)
+    require(w.ndim == 2 and w.size > 0, f"tensor {layer!r} of {weights} has shape {w.shape}: "
+            "pass a non-empty 2-D (out_features, in_features) weight")
+    return layer, w
+
+
+def load_calibration(path, in_features):
+    """Float activations (tokens, in_features) for wanda/sparsegpt from a .npy file."""
+    require(os.path.isfile(path), f"calibration file {path} not found: pass a .npy of float "
+            f"activations (tokens, {in_features})")
+    x = read_npy(path)
+    require_real(x, "calibration activations", path)
+    require(x.ndim == 2 and x.shape[1] == in_features and x.shape[0] >= 1,
+            f"calibration {path} has shape {x.shape}: need (tokens, {in_features}) activations")
+    return x.astype(np.float32)
 
 
 def storage_table(w):
@@ -62,15 +81,14 @@ def storage_table(w):
 def _cmd_pack(args):
     from nmaccel.pack.api import pack_weights
     n_keep, m_group = parse_nm(args.nm)
+    inputs = [p for p in (args.weights, args.calibration) if p and os.path.exists(p)]
+    check_output(args.output, inputs)              # before any work: never over an input
     name, w = load_layer(args.weights, args.layer)
-    calib = None
-    if args.calibration:
-        require(os.path.exists(args.calibration), f"calibration file {args.calibration} not found")
-        calib = np.load(args.calibration)
+    calib = load_calibration(args.calibration, w.shape[1]) if args.calibration else None
     pw = pack_weights(w, n_keep=n_keep, m_group=m_group, bits=args.bits, group_size=args.group_size or None,
                       quantizer=args.quantizer, method=args.method, calibration=calib)
     pw.meta.setdefault("layer", name)
-    pw.save(args.output)
+    pw.save(args.output, inputs=inputs)
     print(tabulate(pw.report(), tablefmt="simple"))
     print(f"wrote {args.output}")
     return 0
@@ -109,8 +127,9 @@ def register_cli(sub):
                         "(default: a real MiniLM layer)")
     p.add_argument("--layer", help="tensor name inside the weights file")
     p.add_argument("--nm", default="2:4", help="N:M sparsity, e.g. 2:4, 4:8, or 'dense' (default 2:4)")
-    p.add_argument("--bits", type=int, default=4, help="weight bits: 2, 4 or 8 (default 4)")
-    p.add_argument("--group-size", type=int, default=128, help="scale group along K (default 128; 0 = per channel)")
+    p.add_argument("--bits", type=argtypes.positive, default=4, help="weight bits: 2, 4 or 8 (default 4)")
+    p.add_argument("--group-size", type=argtypes.non_negative, default=128,
+                   help="scale group along K (default 128; 0 = per channel)")
     p.add_argument("--quantizer", default="uniform", help="uniform or lloyd-max")
     p.add_argument("--method", default="magnitude", help="magnitude, wanda or sparsegpt")
     p.add_argument("--calibration", help=".npy float activations (tokens, in_features) for wanda/sparsegpt")

@@ -9,12 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options
-from nmaccel.errors import NmaccelError, require
+from nmaccel.cli import argtypes
+from nmaccel.errors import NmaccelError, require, require_memory
+from nmaccel.fileio import check_output
 from nmaccel.golden import blocks as gb
+from nmaccel.golden import cyclemodel as cm
+from nmaccel.golden.epilogue import quantize_multiplier
+from nmaccel.golden.gemm import gemm
+from nmaccel.models.loaders import default_layer, linear_layers, load_weights
+from nmaccel.pack import PackedWeights, pack_weights
+from nmaccel.program.encoder import EpilogueSpec
+from nmaccel.run.runner import reference
 from nmaccel.run.sim import MODEL_SUFFIXES, SIMULATORS, run_gemm, run_tile
 
 
-# ---- CLI ----------------------------------------------------------------------------------------
 def _parse_pair(text, sep, what, example):
     try:
         a, b = (int(v) for v in text.lower().split(sep))
@@ -25,7 +33,6 @@ def _parse_pair(text, sep, what, example):
 
 def _default_weights():
     try:
-        from nmaccel.models.loaders import default_layer
         return default_layer()
     except ImportError:
         import importlib.resources
@@ -35,7 +42,6 @@ def _default_weights():
 
 
 def _pack(w, n_keep, m_group, bits, quantizer):
-    from nmaccel.pack import pack_weights
     return pack_weights(w, n_keep=n_keep, m_group=m_group, bits=bits, quantizer=quantizer)
 
 
@@ -47,7 +53,6 @@ def _load_model_layer(args):
     MiniLM) and --layer (default: the file's first linear layer, MiniLM's query projection)."""
     if args.weights is None and args.layer is None:
         return _default_weights(), "encoder.layer.0.attention.self.query.weight"
-    from nmaccel.models.loaders import linear_layers, load_weights
     source = args.weights or "minilm"
     weights = load_weights(source)
     names = linear_layers(weights)
@@ -74,25 +79,26 @@ def _layer_top(a, packed, mode, tokens):
 
 def _calibrated_epilogue(packed, x_q, relu):
     """INT8 requantization calibrated on this batch: channel o's largest |sum| maps to 127."""
-    from nmaccel.golden import gemm
-    from nmaccel.golden.epilogue import quantize_multiplier
-    from nmaccel.run.runner import EpilogueSpec
     peak = np.maximum(np.abs(gemm(packed, x_q)).max(axis=0), 1).astype(np.float64)
     mult, shift = quantize_multiplier(127.0 / peak)
     return EpilogueSpec(mult, shift, np.zeros(packed.out_features, dtype=np.int64), relu)
 
 
 def cmd_sim(args):
-    n_keep, m_group = _parse_pair(args.nm, ":", "--nm", "2:4 (n_keep:m_group)")
+    nm_given = args.nm is not None
+    n_keep, m_group = _parse_pair(args.nm or "2:4", ":", "--nm", "2:4 (n_keep:m_group)")
     rows, cols = _parse_pair(args.array, "x", "--array", "4x4 (rows x cols)")
     require(args.tokens >= 1, f"--tokens {args.tokens}: use a positive number of tokens")
-    require(args.bits in (2, 4, 8), f"--bits {args.bits}: use 2, 4 or 8")
+    bits = 4 if args.bits is None else args.bits
+    require(bits in (2, 4, 8), f"--bits {bits}: use 2, 4 or 8")
     layer = args.backend != "tile"
     require(layer or not args.epilogue,
             "--epilogue runs in the accelerator top: use --backend pyrtl, verilator or golden")
     require(not layer or args.simulator == "compiled",
             f"--simulator {args.simulator} applies to --backend tile; the top runs compiled only")
     require(not layer or args.vcd is None, "--vcd traces --backend tile only")
+    if args.vcd is not None:
+        check_output(args.vcd, [args.weights] if args.weights else [])
     cfg = ArrayConfig(rows=rows, cols=cols, n_max=args.n_max, m_max=args.m_max,
                       **pipeline_options(args.pipeline))
     quantizer = "lloyd-max" if args.codebook else "uniform"
@@ -100,7 +106,9 @@ def cmd_sim(args):
     if args.weights and Path(args.weights).suffix.lower() not in MODEL_SUFFIXES:
         require(args.layer is None, f"--layer picks a layer of a model file; {args.weights!r} is "
                 "a packed file (one layer): drop --layer")
-        from nmaccel.pack import PackedWeights
+        require(not nm_given and not args.codebook and args.bits is None,
+                f"--nm/--bits/--codebook pack a model file; {args.weights!r} is already packed "
+                "(its N:M and bits are used as stored): drop them")
         packed = PackedWeights.load(args.weights)
         name = Path(args.weights).name
     else:
@@ -110,14 +118,14 @@ def cmd_sim(args):
         w = np.asarray(w, dtype=np.float32)
         if not layer:                                          # one tile of the layer
             w = w[:cfg.cols, :min(w.shape[1], cfg.rows * cfg.window(n_keep, m_group))]
-        packed = _pack(w, n_keep, m_group, args.bits, quantizer)
+        packed = _pack(w, n_keep, m_group, bits, quantizer)
+    require_memory(args.tokens * (packed.in_features + packed.out_features) * 8 * 4,
+                   f"--tokens {args.tokens} x {packed.in_features} activations", "use fewer --tokens")
     rng = np.random.default_rng(args.seed)
     x_q = rng.integers(-128, 128, size=(args.tokens, packed.in_features), dtype=np.int64)
-    from nmaccel.golden import cyclemodel as cm
     info = {"array": f"{rows}x{cols}", "backend": args.backend, "layer": name,
             "nm": f"{packed.n_keep}:{packed.m_group}", "bits": packed.bits}
     if layer:
-        from nmaccel.run.runner import reference
         mode = gb.tile_mode(packed)
         RuntimeConfig(mode, packed.n_keep, packed.m_group).check(cfg)
         top = _layer_top(cfg, packed, mode, args.tokens)
@@ -132,7 +140,6 @@ def cmd_sim(args):
                     elaboration_s=round(res.elaboration_s, 3))
     else:
         res = run_tile(packed, x_q, cfg, simulator=args.simulator, trace=args.vcd)
-        from nmaccel.golden import gemm
         ref = gemm(packed, x_q)
         plan = gb.load_plan(packed, cfg)
         formula = gb.tile_cycles(cfg, args.tokens, plan.int4)
@@ -166,15 +173,15 @@ def register_cli(subparsers):
                    help="tile: one tile on the bare array (default); pyrtl / verilator: the whole "
                    "layer on the accelerator top in PyRTL CompiledSimulation / Verilator; golden: "
                    "the top's protocol twin and cycle model")
-    p.add_argument("--nm", default="2:4", help="N:M sparsity n_keep:m_group (N == M: dense), default 2:4")
-    p.add_argument("--bits", type=int, default=4, help="weight bits 2, 4 or 8 (default 4)")
+    p.add_argument("--nm", default=None, help="N:M sparsity n_keep:m_group (N == M: dense), default 2:4")
+    p.add_argument("--bits", type=argtypes.positive, default=None, help="weight bits 2, 4 or 8 (default 4)")
     p.add_argument("--codebook", action="store_true", help="Lloyd-Max codebook weights")
     p.add_argument("--array", default="4x4", help="array rows x cols (default 4x4)")
-    p.add_argument("--n-max", type=int, default=4, help="multiplier lanes per PE (default 4)")
-    p.add_argument("--m-max", type=int, default=8, help="largest m_group (default 8)")
+    p.add_argument("--n-max", type=argtypes.positive, default=4, help="multiplier lanes per PE (default 4)")
+    p.add_argument("--m-max", type=argtypes.m_max, default=8, help="largest m_group (default 8)")
     p.add_argument("--pipeline", action="store_true",
                    help="every PE pipeline register (mux, operand, DSP, partial sum, product)")
-    p.add_argument("--tokens", type=int, default=64, help="activation rows T (default 64)")
+    p.add_argument("--tokens", type=argtypes.positive, default=64, help="activation rows T (default 64)")
     p.add_argument("--weights", help="packed weights file (run as is), or a model file "
                    "(.safetensors/.gguf/.npy/.npz: a linear layer packed with --nm/--bits; with "
                    "--backend tile only the tile that fits the array); default: a real MiniLM layer")
@@ -186,7 +193,7 @@ def register_cli(subparsers):
     p.add_argument("--relu", action="store_true", help="ReLU in the --epilogue")
     p.add_argument("--simulator", default="compiled", choices=SIMULATORS,
                    help="simulator of --backend tile (the top runs compiled)")
-    p.add_argument("--seed", type=int, default=0, help="activation RNG seed")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="activation RNG seed")
     p.add_argument("--vcd", help="write a VCD trace to this file (--backend tile)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_sim)

@@ -5,10 +5,16 @@ from pathlib import Path
 
 from nmaccel.cli import export as export_cli
 from nmaccel.verilog import export
-from nmaccel.verilog.synth import CAPACITY, DEFAULT_DEVICE, TARGETS, check_fit, synthesize, table
+from nmaccel.cli import argtypes
+from nmaccel.errors import require
+from nmaccel.verilog.synth import CAPACITY, DEFAULT_DEVICE, DEVICES, TARGETS, check_fit, synthesize, table
 
 
 def cmd_synth(args):
+    if args.device is not None:     # refused before any design is built or tool started
+        require(args.target in DEVICES and args.device in DEVICES[args.target],
+                f"unknown {args.target} device {args.device!r}: use one of "
+                f"{', '.join(DEVICES.get(args.target, {})) or '(none: drop --device)'}")
     if args.verilog:
         exp = export.load_export(args.verilog)
         top = args.top or exp.module_name
@@ -53,7 +59,7 @@ def register_cli(subparsers):
     p.add_argument("--nodsp", action="store_true", help="LUT-only: no DSP inference")
     p.add_argument("--device", default=None,
                    help="ecp5: 85k (default); ice40: up5k (default) or hx8k")
-    p.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz (default 200)")
+    p.add_argument("--freq", type=argtypes.positive_float("--freq MHz"), default=200.0, help="nextpnr target MHz (default 200)")
     p.add_argument("--verilog", help="synthesize this Verilog file instead of a block")
     p.add_argument("--top", help="top module of --verilog (default: its first module)")
     export_cli.add_block_args(p)

@@ -1,9 +1,8 @@
 """Golden twins of the compute-core blocks (nmaccel.hdl): decoder, codebook, PE, array tile.
 
 Integer numpy, mirroring the hardware equations step by step (every register width wrapped).
-`p` is any object with the ArrayConfig fields / properties (rows, cols, n_max, m_max, act_bits,
-weight_bits, codebook_bits, pack_shift, operand_bits, mult_bits, acc_bits, has_int4,
-tokens_per_step, pipeline_stages); this module never imports nmaccel.hdl.
+`array_cfg` is an nmaccel.arch.config.ArrayConfig (or a view of one with more rows / cols: the
+program encoder lays a whole matrix out as one plan); this module never imports nmaccel.hdl.
 Also: `load_plan` (how a PackedWeights tile maps onto PE lanes, shared with the simulation
 driver) and `tile_cycles` (the cycle formula of one tile job).
 """
@@ -28,17 +27,18 @@ def tile_steps(tokens, int4):
     return -(-tokens // 2) if int4 else tokens
 
 
-def tile_cycles(p, tokens, int4):
-    """Cycles of one tile job on the array `p` (what nmaccel.run.sim.run_tile simulates):
+def tile_cycles(array_cfg, tokens, int4):
+    """Cycles of one tile job on the array `array_cfg` (what nmaccel.run.sim.run_tile simulates):
 
     1 (load runtime config) + rows (shift weights in, bottom row first; codebooks load in the
     same cycles) + steps (tile_steps) + latency (drain: the last step's sums appear latency
     cycles after it entered).
     """
-    return 1 + p.rows + tile_steps(tokens, int4) + array_latency(p.rows, p.cols, p.pipeline_stages)
+    return (1 + array_cfg.rows + tile_steps(tokens, int4)
+            + array_latency(array_cfg.rows, array_cfg.cols, array_cfg.pipeline_stages))
 
 
-def tile_schedule(p, steps_list):
+def tile_schedule(array_cfg, steps_list):
     """Cycle schedule of back-to-back tiles on a double-buffered array (one tile: any array).
 
     Returns (load_start, stream_start, total): tile j's weights shift in on cycles
@@ -50,11 +50,11 @@ def tile_schedule(p, steps_list):
       total = stream_start[-1] + steps[-1] + latency
     With steps >= 2 * rows + cols - 2 per tile the array streams without a bubble.
     """
-    ls, ss = [1], [1 + p.rows]
+    ls, ss = [1], [1 + array_cfg.rows]
     for j in range(1, len(steps_list)):
-        ls.append(max(ls[-1] + p.rows, ss[-1] - 1 + p.rows + p.cols - 1))
-        ss.append(max(ss[-1] + steps_list[j - 1], ls[-1] + p.rows))
-    total = ss[-1] + steps_list[-1] + array_latency(p.rows, p.cols, p.pipeline_stages)
+        ls.append(max(ls[-1] + array_cfg.rows, ss[-1] - 1 + array_cfg.rows + array_cfg.cols - 1))
+        ss.append(max(ss[-1] + steps_list[j - 1], ls[-1] + array_cfg.rows))
+    total = ss[-1] + steps_list[-1] + array_latency(array_cfg.rows, array_cfg.cols, array_cfg.pipeline_stages)
     return ls, ss, total
 
 
@@ -72,14 +72,15 @@ def codebook_decode(table, codes, codebook_bits):
     return np.asarray(table, dtype=np.int64)[codes]
 
 
-def lane_weight(code, keep, table, codebook, p):
+def lane_weight(code, keep, table, codebook, array_cfg):
     """Column-top load decode twin: weight stored in a lane (0 when keep is 0)."""
     code = np.asarray(code, dtype=np.int64)
-    v = codebook_decode(table, code, p.codebook_bits) if codebook else wrap(code, p.weight_bits)
+    v = (codebook_decode(table, code, array_cfg.codebook_bits) if codebook
+         else wrap(code, array_cfg.weight_bits))
     return np.where(np.asarray(keep, dtype=bool), v, 0)
 
 
-def pe_products(p, w, a_lo, a_hi, int4):
+def pe_products(array_cfg, w, a_lo, a_hi, int4):
     """Per-lane products of one PE: returns (lo, hi) sums' terms, mirroring nmaccel.hdl.pe.
 
     w (n_max,), a_lo / a_hi (..., n_max) selected activations of tokens A / B.
@@ -87,32 +88,32 @@ def pe_products(p, w, a_lo, a_hi, int4):
     lo = sext(P[S-1:0]), hi = (P >> S) + P[S-1].
     """
     w = np.asarray(w, dtype=np.int64)
-    S = p.pack_shift
+    S = array_cfg.pack_shift
     if int4:
-        b = wrap(a_hi * (1 << S) + a_lo, p.operand_bits)
+        b = wrap(a_hi * (1 << S) + a_lo, array_cfg.operand_bits)
     else:
         b = np.asarray(a_lo, dtype=np.int64)
-    prod = wrap(w * b, p.mult_bits)
+    prod = wrap(w * b, array_cfg.mult_bits)
     if not int4:
         return prod, np.zeros_like(prod)
     lo = wrap(prod & ((1 << S) - 1), S)
-    hi = wrap((prod >> S) + ((prod >> (S - 1)) & 1), p.mult_bits - S)
+    hi = wrap((prod >> S) + ((prod >> (S - 1)) & 1), array_cfg.mult_bits - S)
     return lo, hi
 
 
-def pe_step(p, w, idx, x, psum_in, int4, dense):
+def pe_step(array_cfg, w, idx, x, psum_in, int4, dense):
     """PE twin: x (..., tokens_per_step, m_max) windows, psum_in (..., tokens_per_step).
 
     Returns psum_out (..., tokens_per_step) = wrap(psum_in + sum of lane terms, acc_bits).
     """
     x = np.asarray(x, dtype=np.int64)
-    a = nm_decode(x, idx, dense, p.m_max)                       # (..., tok, n_max)
-    a_hi = a[..., 1, :] if p.has_int4 else np.zeros_like(a[..., 0, :])
-    lo, hi = pe_products(p, w, a[..., 0, :], a_hi, int4)
+    a = nm_decode(x, idx, dense, array_cfg.m_max)                       # (..., tok, n_max)
+    a_hi = a[..., 1, :] if array_cfg.has_int4 else np.zeros_like(a[..., 0, :])
+    lo, hi = pe_products(array_cfg, w, a[..., 0, :], a_hi, int4)
     out = np.array(psum_in, dtype=np.int64, copy=True)
-    out[..., 0] = wrap(out[..., 0] + lo.sum(axis=-1), p.acc_bits)
-    if p.has_int4:
-        out[..., 1] = wrap(out[..., 1] + hi.sum(axis=-1), p.acc_bits)
+    out[..., 0] = wrap(out[..., 0] + lo.sum(axis=-1), array_cfg.acc_bits)
+    if array_cfg.has_int4:
+        out[..., 1] = wrap(out[..., 1] + hi.sum(axis=-1), array_cfg.acc_bits)
     return out
 
 
@@ -150,8 +151,8 @@ def tile_mode(packed):
     return MODE_INT4 if packed.bits <= 4 else MODE_INT8
 
 
-def load_plan(packed, p, mode=None):
-    """Map a PackedWeights tile onto the lanes of array `p`; NmaccelError if it cannot run.
+def load_plan(packed, array_cfg, mode=None):
+    """Map a PackedWeights tile onto the lanes of array `array_cfg`; NmaccelError if it cannot run.
 
     Row r of the array covers padded K [r * window, (r + 1) * window), window = g * m_group with
     g = window_groups(...); group j of a window, kept value i -> lane j * n_keep + i, window-local
@@ -159,47 +160,49 @@ def load_plan(packed, p, mode=None):
     """
     mode = mode or tile_mode(packed)
     n, m = packed.n_keep, packed.m_group
-    require(mode in p.modes, f"the array was elaborated without mode {mode!r} (needed by these "
+    require(mode in array_cfg.modes, f"the array was elaborated without mode {mode!r} (needed by these "
             f"{packed.bits}-bit {packed.quantizer} weights): add it to ArrayConfig.modes")
-    require(n <= p.n_max, f"N:M {n}:{m} needs n_keep={n} lanes but the array has n_max={p.n_max}: "
+    require(n <= array_cfg.n_max,
+            f"N:M {n}:{m} needs n_keep={n} lanes but the array has n_max={array_cfg.n_max}: "
             f"elaborate with n_max >= {n}")
-    require(m <= p.m_max, f"N:M {n}:{m} needs m_group={m} but the array has m_max={p.m_max}: "
+    require(m <= array_cfg.m_max, f"N:M {n}:{m} needs m_group={m} but the array has m_max={array_cfg.m_max}: "
             f"elaborate with m_max >= {m}")
-    g = window_groups(n, m, p.n_max, p.m_max)
+    g = window_groups(n, m, array_cfg.n_max, array_cfg.m_max)
     window = g * m
     rows_needed = -(-packed.n_groups // g)
-    require(rows_needed <= p.rows,
+    require(rows_needed <= array_cfg.rows,
             f"weight tile K={packed.in_features} needs {rows_needed} array rows at {n}:{m} "
-            f"(window {window}) but the array has {p.rows}: use in_features <= {p.rows * window}")
-    require(packed.out_features <= p.cols,
-            f"weight tile has {packed.out_features} outputs but the array has {p.cols} columns: "
-            f"use out_features <= {p.cols}")
+            f"(window {window}) but the array has {array_cfg.rows}: use in_features <= {array_cfg.rows * window}")
+    require(packed.out_features <= array_cfg.cols,
+            f"weight tile has {packed.out_features} outputs but the array has {array_cfg.cols} columns: "
+            f"use out_features <= {array_cfg.cols}")
     out, ng = packed.out_features, packed.n_groups
     grp = np.arange(ng)
     r_of, j_of = grp // g, grp % g
     lanes = j_of[:, None] * n + np.arange(n)[None, :]                    # (ng, n)
     local = j_of[None, :, None] * m + packed.indices.astype(np.int64)    # (out, ng, n)
-    codes = np.zeros((p.rows, p.cols, p.n_max), dtype=np.int64)
+    codes = np.zeros((array_cfg.rows, array_cfg.cols, array_cfg.n_max), dtype=np.int64)
     index = np.zeros_like(codes)
     keep = np.zeros(codes.shape, dtype=bool)
     tables = None
     if mode == MODE_CODEBOOK:
-        require(packed.bits <= p.codebook_bits,
-                f"{packed.bits}-bit codebook indices exceed the array's codebook_bits={p.codebook_bits}")
+        require(packed.bits <= array_cfg.codebook_bits,
+                f"{packed.bits}-bit codebook indices exceed the array's codebook_bits={array_cfg.codebook_bits}")
         vals = packed.values.astype(np.int64).reshape(out, ng, n)
         cb = packed.codebook.astype(np.int64)
         if cb.shape[1] > 1:
             require(packed.group_size % window == 0,
                     f"codebook scale groups of {packed.group_size} columns split a {window}-wide PE "
                     f"window: use group_size a multiple of {window}")
-        tables = np.zeros((p.rows, p.cols, 1 << p.codebook_bits), dtype=np.int64)
-        sg = np.minimum(np.arange(p.rows) * window // (packed.group_size or packed.k_padded), cb.shape[1] - 1)
+        tables = np.zeros((array_cfg.rows, array_cfg.cols, 1 << array_cfg.codebook_bits), dtype=np.int64)
+        sg = np.minimum(np.arange(array_cfg.rows) * window // (packed.group_size or packed.k_padded),
+                        cb.shape[1] - 1)
         for c in range(out):
             tables[:, c, :cb.shape[2]] = cb[c if cb.shape[0] > 1 else 0][sg]
     else:
         kept = np.take_along_axis(packed.int_weights(padded=True).astype(np.int64),
                                   packed._kept_cols(), axis=1).reshape(out, ng, n)
-        wbits = 4 if mode == MODE_INT4 else p.weight_bits
+        wbits = 4 if mode == MODE_INT4 else array_cfg.weight_bits
         lo, hi = -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
         require(kept.size == 0 or (kept.min() >= lo and kept.max() <= hi),
                 f"integer weights span [{kept.min()}, {kept.max()}], outside {mode} range [{lo}, {hi}]: "
@@ -215,7 +218,7 @@ def load_plan(packed, p, mode=None):
                     keep=keep, tables=tables, out_features=out, in_features=packed.in_features)
 
 
-def activation_steps(plan, x_q, p):
+def activation_steps(plan, x_q, array_cfg):
     """x_q (T, in) -> per-step windows (steps, rows, tokens_per_step, m_max) int64.
 
     INT4 steps carry tokens (2i, 2i+1) (an odd T is padded with a zero token).
@@ -223,11 +226,11 @@ def activation_steps(plan, x_q, p):
     x = np.asarray(x_q, dtype=np.int64)
     T = x.shape[0]
     steps = tile_steps(T, plan.int4)
-    xp = np.zeros((steps * (2 if plan.int4 else 1), p.rows * plan.window), dtype=np.int64)
+    xp = np.zeros((steps * (2 if plan.int4 else 1), array_cfg.rows * plan.window), dtype=np.int64)
     xp[:T, :x.shape[1]] = x
-    win = np.zeros((xp.shape[0], p.rows, p.m_max), dtype=np.int64)
-    win[:, :, :plan.window] = xp.reshape(xp.shape[0], p.rows, plan.window)
-    out = np.zeros((steps, p.rows, p.tokens_per_step, p.m_max), dtype=np.int64)
+    win = np.zeros((xp.shape[0], array_cfg.rows, array_cfg.m_max), dtype=np.int64)
+    win[:, :, :plan.window] = xp.reshape(xp.shape[0], array_cfg.rows, plan.window)
+    out = np.zeros((steps, array_cfg.rows, array_cfg.tokens_per_step, array_cfg.m_max), dtype=np.int64)
     if plan.int4:
         out[:, :, 0] = win[0::2]
         out[:, :, 1] = win[1::2]
@@ -236,21 +239,21 @@ def activation_steps(plan, x_q, p):
     return out
 
 
-def array_tile(p, plan, x_q):
+def array_tile(array_cfg, plan, x_q):
     """Array twin: exact outputs int64 (T, out) of the tile job, PE by PE, step by step."""
     T = np.asarray(x_q).shape[0]
-    xs = activation_steps(plan, x_q, p)
+    xs = activation_steps(plan, x_q, array_cfg)
     steps = xs.shape[0]
-    y = np.zeros((steps, p.cols, p.tokens_per_step), dtype=np.int64)
-    for c in range(p.cols):
-        psum = np.zeros((steps, p.tokens_per_step), dtype=np.int64)
-        for r in range(p.rows):
+    y = np.zeros((steps, array_cfg.cols, array_cfg.tokens_per_step), dtype=np.int64)
+    for c in range(array_cfg.cols):
+        psum = np.zeros((steps, array_cfg.tokens_per_step), dtype=np.int64)
+        for r in range(array_cfg.rows):
             table = plan.tables[r, c] if plan.tables is not None else None
-            w = lane_weight(plan.codes[r, c], plan.keep[r, c], table, plan.codebook, p)
-            psum = pe_step(p, w, plan.index[r, c], xs[:, r], psum, plan.int4, plan.dense)
+            w = lane_weight(plan.codes[r, c], plan.keep[r, c], table, plan.codebook, array_cfg)
+            psum = pe_step(array_cfg, w, plan.index[r, c], xs[:, r], psum, plan.int4, plan.dense)
         y[:, c] = psum
     if plan.int4:
-        flat = y.transpose(0, 2, 1).reshape(steps * 2, p.cols)
+        flat = y.transpose(0, 2, 1).reshape(steps * 2, array_cfg.cols)
     else:
         flat = y[:, :, 0]
     return flat[:T, :plan.out_features]

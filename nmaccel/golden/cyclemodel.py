@@ -38,23 +38,23 @@ class JobShape:
     n_nt: int
 
 
-def job_shapes(shape, p, mode, n_keep, m_group):
+def job_shapes(shape, top_cfg, mode, n_keep, m_group):
     """Split a (T, K, N_out) GEMM into jobs (token tiles of up to t_max array steps)."""
     T, K, N = (int(v) for v in shape)
     require(T >= 1 and K >= 1 and N >= 1, f"GEMM shape {shape} must be positive")
-    a = p.array
+    a = top_cfg.array
     g = window_groups(n_keep, m_group, a.n_max, a.m_max)
     require(g >= 1, f"N:M {n_keep}:{m_group} does not fit the array (n_max={a.n_max}, m_max={a.m_max}): "
             "elaborate with n_max >= n_keep and m_max >= m_group")
     k_pad = -(-K // m_group) * m_group
     n_kt = -(-k_pad // (a.rows * g * m_group))
-    require(n_kt <= p.k_tiles_max, f"K={K} needs {n_kt} K tiles at {n_keep}:{m_group} but the top "
-            f"holds k_tiles_max={p.k_tiles_max}: elaborate TopConfig(k_tiles_max>={n_kt})")
+    require(n_kt <= top_cfg.k_tiles_max, f"K={K} needs {n_kt} K tiles at {n_keep}:{m_group} but the top "
+            f"holds k_tiles_max={top_cfg.k_tiles_max}: elaborate TopConfig(k_tiles_max>={n_kt})")
     n_nt = -(-N // a.cols)
-    require(n_nt <= p.n_tiles_max, f"N_out={N} needs {n_nt} column tiles but the top allows "
-            f"n_tiles_max={p.n_tiles_max}: elaborate TopConfig(n_tiles_max>={n_nt})")
+    require(n_nt <= top_cfg.n_tiles_max, f"N_out={N} needs {n_nt} column tiles but the top allows "
+            f"n_tiles_max={top_cfg.n_tiles_max}: elaborate TopConfig(n_tiles_max>={n_nt})")
     tps = 2 if mode == INT4 else 1
-    per_job = p.t_max * tps
+    per_job = top_cfg.t_max * tps
     jobs = []
     for t0 in range(0, T, per_job):
         tok = min(per_job, T - t0)
@@ -62,30 +62,51 @@ def job_shapes(shape, p, mode, n_keep, m_group):
     return jobs
 
 
-def job_cycles(job, p, mode, kt_per_group=None):
+def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forward=True):
     """Cycles of one job from its first header word to its last output word.
 
-    Group-scale tops (p.group_scales) send a 'gs' record after the weights of every K tile that
-    ends a scale group (every kt_per_group tiles, and the last)."""
-    a = p.array
-    R, gap, lat, db = a.rows, p.load_gap, p.out_latency, p.double_buffer
+    Group-scale tops (top_cfg.group_scales) send a 'gs' record after the weights of every K tile that
+    ends a scale group (every kt_per_group tiles, and the last). `activity` (a dict) accumulates
+    what the replay moves: host words in per record kind and out, array steps of each tile,
+    weight-tile loads, group-scale steps (steps of tiles that end a scale group), output steps.
+
+    `fast_forward` (default): every update is a max / plus of earlier event times and constants,
+    so the recurrence is shift-invariant: once the event times after N tile i equal those after
+    N tile i - 2 plus one common shift D (same staging-bank parity), every later pair of N tiles
+    adds exactly D (and the same activity as the last two replayed N tiles). The replay then jumps
+    over whole periods and replays the remainder: the same count as the full replay (tests
+    compare both), in O(n_kt) instead of O(n_kt * n_nt) steps.
+    """
+    a = top_cfg.array
+    R, gap, lat, db = a.rows, top_cfg.load_gap, top_cfg.out_latency, top_cfg.double_buffer
     ns, nkt, nnt = job.n_steps, job.n_kt, job.n_nt
-    hw, wa, we, wo = p.words("header"), p.words("act", int4=mode == INT4), p.words("epilogue"), p.words("out")
-    ww = p.words("weight", mode == CODEBOOK)
-    gk = (kt_per_group or nkt) if p.group_scales else None
-    wg = p.words("gs") if p.group_scales else 0
-    t_in = hw + nkt * ns * wa
-    free = [0, 0]
-    swap = None          # previous tile's swap cycle
-    o_free = 0
-    end = None
+    hw, wa = top_cfg.words("header"), top_cfg.words("act", int4=mode == INT4)
+    we, wo = top_cfg.words("epilogue"), top_cfg.words("out")
+    ww = top_cfg.words("weight", mode == CODEBOOK)
+    gk = (kt_per_group or nkt) if top_cfg.group_scales else None
+    wg = top_cfg.words("gs") if top_cfg.group_scales else 0
+    act = activity if activity is not None else {}
+    for k, v in (("words_header", hw), ("words_act", nkt * ns * wa)):
+        act[k] = act.get(k, 0) + v
+    # event times: next input word, bank 0 / 1 free, previous swap, output buffer free, last word
+    t_in, free0, free1, swap, o_free, end = hw + nkt * ns * wa, 0, 0, None, 0, None
     j = 0
-    for _ in range(nnt):
+    history = []                       # event times after each N tile (fast forward)
+    nt_act = {}                        # activity of one N tile (the same for every N tile)
+    nt = 0
+    while nt < nnt:
+        free = [free0, free1]
+        tile_act = {}
         for kt in range(nkt):
             last = kt == nkt - 1
             s = max(t_in, free[j % 2])
             gend = gk is not None and ((kt + 1) % gk == 0 or last)
             t_in = s + R * ww + (we if last else 0) + (wg if gend else 0)
+            for k, v in (("words_weight", R * ww), ("words_epilogue", we if last else 0),
+                         ("words_gs", wg if gend else 0), ("tile_loads", 1), ("steps", ns),
+                         ("gs_steps", ns if gend else 0), ("out_steps", ns if last else 0),
+                         ("words_out", ns * wo if last else 0)):
+                tile_act[k] = tile_act.get(k, 0) + v
             load = t_in
             if swap is not None:
                 load = max(load, swap + 1 + gap + (0 if db else ns))
@@ -100,21 +121,40 @@ def job_cycles(job, p, mode, kt_per_group=None):
                 o_free = end + 1
             swap = sw
             j += 1
+        for k, v in tile_act.items():
+            act[k] = act.get(k, 0) + v
+        nt_act = tile_act
+        free0, free1 = free
+        nt += 1
+        state = (t_in, free0, free1, swap, o_free, end)
+        history.append(state)
+        if fast_forward and len(history) >= 3 and nt < nnt:
+            prev = history[-3]
+            d = state[0] - prev[0]
+            if all(x - y == d for x, y in zip(state, prev)):
+                periods = (nnt - nt) // 2
+                t_in, free0, free1, swap, o_free, end = (x + periods * d for x in state)
+                for k, v in nt_act.items():
+                    act[k] = act.get(k, 0) + 2 * periods * v
+                j += 2 * periods * nkt
+                nt += 2 * periods
+                history.clear()
     return end + 1
 
 
-def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None):
+def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None, activity=None):
     """Cycle count of a (T, K, N_out) GEMM on the accelerator top.
 
     `array_cfg`: the ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
     `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.arch.config.RuntimeConfig).
     `kt_per_group`: K tiles per weight-scale group (group-scale tops; default: one group).
+    `activity`: optional dict, filled by the replay (see job_cycles).
     """
     p = top_cfg if top_cfg is not None else TopConfig(array=array_cfg)
     require(array_cfg is None or p.array == array_cfg,
             "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
     mode, nk, mg = runtime_cfg.mode, runtime_cfg.n_keep, runtime_cfg.m_group
-    return sum(job_cycles(j, p, mode, kt_per_group) for j in job_shapes(shape, p, mode, nk, mg))
+    return sum(job_cycles(j, p, mode, kt_per_group, activity) for j in job_shapes(shape, p, mode, nk, mg))
 
 
 def utilization(shape, array_cfg, runtime_cfg, n_cycles):

@@ -12,19 +12,13 @@ wrapped to the array's acc_bits), combiner accumulators wrapped to `comb_bits`.
 """
 import numpy as np
 
+from nmaccel.arch.config import COMBINER_LATENCY, PLAIN_A, PLAIN_C, PLAIN_W
 from nmaccel.errors import require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.intops import wrap
 from nmaccel.golden.strassen import A_COEF, C_COEF
 from nmaccel.pack.strassen import pad_to, padded_shape, quadrants, strassen_weight_blocks
 
-# Plain mode, product p: A-quadrant PLAIN_A[p] (over [A11, A12, A21, A22]) times B-quadrant
-# PLAIN_W[p] (over [B11, B12, B21, B22]) added to output block PLAIN_C[p] (C11, C12, C21, C22).
-PLAIN_A = (0, 1, 0, 1, 2, 3, 2, 3)
-PLAIN_W = (0, 2, 1, 3, 0, 2, 1, 3)
-PLAIN_C = (0, 0, 1, 1, 2, 2, 3, 3)
-PREADD_LATENCY = 1      # make_strassen_preadd registers its operands
-COMBINER_LATENCY = 1    # make_strassen_combiner registers its blocks
 
 
 def n_products(strassen):
@@ -37,20 +31,20 @@ def block_shape(x_shape, w_shape):
     return tp // 2, kp // 2, np_ // 2
 
 
-def check_fits(p, x_shape, w_shape):
-    """NmaccelError unless x (T, K) @ w (out, K).T fits one tile job of `p`."""
+def check_fits(tile_cfg, x_shape, w_shape):
+    """NmaccelError unless x (T, K) @ w (out, K).T fits one tile job of `tile_cfg`."""
     require(len(x_shape) == 2 and len(w_shape) == 2 and x_shape[1] == w_shape[1],
             f"shapes {tuple(x_shape)} and {tuple(w_shape)} do not share K")
     require(x_shape[0] >= 1 and x_shape[1] >= 1 and w_shape[0] >= 1, "empty x or w")
     t, k, n = block_shape(x_shape, w_shape)
-    a = p.array
+    a = tile_cfg.array
     require(k <= a.rows * a.n_max,
             f"K={x_shape[1]} needs blocks of {k} but the array holds {a.rows * a.n_max} "
             f"(rows * n_max): use K <= {2 * a.rows * a.n_max}")
     require(n <= a.cols, f"out={w_shape[0]} needs blocks of {n} outputs but the array has "
             f"{a.cols} columns: use out <= {2 * a.cols}")
-    require(t <= p.t_max, f"T={x_shape[0]} needs {t} token rows per block but the tile has "
-            f"t_max={p.t_max}: use T <= {2 * p.t_max}")
+    require(t <= tile_cfg.t_max, f"T={x_shape[0]} needs {t} token rows per block but the tile has "
+            f"t_max={tile_cfg.t_max}: use T <= {2 * tile_cfg.t_max}")
     return t, k, n
 
 
@@ -75,9 +69,9 @@ def operands(x, w, strassen):
     return out
 
 
-def block_plan(p, wop):
+def block_plan(tile_cfg, wop):
     """Dense load plan of one weight operand (n, k): PE(r, c) lane l holds wop[c, r * n_max + l]."""
-    a = p.array
+    a = tile_cfg.array
     n, k = wop.shape
     codes = np.zeros((a.rows, a.cols, a.n_max), dtype=np.int64)
     keep = np.zeros(codes.shape, dtype=bool)
@@ -90,29 +84,29 @@ def block_plan(p, wop):
                        in_features=a.rows * a.n_max)
 
 
-def strassen_tile(p, x, w, strassen=True):
+def strassen_tile(tile_cfg, x, w, strassen=True):
     """Exact y = x @ w.T (int64 (T, out)) the way the tile computes it (see module doc)."""
     x = np.asarray(x)
     w = np.asarray(w)
-    t, k, n = check_fits(p, x.shape, w.shape)
-    a = p.array
-    ob = p.act_bits + 1
+    t, k, n = check_fits(tile_cfg, x.shape, w.shape)
+    a = tile_cfg.array
+    ob = tile_cfg.act_bits + 1
     blocks = np.zeros((4, t, a.cols), dtype=np.int64)
     for i, (aop, wop, col) in enumerate(operands(x, w, strassen)):
         require(np.array_equal(wrap(aop, ob), aop) and np.array_equal(wrap(wop, a.weight_bits), wop),
                 f"operands exceed {ob} / {a.weight_bits} bits: use INT8 inputs")
         xa = np.zeros((t, a.rows * a.n_max), dtype=np.int64)
         xa[:, :k] = aop
-        prod = gb.array_tile(a, block_plan(p, wop), xa)             # (t, cols), array acc_bits
+        prod = gb.array_tile(a, block_plan(tile_cfg, wop), xa)             # (t, cols), array acc_bits
         for j in range(4):
             base = np.zeros_like(prod) if i == 0 else blocks[j]
-            blocks[j] = wrap(base + int(col[j]) * prod, p.comb_bits)
+            blocks[j] = wrap(base + int(col[j]) * prod, tile_cfg.comb_bits)
     c = blocks[:, :, :n]
     y = np.block([[c[0], c[1]], [c[2], c[3]]])
     return y[:x.shape[0], :w.shape[0]]
 
 
-def strassen_tile_cycles(p, tokens, strassen=True):
+def strassen_tile_cycles(tile_cfg, tokens, strassen=True):
     """Cycles of one tile job (what nmaccel.hdl.strassen_tile.run_strassen_tile measures).
 
     Cycle 0 loads the runtime config; the products run as back-to-back double-buffered array
@@ -123,5 +117,5 @@ def strassen_tile_cycles(p, tokens, strassen=True):
     cycles = 1 + rows + P * t + latency + COMBINER_LATENCY, P = 7 (Strassen) or 8 (plain).
     """
     t = -(-int(tokens) // 2)
-    _, _, total = gb.tile_schedule(p.array, [t] * n_products(strassen))
+    _, _, total = gb.tile_schedule(tile_cfg.array, [t] * n_products(strassen))
     return total + COMBINER_LATENCY

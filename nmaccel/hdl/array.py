@@ -1,10 +1,11 @@
 """Weight-stationary N:M systolic array (rows x cols PEs) and its runtime register bundle."""
 import pyrtl
 
-from nmaccel.hdl.codebook import make_codebook_decoder
 from nmaccel.arch.config import MODE_CODE
+from nmaccel.arch.layout import pe_word_layout
+from nmaccel.hdl.codebook import make_codebook_decoder
 from nmaccel.hdl.pe import lane_store_bits, make_pe
-from nmaccel.hdl.signed import delay, fields, make_io_top
+from nmaccel.hdl.signed import delay, make_io_top
 
 
 class Bundle:
@@ -101,12 +102,11 @@ def make_systolic_array(name, cfg, inputs=None, with_valid=True):
                              ins["cfg_n_keep"], ins["cfg_m_group"])
 
     sb = lane_store_bits(cfg)
+    pe_word = pe_word_layout(cfg)
     top_words = []
     for c in range(cfg.cols):
-        lanes = fields(ins[f"w_in_{c}"], cfg.lane_load_bits, cfg.n_max)
-        codes = [ln[:cfg.weight_bits] for ln in lanes]
-        idxs = [ln[cfg.weight_bits:cfg.weight_bits + cfg.idx_bits] for ln in lanes]
-        keeps = [ln[-1] for ln in lanes]
+        lanes = pe_word.split(ins[f"w_in_{c}"])["lane"]         # nmaccel.arch.layout.lane_layout
+        codes, idxs, keeps = ([ln[k] for ln in lanes] for k in ("code", "index", "keep"))
         if cfg.has_codebook:
             cb = make_codebook_decoder(f"{name}.cb{c}", cfg, ins["cb_load"], ins[f"cb_in_{c}"], codes)
             vals = [pyrtl.select(rt.codebook, v, code) for v, code in zip(cb.values, codes)]

@@ -1,13 +1,13 @@
 """Codebook decode for Lloyd-Max weights: code -> INT8 level through a small loaded LUT."""
 import pyrtl
 
-from nmaccel.hdl.signed import fields
+from nmaccel.arch.layout import codebook_layout
 
 
 def make_codebook_decoder(name, cfg, load, data, codes):
     """LUT of 2**codebook_bits INT8 levels, read by every wire in `codes`.
 
-    `data` carries the whole table (entry e in bits [8e, 8e+8)); on a cycle with `load` high the
+    `data` carries the whole table (nmaccel.arch.layout.codebook_layout: entry e in bits [8e, 8e+8)); on a cycle with `load` high the
     table registers take `data` at the clock edge and reads in that same cycle already see
     `data` (bypass), so a codebook can be loaded together with the first weights it decodes.
     `values[i] = table[codes[i]]`, combinational. Returns a bundle with `.values`, `.table`.
@@ -16,7 +16,7 @@ def make_codebook_decoder(name, cfg, load, data, codes):
     for e in range(cfg.cb_entries):
         r = pyrtl.Register(cfg.weight_bits, name=f"{name}.lut{e}")
         table.append(r)
-    new = fields(data, cfg.weight_bits, cfg.cb_entries)
+    new = codebook_layout(cfg).split(data)["entry"]
     for r, d in zip(table, new):
         r.next <<= pyrtl.select(load, d, r)
     current = [pyrtl.select(load, d, r) for r, d in zip(table, new)]

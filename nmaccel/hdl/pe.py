@@ -13,21 +13,21 @@ tokens at once from one multiplier:
 
 In INT8 mode the same multiplier sees b = sext(a_lo): one INT8 x INT8 MAC per lane and cycle.
 b is 21 bits; with cfg.dsp_width = 18 (default) the product is split so the only $mul is an
-unsigned 7 x 17 (one MULT18X18D / DSP48E2) plus shift-and-add LUT logic (signed.smul_dsp).
-Yosys, one PE (n_max=4, m_max=8, INT8+INT4): ECP5 4 MULT18X18D + 1386 LUT (dsp_width=18) or
-8 MULT18X18D + 867 LUT (dsp_width >= 21); Xilinx UltraScale+ 4 DSP48E2 either way (972 / 461
-LUT). So dsp_width=18 gives 2 INT4 MACs per DSP on both; use 27 for DSP48E2-only builds.
+unsigned 7 x 17 (one MULT18X18D / DSP48E2) plus shift-and-add LUT logic (signed.smul_dsp), so
+one DSP carries 2 INT4 MACs; a wider dsp_width trades DSPs for LUTs. Measured resources per
+option: `python benchmarks/fmax_study.py` (benchmarks/results/fmax_study.json).
 `nmaccel.golden.blocks.pe_products` mirrors the equation.
 """
 import pyrtl
 
+from nmaccel.arch.layout import pe_store_layout, stored_lane_layout
 from nmaccel.hdl.decoder import make_nm_decoder
-from nmaccel.hdl.signed import delay, fields, sadd, sext, smul, smul_dsp, smul_shift_add, ssum
+from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext, smul, smul_dsp, smul_shift_add, ssum
 
 
 def lane_store_bits(cfg):
-    """Stored (decoded) lane word: window-local index + INT8 weight value."""
-    return cfg.idx_bits + cfg.weight_bits
+    """Stored (decoded) lane word: nmaccel.arch.layout.stored_lane_layout (weight | index)."""
+    return stored_lane_layout(cfg).bits
 
 
 def packed_operand(cfg, int4, a_lo, a_hi):
@@ -99,9 +99,8 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
     else:
         w_act = w_reg
 
-    lanes = fields(w_act, sb, cfg.n_max)
-    weights = [ln[:cfg.weight_bits] for ln in lanes]
-    indices = [ln[cfg.weight_bits:] for ln in lanes]
+    lanes = pe_store_layout(cfg).split(w_act)["lane"]
+    weights, indices = [ln["weight"] for ln in lanes], [ln["index"] for ln in lanes]
     elements = fields(x_in, cfg.tokens_per_step * cfg.act_bits, cfg.m_max)
     dec = make_nm_decoder(f"{name}.dec", cfg, rt.dense, elements, indices)
     acts = dec.lanes
@@ -145,6 +144,36 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
         psum_out.append(r)
     return _Bundle(x_out=x_reg, psum_out=psum_out, w_out=w_reg, weights=weights, indices=indices,
                    swap_out=swap_out)
+
+
+def pe_input_widths(cfg):
+    """Port signature of one PE as a top level, inputs {name: width}: the runtime `int4` /
+    `dense` bits come in directly (in the array they are runtime registers)."""
+    w = {"int4": 1, "dense": 1, "x_in": cfg.x_bits, "w_in": cfg.n_max * lane_store_bits(cfg), "w_load": 1}
+    w.update({f"psum_in_{t}": cfg.acc_bits for t in range(cfg.tokens_per_step)})
+    return w
+
+
+def pe_output_widths(cfg):
+    """Port signature of one PE as a top level, outputs {name: width}."""
+    w = {f"psum_out_{t}": cfg.acc_bits for t in range(cfg.tokens_per_step)}
+    w.update({"x_out": cfg.x_bits, "w_out": cfg.n_max * lane_store_bits(cfg)})
+    return w
+
+
+def make_pe_ports(name, cfg, inputs):
+    """make_pe on the ports of pe_input_widths; the bundle's `.outputs` are pe_output_widths'."""
+    rt = _Bundle(int4=inputs["int4"], dense=inputs["dense"])
+    pe = make_pe(name, cfg, rt, inputs["x_in"], [inputs[f"psum_in_{t}"] for t in range(cfg.tokens_per_step)],
+                 inputs["w_in"], inputs["w_load"])
+    pe.outputs = {**{f"psum_out_{t}": p for t, p in enumerate(pe.psum_out)},
+                  "x_out": pe.x_out, "w_out": pe.w_out}
+    return pe
+
+
+def make_pe_top(cfg, name="pe"):
+    """One PE as a top level: pyrtl.Input / pyrtl.Output ports named as its port signature."""
+    return make_io_top(make_pe_ports, name, cfg, pe_input_widths(cfg), pe_output_widths(cfg))
 
 
 class _Bundle:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyrtl
 
+from nmaccel.arch.config import COMBINER_LATENCY, N_PRODUCTS, PREADD_LATENCY, StrassenConfig
 from nmaccel.errors import require
 from nmaccel.hdl.signed import sext
 
@@ -32,41 +33,6 @@ ACT_COEF = ((1, 0, 0, 1), (0, 0, 1, 1), (1, 0, 0, 0), (0, 0, 0, 1), (1, 1, 0, 0)
             (-1, 0, 1, 0), (0, 1, 0, -1))
 OUT_COEF = ((1, 0, 0, 1, -1, 0, 1), (0, 0, 1, 0, 1, 0, 0), (0, 1, 0, 1, 0, 0, 0),
             (1, -1, 1, 0, 0, 1, 0))
-N_PRODUCTS = len(ACT_COEF)
-PREADD_LATENCY = 1
-COMBINER_LATENCY = 1
-
-
-@dataclass(frozen=True)
-class StrassenConfig:
-    """Elaboration widths: `act_bits` (activations), `product_bits` (the products M_i as the
-    array delivers them), `acc_bits` (combiner accumulators, wrap-around; default
-    product_bits + 2, enough for the four-term C11/C22 of one set of products)."""
-
-    act_bits: int = 8
-    product_bits: int = 32
-    acc_bits: int | None = None
-
-    def __post_init__(self):
-        if self.acc_bits is None:
-            object.__setattr__(self, "acc_bits", self.product_bits + 2)
-        for f in ("act_bits", "product_bits", "acc_bits"):
-            v = getattr(self, f)
-            require(isinstance(v, int) and not isinstance(v, bool) and v >= 2,
-                    f"strassen {f} must be an int >= 2, got {v!r}")
-        require(self.acc_bits >= self.product_bits,
-                f"strassen acc_bits ({self.acc_bits}) must be >= product_bits ({self.product_bits})")
-
-    @property
-    def operand_bits(self) -> int:
-        """Pre-added activation width: one bit of growth."""
-        return self.act_bits + 1
-
-    @property
-    def idx_bits(self) -> int:
-        return (N_PRODUCTS - 1).bit_length()
-
-
 @dataclass
 class StrassenPreadd:
     """Bundle: `operands[i][lane]` (operand_bits, signed, registered) = A-operand i+1."""

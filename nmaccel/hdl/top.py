@@ -50,8 +50,7 @@ the accumulator / output buffers have one write and one registered read port; th
 weight staging buffer is small enough that Yosys keeps it in LUT RAM. The controller keeps its
 step-end flag (`s.last_step`) in a register. Resources of the product top
 (nmaccel.arch.config.PRODUCT_ARRAY / PRODUCT_TOP) on the ECP5-85k: benchmarks/results/fpga_study.json;
-`nmaccel.verilog.synth.fit_estimate` refuses a top that cannot fit before synthesis (a 64-bit host
-needs 133 IOs + clock of the CABGA381 package's 205).
+`nmaccel.verilog.synth.fit_estimate` refuses a top that cannot fit before synthesis.
 """
 import pyrtl
 
@@ -185,8 +184,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     w_words = pyrtl.select(codebook, _c(cfg.words("weight", True) - 1, wcb),
                            _c(cfg.words("weight") - 1, wcb))
     int4_mode = cfgregs["mode"] == MODE_CODE["int4"] if A.has_int4 else _c(0, 1)
-    a_words = pyrtl.select(int4_mode, _c(cfg.words("act", int4=True) - 1, wcb),
-                           _c(cfg.words("act") - 1, wcb))
+    a_words = (pyrtl.select(int4_mode, _c(cfg.words("act", int4=True) - 1, wcb),
+                            _c(cfg.words("act") - 1, wcb))
+               if A.has_int4 else _c(cfg.words("act") - 1, wcb))
     need_m1 = pyrtl.mux(ist, _c(cfg.words("header") - 1, wcb), a_words,
                         w_words, _c(cfg.words("epilogue") - 1, wcb), _c(0, wcb),
                         _c(cfg.words("gs") - 1, wcb), default=_c(0, wcb))

@@ -57,6 +57,8 @@ def _check_file(path) -> Path:
 
 
 def _as_float32(name, arr, path):
+    from nmaccel.fileio import require_real
+    require_real(arr, f"tensor {name!r}", path)
     arr = np.asarray(arr, dtype=np.float32)
     require(np.isfinite(arr).all(),
             f"tensor {name!r} in {str(path)!r} holds NaN/Inf: fix or re-export the weights")
@@ -119,6 +121,16 @@ def _field_value(field):
 
 @functools.lru_cache(maxsize=2)
 def _read_gguf_cached(path_str: str, mtime: float) -> GGUFModel:
+    try:
+        return _parse_gguf(path_str)
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError, AttributeError) as exc:
+        if isinstance(exc, NmaccelError):
+            raise
+        raise NmaccelError(f"cannot read {path_str!r} as GGUF ({type(exc).__name__}: {exc}): "
+                           "the file is truncated or corrupt, re-download it") from None
+
+
+def _parse_gguf(path_str: str) -> GGUFModel:
     import gguf
     reader = _read_gguf_reader(path_str)
     weights, types, offsets = {}, {}, {}
@@ -157,23 +169,16 @@ def load_gguf(path) -> dict:
 
 def load_npy(path) -> dict:
     """A .npy file as ``{"weight": float32 array}``."""
+    from nmaccel.fileio import read_npy
     path = _check_file(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise NmaccelError(f"cannot read {str(path)!r} as .npy ({exc}): re-save it with numpy.save") from None
-    return {"weight": _as_float32("weight", arr, path)}
+    return {"weight": _as_float32("weight", read_npy(path), path)}
 
 
 def load_npz(path) -> dict:
     """Every array of a .npz file as float32."""
-    import zipfile
+    from nmaccel.fileio import read_npz
     path = _check_file(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: _as_float32(k, z[k], path) for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise NmaccelError(f"cannot read {str(path)!r} as .npz ({exc}): re-save it with numpy.savez") from None
+    return {k: _as_float32(k, v, path) for k, v in read_npz(path).items()}
 
 
 _LOADERS = {".safetensors": load_safetensors, ".gguf": load_gguf, ".npy": load_npy, ".npz": load_npz}

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from nmaccel.errors import NmaccelError, require
-from nmaccel.fileio import atomic_write
+from nmaccel.fileio import write_output
 from nmaccel.pack.bitpack import IntType, pack_fields, pack_words, unpack_fields, words_to_memh
 
 MAGIC = b"NMACCEL\x00"
@@ -52,6 +52,30 @@ def check_nm(n_keep, m_group):
 
 def _fp16_exact(a):
     return np.asarray(a, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+SECTION_NAMES = ("values", "indices", "scales", "zero_points", "codebook")
+
+
+def _read_sections(h, payload, source, fix):
+    """{name: int64 array} of a header's section table; every offset, size and shape is checked
+    against the payload before anything is allocated."""
+    require(isinstance(h, dict) and isinstance(h.get("sections"), list),
+            f"{source}: corrupt header (no section table); {fix}")
+    arrs = {}
+    for s in h["sections"]:
+        require(isinstance(s, dict) and isinstance(s.get("shape"), list) and s.get("name") in SECTION_NAMES,
+                f"{source}: corrupt section entry; {fix}")
+        off, nb, shape = s["offset"], s["nbytes"], s["shape"]
+        require(all(type(v) is int and v >= 0 for v in [off, nb, *shape]) and len(shape) <= 3,
+                f"{source}: corrupt section {s['name']!r} (offset/size/shape); {fix}")
+        require(off + nb <= len(payload), f"{source}: section {s['name']!r} runs past the end; {fix}")
+        it = IntType(s["bits"], s["signed"])
+        count = math.prod(shape)
+        require(count * it.bits <= nb * 8, f"{source}: section {s['name']!r} claims {count} values "
+                f"in {nb} bytes; {fix}")
+        arrs[s["name"]] = unpack_fields(payload[off:off + nb], it, count).reshape(shape)
+    return arrs
 
 
 @dataclass
@@ -276,9 +300,10 @@ class PackedWeights:
         body = MAGIC + struct.pack("<HI", FORMAT_VERSION, len(hdr)) + hdr + b"".join(payload)
         return body + struct.pack("<I", zlib.crc32(body))
 
-    def save(self, path):
-        """Write atomically (temporary file + rename): no partial file on failure."""
-        return atomic_write(path, self.to_bytes())
+    def save(self, path, inputs=()):
+        """Write through the one output writer (nmaccel.fileio): never over one of `inputs`,
+        no partial file on failure."""
+        return write_output(path, self.to_bytes(), inputs)
 
     @classmethod
     def from_bytes(cls, data, source="<bytes>"):
@@ -294,17 +319,19 @@ class PackedWeights:
         require(zlib.crc32(data[:-4]) == crc, f"{source}: checksum mismatch: the file is truncated or corrupt; {fix}")
         try:
             h = json.loads(data[head:head + hlen].decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise NmaccelError(f"{source}: corrupt header ({exc}); {fix}") from None
-        payload = data[head + hlen:-4]
-        arrs = {}
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise NmaccelError(f"{source}: corrupt header ({type(exc).__name__}): {fix}") from None
+        payload = memoryview(data)[head + hlen:-4]
         try:
-            for s in h["sections"]:
-                it = IntType(s["bits"], s["signed"])
-                count = int(np.prod(s["shape"]))
-                raw = payload[s["offset"]:s["offset"] + s["nbytes"]]
-                arrs[s["name"]] = unpack_fields(raw, it, count).reshape(s["shape"])
-            ng = -(-h["in_features"] // h["m_group"])
+            arrs = _read_sections(h, payload, source, fix)
+            out, inf, nk, mg = (h[k] for k in ("out_features", "in_features", "n_keep", "m_group"))
+            require(all(type(v) is int and v >= 1 for v in (out, inf, nk, mg)),
+                    f"{source}: corrupt header (shape or N:M not positive integers); {fix}")
+            check_nm(nk, mg)
+            ng = -(-inf // mg)
+            # every later allocation is a multiple of the values section, itself bounded by the file
+            require(arrs.get("values", np.zeros(0)).shape == (out, ng * nk),
+                    f"{source}: values section does not match the header's shape; {fix}")
             if "indices" not in arrs:
                 arrs["indices"] = np.broadcast_to(np.arange(h["m_group"]), (h["out_features"], ng, h["m_group"]))
             vdtype = np.int8 if (h["quantizer"] == "uniform" and h["symmetric"]) else np.uint8
@@ -316,21 +343,27 @@ class PackedWeights:
                      zero_points=arrs["zero_points"].astype(np.int16) if "zero_points" in arrs else None,
                      codebook=arrs["codebook"].astype(np.int8) if "codebook" in arrs else None,
                      meta=h.get("meta", {}))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             if isinstance(exc, NmaccelError):
-                raise NmaccelError(f"{source}: {exc}") from None
+                raise NmaccelError(str(exc) if str(exc).startswith(source) else f"{source}: {exc}") from None
             raise NmaccelError(f"{source}: corrupt packed file ({type(exc).__name__}: {exc}); {fix}") from None
         pw.validate()
         return pw
 
     @classmethod
     def load(cls, path):
+        """Read a .nmpack file (one read of its size; every section checked against it)."""
         path = os.fspath(path)
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             raise NmaccelError(f"{path}: no such packed file; create one with `nmaccel pack`") from None
+        except IsADirectoryError:
+            raise NmaccelError(f"{path} is a directory: pass a .nmpack file") from None
+        except OSError as exc:
+            from nmaccel.fileio import os_error_message
+            raise NmaccelError(os_error_message(exc, path, "read")) from None
         return cls.from_bytes(data, source=path)
 
     # ---- exports -----------------------------------------------------------------------------
@@ -362,7 +395,7 @@ class PackedWeights:
 
     def write_memh(self, path, section, word_bits=32):
         """Write a `$readmemh` image of one section atomically."""
-        return atomic_write(path, words_to_memh(self.memory_image(section, word_bits), word_bits))
+        return write_output(path, words_to_memh(self.memory_image(section, word_bits), word_bits))
 
     def report(self):
         """Human-readable summary rows (key, value) for `nmaccel inspect`."""

@@ -1,1 +1,2 @@
-"""Drivers: PyRTL compiled-sim runner of the array (sim), accelerator top driver (runner)."""
+"""Drivers: PyRTL compiled-sim runner of the array (sim), Strassen tile driver (strassen_tile),
+accelerator top driver (runner: PyRTL, Verilator or golden backend)."""

@@ -77,13 +77,13 @@ def reference(packed, x_q, epilogue=None, group_scales=False):
 
 
 # ---- PyRTL simulation -------------------------------------------------------------------------
-def harness_block(p, rom_bits):
+def harness_block(top_cfg, rom_bits):
     """The top plus a simulation-only host model: a word ROM (written through h_we / h_addr /
     h_data) and a read pointer (reset by h_rst) that drives in_valid = h_go & (ptr < h_n) and
     advances on in_valid & in_ready; out_ready = 1. Outputs: out_data, out_valid, accept, busy."""
     block = pyrtl.Block()
     with pyrtl.set_working_block(block):
-        H = p.host_bits
+        H = top_cfg.host_bits
         h_rst = pyrtl.Input(1, "h_rst")
         h_we = pyrtl.Input(1, "h_we")
         h_addr = pyrtl.Input(rom_bits, "h_addr")
@@ -93,8 +93,11 @@ def harness_block(p, rom_bits):
         rom = pyrtl.MemBlock(bitwidth=H, addrwidth=rom_bits, name="host_rom", asynchronous=True)
         rom[h_addr] <<= pyrtl.MemBlock.EnabledWrite(h_data, h_we)
         ptr = pyrtl.Register(rom_bits + 1, name="host_ptr")
-        valid = h_go & (ptr < h_n)
-        top = make_accelerator_top("top", p, {"in_data": rom[ptr[:rom_bits]], "in_valid": valid,
+        valid = pyrtl.WireVector(1, "in_valid")          # named: readable in VCD traces
+        valid <<= h_go & (ptr < h_n)
+        in_data = pyrtl.WireVector(H, "in_data")
+        in_data <<= rom[ptr[:rom_bits]]
+        top = make_accelerator_top("top", top_cfg, {"in_data": in_data, "in_valid": valid,
                                               "out_ready": pyrtl.Const(1, bitwidth=1)})
         accept = valid & top.outputs["in_ready"]
         ptr.next <<= pyrtl.select(h_rst, pyrtl.Const(0, bitwidth=rom_bits + 1),
@@ -131,10 +134,10 @@ def _collect(o, offset):
 class TopSim:
     """The harness (see harness_block) in pyrtl.CompiledSimulation."""
 
-    def __init__(self, p, rom_bits):
-        self.p, self.rom_bits = p, rom_bits
+    def __init__(self, top_cfg, rom_bits):
+        self.p, self.rom_bits = top_cfg, rom_bits
         t = time.perf_counter()
-        self.block = harness_block(p, rom_bits)
+        self.block = harness_block(top_cfg, rom_bits)
         with pyrtl.set_working_block(self.block):
             outs = list(self.block.wirevector_subset(pyrtl.Output))
             tracer = pyrtl.SimulationTrace(wires_to_track=outs, block=self.block)
@@ -183,10 +186,10 @@ class TopVerilator:
     word stream goes to the C++ main as one file, outputs and cycles come back measured as in
     TopSim.run. `rom_bits` is unused (kept for the simulator cache key)."""
 
-    def __init__(self, p, rom_bits=0):
-        self.p, self.rom_bits = p, rom_bits
+    def __init__(self, top_cfg, rom_bits=0):
+        self.p, self.rom_bits = top_cfg, rom_bits
         t = time.perf_counter()
-        self.model = TopVerilatorModel(p)
+        self.model = TopVerilatorModel(top_cfg)
         self.elaboration_s = time.perf_counter() - t
         self.last_run = None
 
@@ -195,15 +198,56 @@ class TopVerilator:
         return self.last_run.out_words, self.last_run.cycles
 
 
-def get_topsim(p, n_words, backend="pyrtl"):
-    rom_bits = -(-max(16, int(n_words).bit_length()) // 4) * 4     # few sizes: few compiles
+def _rom_bits(n_words):
+    return -(-max(16, int(n_words).bit_length()) // 4) * 4     # few sizes: few compiles
+
+
+def trace_top_vcd(packed, x_q, top_cfg, path, window, *, epilogue=None, group_scales=None):
+    """Write a VCD of the PyRTL top running y = x_q @ W.T, cycles [A, B) of `window` only.
+
+    Cycle 0 (VCD time 0 is cycle A) is the first cycle the host offers a word (after the
+    harness ROM is loaded). Traced: the host handshake (in_data, in_valid, accept, out_data,
+    out_valid, busy) and every named register / wire of the top (hierarchical names such as
+    top.s.step, top.in.state, top.array.pe_0_0.psum0), so GTKWave shows the controller and
+    the array. The cycles before A run untraced in the compiled kernel. Returns the path."""
+    from nmaccel.run.sim import _write_vcd
+    a, b = (int(v) for v in window)
+    require(0 <= a < b, f"VCD window {a}:{b}: use A:B with 0 <= A < B")
+    words, _, _ = encode_gemm(packed, x_q, top_cfg, epilogue, group_scales=group_scales)
+    rom_bits = _rom_bits(len(words))
+    require(top_cfg.host_bits <= 64, "the PyRTL harness drives host_bits <= 64: trace a 64-bit-host top")
+    block = harness_block(top_cfg, rom_bits)
+    with pyrtl.set_working_block(block):
+        track = [w for w in block.wirevector_set
+                 if not isinstance(w, pyrtl.Const) and not w.name.startswith("tmp")
+                 and not w.name.startswith("h_")]
+        for i, w in enumerate(track):             # CompiledSimulation traces ports and probed wires
+            if not isinstance(w, (pyrtl.Input, pyrtl.Output)):
+                probe = pyrtl.Output(len(w), name=f"vcd_probe_{i}")
+                probe <<= w
+        sim = pyrtl.CompiledSimulation(tracer=pyrtl.SimulationTrace(wires_to_track=track, block=block),
+                                       block=block)
+        ts = TopSim.__new__(TopSim)
+        ts.p, ts.rom_bits, ts.sim = top_cfg, rom_bits, sim
+        n = len(words)
+        ts._run({k: v[:n + 1] for k, v in _load_stream(words, 0).items()}, n + 1)
+        if a:
+            ts._run({"h_go": np.ones(a, dtype=np.uint64), "h_n": np.full(a, n, dtype=np.uint64)}, a)
+        for _ in range(b - a):
+            sim.step({"h_rst": 0, "h_we": 0, "h_addr": 0, "h_data": 0, "h_go": 1, "h_n": n})
+        _write_vcd(sim.tracer, path)
+    return str(path)
+
+
+def get_topsim(top_cfg, n_words, backend="pyrtl"):
+    rom_bits = _rom_bits(n_words)
     if backend == "verilator":
         rom_bits = 0                      # the harness streams any length: one build per top
-    key = (p, rom_bits, backend)
+    key = (top_cfg, rom_bits, backend)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    ts = (TopSim if backend == "pyrtl" else TopVerilator)(p, rom_bits)
+    ts = (TopSim if backend == "pyrtl" else TopVerilator)(top_cfg, rom_bits)
     _CACHE[key] = ts
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyrtl
 
-from nmaccel.errors import NmaccelError, require
+from nmaccel.errors import require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.array import input_widths, make_array_top, output_widths
+from nmaccel.run import runner as top_runner
 from nmaccel.arch import layout
 from nmaccel.arch.config import MODE_CODE, ArrayConfig
 from nmaccel.arch.layout import to_signed
@@ -33,6 +34,7 @@ SIMULATORS = ("compiled", "fast", "python")
 MODEL_SUFFIXES = (".safetensors", ".gguf", ".npy", ".npz")
 _CACHE = OrderedDict()
 _CACHE_SIZE = 6
+IDLE_TAIL = 8     # idle cycles simulated after the scheduled end of a job
 
 
 @dataclass
@@ -234,29 +236,36 @@ def run_tiles(tiles, cfg, *, simulator="compiled", trace=None, mode=None):
     require(all((p.mode, p.n_keep, p.m_group) == key for p in plans),
             "back-to-back tiles must share one mode and N:M (the runtime registers): "
             "split the job where the configuration changes")
-    stream, firsts, steps = input_stream(cfg, plans, xs)
-    ncyc = len(stream["cfg_load"])
+    stream, _, steps = input_stream(cfg, plans, xs)
+    # Run past the scheduled end (idle inputs) so late outputs are seen: cycles are measured from
+    # the array's out_valid, never taken from the length of the stream.
+    ncyc = len(stream["cfg_load"]) + cfg.latency + IDLE_TAIL
+    stream = {k: np.concatenate([v, np.zeros((ncyc - len(v), v.shape[1]), dtype=v.dtype)])
+              for k, v in stream.items()}
     runner = _Runner(cfg, simulator, trace=True) if trace is not None else get_runner(cfg, simulator)
     t = time.perf_counter()
     outs = runner.run(stream, ncyc)
     dt = time.perf_counter() - t
     valid = np.nonzero(np.asarray(outs["out_valid"], dtype=np.int64))[0]
-    want = np.concatenate([np.arange(f, f + n) for f, n in zip(firsts, steps)])
-    if not np.array_equal(valid, want):
-        raise RuntimeError(f"out_valid at cycles {valid.tolist()[:8]}..., expected {want.tolist()[:8]}...")
-    results = []
-    for plan, x, first, n, (packed, _) in zip(plans, xs, firsts, steps, tiles):
-        cols = [to_signed(np.asarray(outs[f"y_out_{c}"][first:first + n], dtype=object), cfg.acc_bits)
+    if valid.size != sum(steps):
+        raise RuntimeError(f"the array raised out_valid on {valid.size} cycles, expected {sum(steps)} "
+                           f"(one per activation step): first at {valid.tolist()[:8]}")
+    results, at = [], 0
+    for plan, x, n, (packed, _) in zip(plans, xs, steps, tiles):
+        cyc = valid[at:at + n]
+        at += n
+        cols = [to_signed(np.asarray(outs[f"y_out_{c}"][cyc], dtype=object), cfg.acc_bits)
                 for c in range(cfg.cols)]
         y = np.stack(cols, axis=1)
         if plan.int4:
-            yb = np.stack([to_signed(np.asarray(outs[f"y_out_b_{c}"][first:first + n], dtype=object),
+            yb = np.stack([to_signed(np.asarray(outs[f"y_out_b_{c}"][cyc], dtype=object),
                                    cfg.acc_bits) for c in range(cfg.cols)], axis=1)
             y = np.stack([y, yb], axis=1).reshape(n * 2, cfg.cols)
         results.append(y[:x.shape[0], :packed.out_features].astype(np.int64))
+    measured = int(valid[-1]) + 1          # the last sums leave the array on cycle measured - 1
     if trace is not None:
         _write_vcd(runner.sim.tracer, trace)
-    return TileResult(outputs=results, cycles=ncyc, simulator=simulator,
+    return TileResult(outputs=results, cycles=measured, simulator=simulator,
                       cycles_per_second=ncyc / dt if dt > 0 else float("inf"),
                       mode=plans[0].mode, n_keep=plans[0].n_keep, m_group=plans[0].m_group,
                       elaboration_s=runner.elaboration_s)
@@ -266,19 +275,11 @@ def _write_vcd(tracer, trace):
     if hasattr(trace, "write"):
         tracer.print_vcd(trace)
         return
-    import os
-    tmp = f"{trace}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            tracer.print_vcd(f)
-        os.replace(tmp, trace)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise NmaccelError(f"cannot write VCD {trace!r}: {exc.strerror}; pick a writable path") from exc
+    from nmaccel.fileio import open_output
+    with open_output(trace, "w") as f:
+        tracer.print_vcd(f)
 
 
 def run_gemm(packed, x_q, array_cfg, **kw):
-    """`nmaccel.run.runner.run_gemm` (a whole GEMM on the accelerator top), imported at call time."""
-    from nmaccel.run.runner import run_gemm as _run_gemm
-    return _run_gemm(packed, x_q, array_cfg, **kw)
+    """`nmaccel.run.runner.run_gemm`: a whole GEMM on the accelerator top."""
+    return top_runner.run_gemm(packed, x_q, array_cfg, **kw)

@@ -8,14 +8,9 @@ driven by the harness; `rst` (if exported) is an ordinary input, 0 unless given.
 of the stimulus inputs are 0. Outputs come back unsigned (as PyRTL's trace has them): uint64
 arrays for ports up to 64 bits, Python-int object arrays for wider ports; `to_signed` converts.
 
-Verilator builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator/<hash of
-Verilog + harness + Verilator version + flags>.
+Verilator builds: nmaccel.verilog.verilator (one builder, one cache, one set of flags).
 """
-import hashlib
-import os
 import re
-import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,22 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from nmaccel.arch.layout import to_signed
-from nmaccel.verilog import tools
+from nmaccel.verilog import tools, verilator
 from nmaccel.errors import NmaccelError, require
 from nmaccel.verilog.export import VerilogExport, load_export, parse_module, verilog_text
 
 CLOCK = "clk"
 RESET = "rst"
-VERILATOR_FLAGS = ("--cc", "--exe", "--build", "-O3", "--x-assign", "0", "--x-initial", "0",
-                   "--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--prefix", "Vdut")
-CXX_OPT = "-O2"
-BUILD_TIMEOUT_S = 1800
-
-
-def cache_root():
-    return Path(os.environ.get("NMACCEL_CACHE", Path.home() / ".cache" / "nmaccel"))
-
-
 def _words(width):
     return (width + 31) // 32
 
@@ -277,11 +262,8 @@ class VerilatorModel:
             stim = Path(tmp) / "stim.bin"
             outp = Path(tmp) / "out.bin"
             buf.tofile(stim)
-            proc = subprocess.run([str(self.exe), str(stim), str(n), str(cycles), str(vi), str(si),
-                                   str(outp)], capture_output=True, text=True, timeout=timeout)
-            if proc.returncode != 0:
-                raise NmaccelError(f"Verilator model {self.exe} failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
+            tools.run_tool([self.exe, stim, n, cycles, vi, si, outp], timeout=timeout or tools.RUN_TIMEOUT_S,
+                           what=f"Verilator model {self.exe}")
             raw = outp.read_bytes()
         hdr = np.frombuffer(raw, dtype=np.int64, count=2)
         cycles_run, n_rec = int(hdr[0]), int(hdr[1])
@@ -293,46 +275,13 @@ class VerilatorModel:
 
 
 def build_verilator(design=None, *, module_name="toplevel", jobs=2):
-    """Build (or fetch from cache) a Verilator model of `design`.
+    """Build (or fetch from cache) a Verilator model of `design` (nmaccel.verilog.verilator).
 
     design: a PyRTL Block (None = working block), a Verilog file path, or a VerilogExport.
     """
     exp, text = _as_export(design, module_name)
-    ver = tools.find_verilator()
-    tools.require_cxx_toolchain()
-    d = _Design(exp)
-    harness = _harness_cpp(d)
-    flags = list(VERILATOR_FLAGS) + list(ver.extra_args) + [
-        "-CFLAGS", CXX_OPT, "-MAKEFLAGS", f"OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"]
-    key = hashlib.sha256("\0".join([text, harness, ver.version(), " ".join(flags)]).encode())
-    final = cache_root() / "verilator" / key.hexdigest()[:20]
-    exe = final / "obj" / "sim"
-    if exe.is_file():
-        return VerilatorModel(exp, exe, 0.0, True)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build_", dir=final.parent))
-    try:
-        (work / "dut.v").write_text(text)
-        (work / "harness.cpp").write_text(harness)
-        cmd = [ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", exp.module_name,
-               "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                              env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S)
-        secs = time.perf_counter() - t0
-        if proc.returncode != 0 or not (work / "obj" / "sim").is_file():
-            raise NmaccelError(f"Verilator build of {exp.module_name} failed (exit "
-                               f"{proc.returncode}); log tail:\n"
-                               + tools.log_tail(proc.stdout + proc.stderr))
-        try:
-            os.rename(work, final)
-        except OSError:          # another process finished the same build first
-            if not exe.is_file():
-                raise
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-    return VerilatorModel(exp, exe, secs, False)
+    b = verilator.build(text, _harness_cpp(_Design(exp)), exp.module_name, jobs=jobs)
+    return VerilatorModel(exp, b.exe, b.build_s, b.cached)
 
 
 # ---------------------------------------------------------------- Icarus
@@ -401,16 +350,11 @@ def run_icarus(design, stimulus, *, cycles=None, module_name="toplevel", timeout
                 rows.append(format(v, f"0{(in_bits + 3) // 4}x"))
             (tmp / "stim.hex").write_text("\n".join(rows) + "\n")
         (tmp / "tb.v").write_text(_icarus_tb(d, n if d.inputs else 0, cycles, "stim.hex", "out.txt"))
-        proc = subprocess.run([iverilog, "-g2012", "-o", "sim.vvp", "-s", "nmaccel_tb", "tb.v",
-                               "dut.v"], cwd=tmp, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise NmaccelError("iverilog failed: " + tools.log_tail(proc.stdout + proc.stderr, 8))
+        tools.run_tool([iverilog, "-g2012", "-o", "sim.vvp", "-s", "nmaccel_tb", "tb.v", "dut.v"],
+                       cwd=tmp, timeout=tools.BUILD_TIMEOUT_S, what="iverilog")
         t0 = time.perf_counter()
-        proc = subprocess.run([vvp, "-n", "sim.vvp"], cwd=tmp, capture_output=True, text=True,
-                              timeout=timeout)
+        tools.run_tool([vvp, "-n", "sim.vvp"], cwd=tmp, timeout=timeout or tools.RUN_TIMEOUT_S, what="vvp")
         secs = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise NmaccelError("vvp failed: " + tools.log_tail(proc.stdout + proc.stderr, 8))
         lines = (tmp / "out.txt").read_text().split("\n")[:cycles]
     require(len(lines) == cycles, f"Icarus wrote {len(lines)} of {cycles} cycles")
     cols = [[] for _ in d.outputs]

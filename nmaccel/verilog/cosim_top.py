@@ -8,14 +8,9 @@ out_valid is high. Cycle semantics equal `pyrtl.Simulation.step` (inputs set, lo
 outputs sampled, then the rising edge), so the measured cycles are those of `runner.TopSim.run`:
 first accepted host word .. last output word, both included.
 
-Builds are cached under $NMACCEL_CACHE (default ~/.cache/nmaccel)/verilator_top/<hash of Verilog +
-harness + Verilator version + flags>.
+Builds: nmaccel.verilog.verilator (the one builder and cache).
 """
 import contextlib
-import hashlib
-import os
-import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,23 +19,15 @@ from pathlib import Path
 import numpy as np
 import pyrtl
 
-from nmaccel.verilog import tools
-from nmaccel.errors import NmaccelError, require
+from nmaccel.verilog import tools, verilator
+from nmaccel.errors import require
 from nmaccel.verilog.export import parse_module, verilog_text
 from nmaccel.arch.config import TopConfig
 from nmaccel.hdl.top import make_top_ports
 
 MODULE = "nmaccel_top"
-FLAGS = ("--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-         "--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--prefix", "Vdut")
-CXX_OPT = "-O2"
-BUILD_TIMEOUT_S = 1800
 TAIL_CYCLES = 64          # cycles run past the last expected word, to catch extra output words
 _HDR_FIELDS = 6           # int64: status, cycles_run, n_out, first_accept, last_out, n_accepted
-
-
-def cache_root():
-    return Path(os.environ.get("NMACCEL_CACHE", Path.home() / ".cache" / "nmaccel")) / "verilator_top"
 
 
 def _n32(width):
@@ -136,17 +123,6 @@ int main(int argc, char** argv) {{
 """
 
 
-_VERSIONS = {}
-
-
-def _version(ver):
-    """`verilator --version` (cached per executable and environment)."""
-    key = (ver.exe, tuple(sorted(ver.env.items())))
-    if key not in _VERSIONS:
-        _VERSIONS[key] = ver.version()
-    return _VERSIONS[key]
-
-
 @contextlib.contextmanager
 def _fresh_names():
     """PyRTL's global tmp / const / memory name counters start from 0 inside (restored after),
@@ -196,7 +172,7 @@ class TopVerilatorModel:
     cache hit), cached (True on a cache hit), exe (the simulator)."""
 
     def __init__(self, p, *, jobs=2):
-        ver = tools.find_verilator()
+        tools.find_verilator()              # missing tools fail before elaboration
         tools.require_cxx_toolchain()
         self.p = p
         text, self.elaboration_s = elaborate(p)
@@ -207,39 +183,8 @@ class TopVerilatorModel:
             require(port in widths, f"exported top lacks port {port!r}")
         require(widths["in_data"] == widths["out_data"] == p.host_bits,
                 "exported top: in_data / out_data widths differ from host_bits")
-        harness = harness_cpp(p.host_bits, "rst" in widths)
-        flags = list(FLAGS) + list(ver.extra_args) + ["-CFLAGS", CXX_OPT]
-        key = hashlib.sha256("\0".join([text, harness, _version(ver), " ".join(flags)]).encode())
-        final = cache_root() / key.hexdigest()[:20]
-        self.exe = final / "obj" / "sim"
-        self.cached, self.build_s = self.exe.is_file(), 0.0
-        if self.cached:
-            return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".build_", dir=final.parent))
-        try:
-            (work / "dut.v").write_text(text)
-            (work / "harness.cpp").write_text(harness)
-            cmd = [ver.exe, *flags, "--build-jobs", str(jobs), "--top-module", name,
-                   "--Mdir", "obj", "-o", "sim", "harness.cpp", "dut.v"]
-            t0 = time.perf_counter()
-            try:
-                proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                                      env={**os.environ, **ver.env}, timeout=BUILD_TIMEOUT_S)
-            except FileNotFoundError as exc:
-                raise NmaccelError(f"cannot run {ver.exe}: {exc}; install verilator") from exc
-            self.build_s = time.perf_counter() - t0
-            if proc.returncode != 0 or not (work / "obj" / "sim").is_file():
-                raise NmaccelError(f"Verilator build of the top failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
-            try:
-                os.rename(work, final)
-            except OSError:       # a concurrent build of the same key won
-                if not self.exe.is_file():
-                    raise
-        finally:
-            if work.exists():
-                shutil.rmtree(work, ignore_errors=True)
+        b = verilator.build(text, harness_cpp(p.host_bits, "rst" in widths), name, jobs=jobs)
+        self.exe, self.build_s, self.cached = b.exe, b.build_s, b.cached
 
     def encode_words(self, words):
         """(n, ceil(host_bits / 32)) uint32 array of the host words (LSB word first)."""
@@ -271,12 +216,8 @@ class TopVerilatorModel:
         with tempfile.TemporaryDirectory(prefix="nmaccel_top_") as tmp:
             inp, outp = Path(tmp) / "words.bin", Path(tmp) / "out.bin"
             buf.tofile(inp)
-            proc = subprocess.run([str(self.exe), str(inp), str(len(buf)), str(int(n_out_words)),
-                                   str(int(max_cycles)), str(TAIL_CYCLES), str(outp)],
-                                  capture_output=True, text=True, timeout=timeout)
-            if proc.returncode != 0:
-                raise NmaccelError(f"Verilator top model {self.exe} failed (exit {proc.returncode}): "
-                                   + tools.log_tail(proc.stdout + proc.stderr, 5))
+            tools.run_tool([self.exe, inp, len(buf), int(n_out_words), int(max_cycles), TAIL_CYCLES, outp],
+                           timeout=timeout or tools.RUN_TIMEOUT_S, what=f"Verilator top model {self.exe}")
             raw = outp.read_bytes()
         hdr = np.frombuffer(raw, dtype=np.int64, count=_HDR_FIELDS)
         status, cycles_run, got, first, last, accepted = (int(v) for v in hdr)

@@ -10,14 +10,19 @@ import io
 import json
 import os
 import re
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyrtl
 
-from nmaccel.errors import NmaccelError, require
+from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP, ArrayConfig, TopConfig, pipeline_options
+from nmaccel.errors import NmaccelError, ToolFailedError, require
+from nmaccel.hdl.array import make_array_top
+from nmaccel.hdl.decoder import make_decoder_top
+from nmaccel.hdl.pe import make_pe_top
+from nmaccel.hdl.top import make_top_ports
+from nmaccel.pack.bitpack import words_to_memh
 from nmaccel.verilog import tools
 
 RESERVED_WIRE_NAMES = ("clk", "rst")
@@ -94,7 +99,11 @@ class VerilogExport:
                            + ", ".join(p.name for p in self.ports))
 
 
-_PORT_RE = re.compile(r"^\s*(input|output)\s*(?:\[(\d+):(\d+)\])?\s*(\w+)\s*;\s*(?://\s*(\S.*))?$")
+_PORT_RE = re.compile(r"^\s*(input|output)\s*(?:(?:wire|reg|logic)\s+)?(?:signed\s+)?(?:\[(\d+):(\d+)\])?"
+                      r"\s*(\w+)\s*;\s*(?://\s*(\S.*))?$")
+# one item of an ANSI-style header: "input wire signed [7:0] a" (direction optional: it carries over)
+_ANSI_RE = re.compile(r"^(?:(input|output|inout)\s+)?(?:(?:wire|reg|logic)\s+)?(?:signed\s+)?"
+                      r"(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?(\w+)$")
 _MEM_RE = re.compile(r"^\s*reg\s*\[(\d+):0\]\s*(\w+)\s*\[(\d+):0\]\s*;\s*//\s*(MemBlock|RomBlock)")
 _MODULE_RE = re.compile(r"^\s*module\s+(\w+)\s*\(([^)]*)\)\s*;", re.M)
 
@@ -103,8 +112,22 @@ def parse_module(text):
     """(module name, [Port], [Memory]) of the first module in PyRTL-generated Verilog."""
     m = _MODULE_RE.search(text)
     require(m is not None, "no 'module NAME(...);' header found: is this PyRTL-generated Verilog?")
-    order = [s.strip() for s in m.group(2).split(",") if s.strip()]
-    decl, mems = {}, []
+    order, decl, mems = [], {}, []
+    current = None                      # (direction, hi, lo) of the last ANSI item
+    for item in (s.strip() for s in m.group(2).split(",")):
+        if not item:
+            continue
+        am = _ANSI_RE.match(" ".join(item.split()))
+        require(am is not None, f"cannot parse port {item!r} of module {m.group(1)}: use plain "
+                "'input [hi:lo] name' declarations (ANSI or in the body)")
+        d, hi, lo, name = am.groups()
+        require(d != "inout", f"port {name!r} is inout: only input and output ports are supported")
+        if d is not None:
+            current = (d, hi, lo)
+        if current is not None:         # ANSI: declared in the header
+            d, hi, lo = current
+            decl[name] = Port(name, d, int(hi) - int(lo) + 1 if hi is not None else 1, name)
+        order.append(name)
     for line in text[m.end():].splitlines():
         if line.strip().startswith("endmodule"):
             break
@@ -242,12 +265,12 @@ def lint(path, *, top=None, waivers=True):
             vlt.write_text(waiver_config())
             cmd.append(str(vlt))
         cmd.append(str(path))
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp,
-                              env={**os.environ, **ver.env})
-    msgs = [ln for ln in (proc.stdout + proc.stderr).splitlines()
+        rc, log = tools.run_tool(cmd, cwd=tmp, env={**os.environ, **ver.env}, timeout=tools.BUILD_TIMEOUT_S,
+                                 what="verilator lint", check=False)
+    msgs = [ln for ln in log.splitlines()
             if _WARN_RE.match(ln) and not ln.startswith("%Error: Exiting due to")]
-    if proc.returncode != 0 and not msgs:
-        raise NmaccelError("verilator lint failed: " + tools.log_tail(proc.stdout + proc.stderr, 5))
+    if rc != 0 and not msgs:
+        raise ToolFailedError(f"verilator lint failed (exit {rc})", tools.log_tail(log))
     return msgs
 
 
@@ -257,54 +280,13 @@ BLOCKS = ("top", "array", "pe", "decoder")
 
 
 def _array_config(rows=4, cols=4, n_max=4, m_max=8, modes=("int8", "int4"), pipeline=False):
-    from nmaccel.arch.config import ArrayConfig, pipeline_options
     return ArrayConfig(rows=rows, cols=cols, n_max=n_max, m_max=m_max, modes=tuple(modes),
                        **pipeline_options(pipeline))
-
-
-def build_pe_top(cfg, name="pe"):
-    """One PE (nmaccel.hdl.pe.make_pe) with ports: x_in, w_in, w_load, psum_in_<t>, int4,
-    dense in; psum_out_<t>, x_out, w_out out. Runtime `int4` / `dense` are direct inputs."""
-    from nmaccel.hdl.pe import lane_store_bits, make_pe
-
-    class _Rt:
-        pass
-    rt = _Rt()
-    rt.int4 = pyrtl.Input(1, "int4")
-    rt.dense = pyrtl.Input(1, "dense")
-    x_in = pyrtl.Input(cfg.x_bits, "x_in")
-    w_in = pyrtl.Input(cfg.n_max * lane_store_bits(cfg), "w_in")
-    w_load = pyrtl.Input(1, "w_load")
-    psum_in = [pyrtl.Input(cfg.acc_bits, f"psum_in_{t}") for t in range(cfg.tokens_per_step)]
-    pe = make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load)
-    for t, p in enumerate(pe.psum_out):
-        o = pyrtl.Output(cfg.acc_bits, f"psum_out_{t}")
-        o <<= p
-    for port, w in (("x_out", pe.x_out), ("w_out", pe.w_out)):
-        o = pyrtl.Output(len(w), port)
-        o <<= w
-    return pe
-
-
-def build_decoder_top(cfg, name="dec"):
-    """The N:M decoder (nmaccel.hdl.decoder.make_nm_decoder) with ports: elem_<k> (one element,
-    tokens_per_step * act_bits), idx_<l> (cfg.idx_bits), dense in; lane_<l> out."""
-    from nmaccel.hdl.decoder import make_nm_decoder
-    width = cfg.tokens_per_step * cfg.act_bits
-    elements = [pyrtl.Input(width, f"elem_{k}") for k in range(cfg.m_max)]
-    indices = [pyrtl.Input(cfg.idx_bits, f"idx_{lane}") for lane in range(cfg.n_max)]
-    dense = pyrtl.Input(1, "dense")
-    dec = make_nm_decoder(name, cfg, dense, elements, indices)
-    for lane, w in enumerate(dec.lanes):
-        o = pyrtl.Output(width, f"lane_{lane}")
-        o <<= w
-    return dec
 
 
 def top_config(top_kw, array_kw):
     """TopConfig of the CLI's top: the product top (nmaccel.arch.config.PRODUCT_ARRAY, PRODUCT_TOP)
     unless array parameters are given (then a 4x4-default array with them); top_kw override."""
-    from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP, TopConfig
     array_kw = {k: v for k, v in array_kw.items() if v is not None}
     cfg = _array_config(**array_kw) if array_kw else PRODUCT_ARRAY
     return TopConfig(array=cfg, **{**PRODUCT_TOP, **{k: v for k, v in top_kw.items() if v is not None}})
@@ -321,19 +303,12 @@ def build_block(block, **kw):
         if kw[k] is None:
             del kw[k]
     if block == "top":
-        from nmaccel.hdl.top import make_top_ports
         make_top_ports(top_config(top_kw, kw))
         return "nmaccel_top"
     cfg = _array_config(**kw)
-    if block == "array":
-        from nmaccel.hdl.array import make_array_top
-        make_array_top(cfg)
-        return "nmaccel_array"
-    if block == "pe":
-        build_pe_top(cfg)
-        return "nmaccel_pe"
-    build_decoder_top(cfg)
-    return "nmaccel_decoder"
+    make = {"array": make_array_top, "pe": make_pe_top, "decoder": make_decoder_top}[block]
+    make(cfg)                # the block's ports: its input_widths / output_widths signature
+    return f"nmaccel_{block}"
 
 
 def build_from_builder(spec):
@@ -354,7 +329,6 @@ MEMORY_SECTIONS = ("values", "indices", "scales", "zero_points", "codebook")
 
 def memory_images(packed, word_bits=32):
     """{section file name: $readmemh text} for every section of a PackedWeights."""
-    from nmaccel.pack.bitpack import words_to_memh
     out = {}
     for sec in MEMORY_SECTIONS:
         try:

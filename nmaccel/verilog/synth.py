@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from nmaccel.verilog import tools
-from nmaccel.errors import NmaccelError, require
+from nmaccel.errors import NmaccelError, ToolFailedError, require
 
 TARGETS = ("generic", "ice40", "ecp5", "xc7", "xcup")
 SCRIPT_DIR = Path(__file__).resolve().parent.parent.parent / "synth"
@@ -186,6 +186,10 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
                 f"{', '.join(DEVICES[target])}")
     elif device is None and target in DEFAULT_DEVICE:
         device = DEFAULT_DEVICE[target]
+    elif device is not None:
+        require(target in DEVICES and device in DEVICES[target],
+                f"unknown {target} device {device!r}: use one of "
+                f"{', '.join(DEVICES.get(target, {})) or '(none: drop --device)'}")
     script = script_text(target, top, dsp=dsp)
     report = {"target": target, "top": top, "device": device, "dsp_inference": bool(dsp)}
     with tempfile.TemporaryDirectory(prefix="nmaccel_synth_") as tmp:
@@ -224,9 +228,9 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
                     raise NmaccelError(
                         f"design too large for {target} {device}: " + ", ".join(
                             f"{k} {u}/{c}" for k, (u, c) in (over or util).items() if u)
-                        + "\nnextpnr log tail:\n" + tools.log_tail(plog, 10))
-                raise NmaccelError(f"nextpnr-{target} failed (exit {rc}); log tail:\n"
-                                   + tools.log_tail(plog))
+                        + ": use a smaller design or a larger device")
+                raise ToolFailedError(f"nextpnr-{target} failed (exit {rc})" + tools._known_cause(plog),
+                                      tools.log_tail(plog))
             fmax, util, crit = _parse_report(work / "report.json")
             report["fmax_mhz"] = min((f for f in fmax.values() if f), default=None)
             report["fmax_by_clock"] = fmax

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nmaccel.errors import NmaccelError, ToolMissingError
+from nmaccel.errors import NmaccelError, ToolFailedError, ToolMissingError
 
 # tool -> (python module, runner function)
 _YOWASP = {
@@ -23,6 +23,9 @@ _YOWASP = {
 }
 
 LOG_TAIL_LINES = 25
+VERSION_TIMEOUT_S = 60      # `tool --version`
+RUN_TIMEOUT_S = 3600        # a cached simulator binary, unless the caller gives one
+BUILD_TIMEOUT_S = 1800      # a compile (Verilator + g++, iverilog) or a lint
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,7 @@ class Verilator:
     origin: str = "PATH"
 
     def version(self):
-        out = subprocess.run([self.exe, "--version"], capture_output=True, text=True,
-                             env={**os.environ, **self.env})
-        return out.stdout.strip()
+        return tool_version([self.exe, "--version"], env={**os.environ, **self.env})
 
 
 def _need(prog):
@@ -105,26 +106,93 @@ def yowasp_command(tool):
 
 
 def log_tail(text, lines=LOG_TAIL_LINES):
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    """The last `lines` lines of a tool log; a Python traceback inside it (yowasp's wasmtime
+    host) is shortened to its final exception line."""
+    out, in_tb = [], False
+    for line in text.rstrip().splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_tb = True
+            continue
+        if in_tb and (line.startswith((" ", "\t")) or not line.strip()):
+            continue
+        in_tb = False
+        out.append(line)
+    return "\n".join(out[-lines:])
+
+
+@functools.lru_cache(maxsize=16)
+def _tool_version(cmd, env_items):
+    try:
+        p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=VERSION_TIMEOUT_S,
+                           env=dict(env_items) if env_items else None)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (p.stdout or p.stderr).strip().splitlines()[0] if (p.stdout or p.stderr).strip() else "unknown"
+
+
+def tool_version(cmd, env=None):
+    """First line of `cmd` (e.g. [exe, '--version']) output, cached; 'unknown' if it fails."""
+    return _tool_version(tuple(cmd), tuple(sorted(env.items())) if env else None)
+
+
+def run_tool(cmd, *, cwd=None, timeout, what, env=None, check=True):
+    """Run an external tool with a timeout (always); return (exit code, stdout + stderr).
+
+    Missing executable: ToolMissingError. Timeout: ToolFailedError naming the limit. With check,
+    a non-zero exit raises ToolFailedError(one line, log tail). Out of memory in yowasp's
+    wasmtime host is reported as such, with the fix.
+    """
+    try:      # own process group: a timeout, SIGTERM or Ctrl-C stops make/g++ grandchildren too
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=None if cwd is None else str(cwd),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+    except FileNotFoundError as exc:
+        raise ToolMissingError(f"{what}: cannot run {cmd[0]} ({exc.strerror}): install it") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        raise ToolFailedError(f"{what} timed out after {timeout} s (killed): use a smaller design or "
+                              "a faster machine", log_tail((out or "") + (err or ""))) from None
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    log = (out or "") + (err or "")
+    if check and proc.returncode != 0:
+        raise ToolFailedError(f"{what} failed (exit {proc.returncode})" + _known_cause(log), log_tail(log))
+    return proc.returncode, log
+
+
+def _kill_group(proc):
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _known_cause(log):
+    low = log.lower()
+    if "wasmtime" in low and ("memory" in low or "mmap" in low):
+        return (": the WebAssembly runtime ran out of memory, close other programs (or raise the "
+                "memory limit, ulimit -v) and run again")
+    if "memoryerror" in low or "out of memory" in low or "cannot allocate memory" in low:
+        return ": out of memory, close other programs or use a smaller design"
+    return ""
 
 
 def run_yowasp_raw(tool, args, cwd, *, timeout=None, what=None):
     """Run yowasp `tool` with `args` (paths relative to cwd); return (exit code, log)."""
-    cmd = yowasp_command(tool) + [str(a) for a in args]
-    try:
-        proc = subprocess.run(cmd, cwd=str(cwd), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise NmaccelError(f"{what or tool} timed out after {timeout} s") from exc
-    return proc.returncode, proc.stdout + proc.stderr
+    return run_tool(yowasp_command(tool) + [str(a) for a in args], cwd=cwd,
+                    timeout=timeout or RUN_TIMEOUT_S, what=what or tool, check=False)
 
 
 def run_yowasp(tool, args, cwd, *, timeout=None, what=None):
     """Run yowasp `tool` with `args` (paths relative to cwd); return its log (stdout + stderr).
 
-    A non-zero exit raises NmaccelError with the tail of the log.
+    A non-zero exit raises ToolFailedError with the tail of the log.
     """
-    rc, log = run_yowasp_raw(tool, args, cwd, timeout=timeout, what=what)
-    if rc != 0:
-        raise NmaccelError(f"{what or tool} failed (exit {rc}); log tail:\n"
-                           + log_tail(log))
-    return log
+    return run_tool(yowasp_command(tool) + [str(a) for a in args], cwd=cwd,
+                    timeout=timeout or RUN_TIMEOUT_S, what=what or tool)[1]
