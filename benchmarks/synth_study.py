@@ -5,11 +5,10 @@ Arrays (all weight-stationary, `lanes` multipliers per PE, registered weights an
   wa      nmaccel.hdl array, modes int8+int4, n_max = m_max = lanes (token-packed INT4, no N:M)
   nm      nmaccel.hdl array, modes int8+int4, n_max = lanes, m_max = 2 * lanes (N:M muxes)
 
-Dense-equivalent MACs per cycle (what a dense INT8 array would need to match the throughput):
-  dense INT8: lanes per PE; nm at n_keep:m_group with INT4 token packing:
-  lanes * (m_group / n_keep) * 2 (two tokens per multiplier).
-Reported per DSP (DSP synthesis) and per kLUT (LUT-only synthesis, -nodsp / no -dsp), and the
-LUT-only cost of the N:M selection per multiplier lane: (LUT(nm) - LUT(wa)) / LUT(wa).
+Reports LUT / FF / carry / DSP per array and target (DSP synthesis and LUT-only synthesis) and
+the LUT-only cost of the N:M selection per multiplier lane: (LUT(nm) - LUT(wa)) / LUT(wa).
+Throughput per DSP / per kLUT is not computed here from a formula: benchmarks/fpga_study.py
+measures dense-equivalent GMAC/s of whole tops from RTL cycles at each top's placed fmax.
 
     python benchmarks/synth_study.py --rows 4 --cols 4 --lanes 4 --targets ecp5,xcup [--pnr]
 """
@@ -80,16 +79,11 @@ def main(argv=None):
     ap.add_argument("--targets", default="ecp5,xcup")
     ap.add_argument("--pipeline", action="store_true", help="pipelined mux/product in the hdl arrays")
     ap.add_argument("--pnr", action="store_true", help="also place and route on ECP5 (fmax)")
-    ap.add_argument("--n-keep", type=int, default=2)
-    ap.add_argument("--m-group", type=int, default=4)
     ap.add_argument("--json", help="write all reports here")
     args = ap.parse_args(argv)
     targets = args.targets.split(",")
     reports = []
     pes = args.rows * args.cols
-    dense_eq = {"dense": pes * args.lanes,
-                "wa": pes * args.lanes * 2,
-                "nm": pes * args.lanes * 2 * args.m_group / args.n_keep}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("dense", "wa", "nm"):
             v = Path(tmp) / f"{kind}.v"
@@ -99,8 +93,7 @@ def main(argv=None):
                     t0 = time.perf_counter()
                     pnr = args.pnr and tgt == "ecp5" and dsp
                     r = synth.synthesize(v, f"study_{kind}", tgt, dsp=dsp, pnr=pnr)
-                    r.update(kind=kind, dsp_inference=dsp, wall_s=round(time.perf_counter() - t0, 1),
-                             dense_eq_macs_per_cycle=dense_eq[kind])
+                    r.update(kind=kind, dsp_inference=dsp, wall_s=round(time.perf_counter() - t0, 1))
                     reports.append(r)
                     print(f"{kind:5s} {tgt:6s} dsp={int(dsp)} lut={r['lut']} ff={r['ff']} "
                           f"carry={r['carry']} dsp_cells={r['dsp']} fmax={r['fmax_mhz']} "
@@ -111,27 +104,16 @@ def main(argv=None):
         by = {(r["kind"], r["dsp_inference"]): r for r in reports if r["target"] == tgt}
         for kind in ("dense", "wa", "nm"):
             rd, rl = by[(kind, True)], by[(kind, False)]
-            eq = dense_eq[kind]
-            per_dsp = eq / rd["dsp"] if rd["dsp"] else float("nan")
-            per_klut = eq / (rl["lut"] + rl["carry"] * (2 if tgt == "ecp5" else 0)) * 1000
-            rows.append([tgt, kind, eq, rd["dsp"], rd["lut"], rl["lut"], f"{per_dsp:.2f}",
-                         f"{per_klut:.2f}", rd.get("fmax_mhz") or "-"])
+            rows.append([tgt, kind, rd["dsp"], rd["lut"], rd["carry"], rl["lut"], rl["carry"],
+                         rd.get("fmax_mhz") or "-"])
         wa, nm = by[("wa", False)], by[("nm", False)]
         lanes = pes * args.lanes
         over = (nm["lut"] - wa["lut"]) / wa["lut"]
         print(f"{tgt}: LUT-only N:M selection overhead per multiplier lane: "
               f"({nm['lut']} - {wa['lut']}) / {wa['lut']} = {100 * over:.1f}% "
               f"({(nm['lut'] - wa['lut']) / lanes:.1f} LUT per lane)")
-        d = by[("dense", True)]
-        n = by[("nm", True)]
-        if d["dsp"] and n["dsp"]:
-            ratio = (dense_eq["nm"] / n["dsp"]) / (dense_eq["dense"] / d["dsp"])
-            print(f"{tgt}: DSP cells from synthesis: dense {d['dsp']}, {args.n_keep}:{args.m_group} INT4 N:M "
-                  f"{n['dsp']}; zero-skipping x INT4-packing gain (a formula over those counts, "
-                  f"{args.m_group / args.n_keep:g}x of it counts skipped zeros): {ratio:.2f}x dense-equivalent "
-                  "MACs per DSP")
-    print(tabulate(rows, headers=("target", "array", "dense-eq MAC/cyc", "DSP", "LUT (dsp)",
-                                  "LUT (nodsp)", "MAC/cyc/DSP", "MAC/cyc/kLUT", "fmax MHz"),
+    print(tabulate(rows, headers=("target", "array", "DSP", "LUT (dsp)", "carry (dsp)", "LUT (nodsp)",
+                                  "carry (nodsp)", "fmax MHz"),
                    tablefmt="github"))
     if args.json:
         write_result(args.json, reports)

@@ -209,10 +209,11 @@ def test_bad_input_raises_before_simulation(rng):
 
 
 def test_narrow_ports_fit_ecp5_pins():
-    """Only the host stream reaches pins: 2 * host_bits + 5 IOs (+ clock), far below 365."""
+    """Only the host stream reaches pins: 2 * host_bits + 5 IOs (+ clock), inside the 205 user
+    IOs of the ECP5-85k CABGA381 (nmaccel.verilog.synth.PINS)."""
     p = TopConfig(array=ArrayConfig(rows=8, cols=8), host_bits=64)
     n_io = sum(top_input_widths(p).values()) + sum(top_output_widths(p).values())
-    assert n_io == 2 * 64 + 5 and n_io + 1 < 365
+    assert n_io == 2 * 64 + 5 and n_io + 1 <= 205
     pyrtl.reset_working_block()
     make_top_ports(P13)
     blk = pyrtl.working_block()
@@ -291,3 +292,44 @@ def test_buffers_map_to_block_ram(tmp_path):
     assert rep["bram"] >= 3
     # an asynchronous-read 2048 x 16 activation buffer alone would need 512 DPR16X4
     assert rep["lutram"] <= 16
+
+
+PDENSE = TopConfig(array=ArrayConfig(rows=2, cols=2, n_max=2, m_max=2, modes=("int8",), decoder=False,
+                                     pipeline_mux=True, pipeline_sum=True),
+                   t_max=4, k_tiles_max=4, n_tiles_max=8, host_bits=32)
+
+
+def test_dense_top_without_decoders(rng):
+    """decoder=False: no index muxes (none in the netlist), dense runs exact, N:M refused."""
+    for nk in (1, 2):
+        packed, x = _random_case(rng, PDENSE, "int8", nk, nk)
+        _check(PDENSE, packed, x, _epilogue(rng, packed.out_features))
+    packed, x = _random_case(rng, PDENSE, "int8", 1, 2)
+    with pytest.raises(NmaccelError, match="decoder=False"):
+        run_gemm(packed, x, PDENSE.array, top_cfg=PDENSE)
+    with pytest.raises(NmaccelError, match="n_max == m_max"):
+        ArrayConfig(n_max=2, m_max=4, decoder=False)
+    pyrtl.reset_working_block()
+    make_top_ports(PDENSE)
+    assert not any(".dec.lane" in (w.name or "") for w in pyrtl.working_block().wirevector_set)
+
+
+def test_product_tops_fit_ecp5_85k_and_oversize_is_refused():
+    from nmaccel.verilog import synth
+    from nmaccel.arch.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP
+    for a in (PRODUCT_ARRAY, DENSE_ARRAY):
+        est = synth.check_fit(TopConfig(array=a, **PRODUCT_TOP))
+        assert all(u <= c for u, c in est.values()) and est["io"][1] == 205
+    assert synth.fit_estimate(TopConfig(array=PRODUCT_ARRAY, **PRODUCT_TOP))["dsp"][0] == 144
+    big = TopConfig(array=ArrayConfig(rows=8, cols=8), host_bits=128)
+    with pytest.raises(NmaccelError, match=r"dsp 288/156 .*fewer rows.*io 262/205.*host_bits"):
+        synth.check_fit(big)
+
+
+def test_cli_top_defaults_to_the_product_top():
+    from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP
+    from nmaccel.verilog.export import top_config
+    p = top_config({}, {})
+    assert p.array == PRODUCT_ARRAY and p.host_bits == PRODUCT_TOP["host_bits"]
+    q = top_config({"host_bits": 32}, {"rows": 2, "cols": 2})
+    assert (q.array.rows, q.array.cols, q.host_bits, q.t_max) == (2, 2, 32, PRODUCT_TOP["t_max"])

@@ -17,7 +17,7 @@ from nmaccel.errors import require
 MODES = ("int8", "int4", "codebook")          # header / runtime mode codes 0, 1, 2
 MODE_CODE = {m: i for i, m in enumerate(MODES)}
 OPERAND_BITS = (8, 9)   # 9: one bit of Strassen pre-add growth (nmaccel.hdl.strassen_tile)
-EPILOGUE_LATENCY = 4    # cycles of the fused epilogue (nmaccel.hdl.epilogue, golden top timing)
+EPILOGUE_LATENCY = 6    # cycles of the fused epilogue (nmaccel.hdl.epilogue, golden top timing)
 OUT_MODE_SCALED, OUT_MODE_RAW = 0, 1
 # Plain mode, product p: A-quadrant PLAIN_A[p] (over [A11, A12, A21, A22]) times B-quadrant
 # PLAIN_W[p] (over [B11, B12, B21, B22]) added to output block PLAIN_C[p] (C11, C12, C21, C22).
@@ -66,6 +66,9 @@ class ArrayConfig:
     right after the DSP multiplier (before smul_dsp's combining adds), `pipeline_sum` after the
     first level of the lanes' adder tree: +1 cycle latency each. `double_buffer` adds shadow weight registers and a `w_swap` input so
     the next tile's weights load while the current tile streams (see make_systolic_array).
+    `decoder=False` (needs n_max == m_max) elaborates no N:M index muxes: lane l always multiplies
+    activation l (dense runtime configs only; the stored index bits drive nothing and synthesis
+    removes them): the dense INT8 baseline top.
     """
     rows: int = 4
     cols: int = 4
@@ -85,6 +88,7 @@ class ArrayConfig:
     pipeline_sum: bool = False
     double_buffer: bool = False
     dsp_width: int = 18
+    decoder: bool = True
 
     def __post_init__(self):
         for f in ("rows", "cols", "n_max", "m_max"):
@@ -113,6 +117,9 @@ class ArrayConfig:
                 f"ArrayConfig.dsp_width={self.dsp_width!r}: use the DSP's signed operand width (e.g. 18)")
         require(self.codebook_bits in (2, 4),
                 f"ArrayConfig.codebook_bits must be 2 or 4, got {self.codebook_bits}")
+        require(isinstance(self.decoder, bool) and (self.decoder or self.n_max == self.m_max),
+                f"ArrayConfig.decoder={self.decoder!r}: an array without N:M index decoders runs dense "
+                f"only and needs n_max == m_max (got {self.n_max}, {self.m_max})")
         for f in PIPELINE_FLAGS + ("double_buffer",):
             require(isinstance(getattr(self, f), bool), f"ArrayConfig.{f} must be True or False")
         require(len(set(modes)) == len(modes), f"ArrayConfig.modes {modes!r} repeats a mode")
@@ -241,6 +248,9 @@ class RuntimeConfig:
                 f"n_keep={self.n_keep} exceeds the array's n_max={cfg.n_max} lanes: elaborate with n_max >= {self.n_keep}")
         require(self.m_group <= cfg.m_max,
                 f"m_group={self.m_group} exceeds the array's m_max={cfg.m_max}: elaborate with m_max >= {self.m_group}")
+        require(cfg.decoder or self.dense,
+                f"N:M {self.n_keep}:{self.m_group} needs index decoders: this array was elaborated with "
+                "ArrayConfig(decoder=False) (dense only); use a product top or n_keep == m_group")
         return self
 
     def codes(self):
@@ -466,9 +476,26 @@ class TopConfig:
 
     @property
     def out_latency(self):
-        """Cycles from a step's activation read to its output-buffer write."""
-        return 1 + self.array.latency + 1 + int(self.group_scales) + EPILOGUE_LATENCY
+        """Cycles from a step's activation read address to its output-buffer write: the
+        registered buffer address (1), the read data (1), the array, the accumulator (1),
+        group scaling (1, group-scale tops) and the epilogue."""
+        return 2 + self.array.latency + 1 + int(self.group_scales) + EPILOGUE_LATENCY
 
+
+# ---- the product tops (ECP5-85k, LFE5U-85F CABGA381) -------------------------------------------
+# Sized by nmaccel.verilog.synth.fit_estimate: DSP = rows * cols * n_max lanes (one MULT18X18D
+# each) + 2 per epilogue lane (cols * tokens_per_step); 156 MULT18X18D on the device.
+PRODUCT_ARRAY = ArrayConfig(rows=8, cols=4, n_max=4, m_max=8, modes=("int8", "int4"),
+                            **pipeline_options(True))
+"""The product top's array: every runtime mode (INT8 / INT4, any N:M with n <= 4, m <= 8),
+every pipeline register; 8 x 4 x 4 lanes = 128 + 16 epilogue = 144 of 156 MULT18X18D."""
+DENSE_ARRAY = ArrayConfig(rows=9, cols=4, n_max=4, m_max=4, modes=("int8",), decoder=False,
+                          **pipeline_options(True))
+"""The dense INT8 baseline: same controller and PE pipeline, no index decoders, no INT4;
+9 x 4 x 4 lanes = 144 + 8 epilogue = 152 of 156 MULT18X18D."""
+PRODUCT_TOP = {"host_bits": 64, "t_max": 64, "k_tiles_max": 32}
+"""TopConfig parameters of the product and dense tops: a 64-bit host (2 * 64 + 5 IOs + clock of
+the package's 205), 64 array steps per job, 32 K tiles of activations buffered per job."""
 
 @dataclass(frozen=True)
 class StrassenConfig:

@@ -20,7 +20,7 @@ def add_block_args(p):
                    help="which hardware block (default: the accelerator top)")
     p.add_argument("--builder", metavar="MODULE:FUNC",
                    help="instead of --block: a function building any PyRTL design")
-    p.add_argument("--rows", type=argtypes.positive, default=None, help="array rows (default 4)")
+    p.add_argument("--rows", type=argtypes.positive, default=None, help="array rows (default: the product top, nmaccel.arch.config.PRODUCT_ARRAY; 4 when other array options are given)")
     p.add_argument("--cols", type=argtypes.positive, default=None, help="array columns (default 4)")
     p.add_argument("--n-max", type=argtypes.positive, default=None, help="lanes per PE (default 4)")
     p.add_argument("--m-max", type=argtypes.m_max, default=None, help="largest N:M group (default 8)")
@@ -30,6 +30,8 @@ def add_block_args(p):
     p.add_argument("--t-max", type=argtypes.positive, default=None, help="top: array steps per job")
     p.add_argument("--k-tiles-max", type=argtypes.positive, default=None, help="top: K tiles per job")
     p.add_argument("--n-tiles-max", type=argtypes.positive, default=None, help="top: N tiles per job")
+    p.add_argument("--host-bits", type=argtypes.positive, default=None,
+                   help="top: host stream width (default 64: 2 * 64 + 6 pins of the ECP5-85k's 205)")
     p.add_argument("--module-name", default=None, help="Verilog module name")
 
 
@@ -43,7 +45,7 @@ def build_from_args(args):
         name = build_block(args.block, rows=args.rows, cols=args.cols, n_max=args.n_max,
                            m_max=args.m_max, modes=modes, pipeline=args.pipeline or None,
                            t_max=args.t_max, k_tiles_max=args.k_tiles_max,
-                           n_tiles_max=args.n_tiles_max)
+                           n_tiles_max=args.n_tiles_max, host_bits=getattr(args, "host_bits", None))
     return args.module_name or name
 
 

@@ -7,7 +7,7 @@ from nmaccel.cli import export as export_cli
 from nmaccel.verilog import export
 from nmaccel.cli import argtypes
 from nmaccel.errors import require
-from nmaccel.verilog.synth import DEVICES, TARGETS, synthesize, table
+from nmaccel.verilog.synth import CAPACITY, DEFAULT_DEVICE, DEVICES, TARGETS, check_fit, synthesize, table
 
 
 def cmd_synth(args):
@@ -21,6 +21,17 @@ def cmd_synth(args):
         reports = [synthesize(args.verilog, top, args.target, dsp=not args.nodsp, pnr=args.pnr,
                               device=args.device, freq_mhz=args.freq)]
     else:
+        if args.block == "top" and not args.builder:
+            # refuse a top that cannot fit before spending minutes in synthesis
+            dev = args.device or DEFAULT_DEVICE.get(args.target)
+            if (args.target, dev) in CAPACITY:
+                modes = tuple(m.strip() for m in args.modes.split(",")) if args.modes else None
+                array_kw = {"rows": args.rows, "cols": args.cols, "n_max": args.n_max,
+                            "m_max": args.m_max, "modes": modes, "pipeline": args.pipeline or None}
+                check_fit(export.top_config({"t_max": args.t_max, "k_tiles_max": args.k_tiles_max,
+                                             "n_tiles_max": args.n_tiles_max,
+                                             "host_bits": args.host_bits}, array_kw),
+                          args.target, dev)
         name = export_cli.build_from_args(args)
         with tempfile.TemporaryDirectory(prefix="nmaccel_synth_cli_") as tmp:
             path = Path(tmp) / f"{name}.v"

@@ -17,7 +17,7 @@ the controller's processes tile by tile (j in N-tile-major order, staging bank j
   swap:    S_j = max(l_j + R, S_{j-1} + n_steps (double buffer: the swap goes with the previous
            tile's last step), output buffer free for a last K tile); steps at S_j+1 .. S_j+n_steps.
   output:  a last K tile's final output-buffer write at w = S_j + n_steps - 1 + out_latency
-           (out_latency = 1 + array latency + 1 (+1 group scales) + epilogue latency 4); words
+           (out_latency = 2 + array latency + 1 (+1 group scales) + epilogue latency 6); words
            stream from w+3, n_steps * wo words; the buffer is free the cycle after the last word.
 No deliberate deviations: tests assert equality with the RTL on a sweep of shapes and modes.
 `p` (top_cfg) is duck-typed (nmaccel.hdl.top.TopConfig); this module never imports nmaccel.hdl.

@@ -17,6 +17,8 @@ def make_nm_decoder(name, cfg, dense, elements, indices):
     """
     assert len(elements) == cfg.m_max and len(indices) == cfg.n_max
     width = len(elements[0])
+    if not cfg.decoder:     # dense-only array: no muxes, lane l takes element l
+        return _Bundle(lanes=list(elements[:cfg.n_max]))
     lanes = []
     for lane, idx in enumerate(indices):
         picked = pyrtl.mux(idx, *elements, default=pyrtl.Const(0, bitwidth=width))

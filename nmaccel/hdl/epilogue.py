@@ -1,12 +1,13 @@
 """Fused output epilogue: accumulator -> bias -> fixed-point scale -> rounding shift -> ReLU ->
 saturate, bit-exact with `nmaccel.golden.epilogue.epilogue` (rounding "half_up").
 
-Pipeline (one result per cycle, latency `EPILOGUE_LATENCY` = 4 cycles, `valid` travels along):
+Pipeline (one result per cycle, latency `EPILOGUE_LATENCY` = 6 cycles, `valid` travels along):
   1. s = acc + bias                     max(acc_bits, bias_bits) + 1 bits, exact
-  2. p = s * mult                       + mult_bits bits, exact (signed multiply)
-  3. r = (p + 2^(shift-1)) >> shift     computed as ((p >>> (shift-1)) + 1) >>> 1 for shift > 0
-                                        (= golden half_up, no variable-position adder); r = p for 0
-  4. y = saturate(relu ? max(r, 0) : r) to out_bits (scaled) or raw_bits (raw)
+  2. s_hi * mult, s_lo * mult           two registered partial products (s_lo: 16 low bits)
+  2b. p = s * mult                      = (s_hi * mult << 16) + s_lo * mult, exact
+  3. t = p >>> (shift - 1)              barrel shifter alone (t = p for shift 0)
+  4. r = (t + 1) >>> 1                  = (p + 2^(shift-1)) >> shift, golden half_up; r = p for 0
+  5. y = saturate(relu ? max(r, 0) : r) to out_bits (scaled) or raw_bits (raw)
 Raw mode (`out_mode` = 1) is golden ``mult=None``: it forces mult = 1, shift = 0 and saturates
 to raw_bits (INT32 accumulator + bias). The output port is raw_bits wide, sign-extended.
 """
@@ -19,7 +20,10 @@ import pyrtl
 
 from nmaccel.arch.config import EPILOGUE_LATENCY, OUT_MODE_RAW, EpilogueConfig
 from nmaccel.errors import require
-from nmaccel.hdl.signed import sext
+from nmaccel.hdl.signed import sadd, sext
+
+_LO_BITS = 16                 # low part of the sum: an unsigned 16 x 15 partial product
+
 
 @dataclass
 class Epilogue:
@@ -76,21 +80,39 @@ def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_m
                             shift.zero_extended(cfg.shift_bits)), f"{name}.s1_shift")
     ctl1 = _reg(pyrtl.concat(valid, relu, raw), f"{name}.s1_ctl")
 
-    # stage 2: exact signed product
-    p2 = _reg(pyrtl.signed_mult(s1, m1), f"{name}.s2_prod")
-    sh2 = _reg(sh1, f"{name}.s2_shift")
-    ctl2 = _reg(ctl1, f"{name}.s2_ctl")
+    # stage 2a: two registered partial products (each one DSP multiply, no adder after it):
+    # s = hi * 2^L + lo with lo = s[:L] unsigned; shift - 1 and shift == 0 for stage 3
+    # the mantissa is >= 0 (EpilogueConfig.check_params; raw mode forces 1): the low part is an
+    # unsigned multiply (a zero-extended signed one costs Yosys a second MULT18X18D)
+    L = min(_LO_BITS, cfg.sum_bits - 1)
+    mu = m1[:cfg.mult_bits - 1]
+    pl = _reg(s1[:L] * mu, f"{name}.s2_plo")
+    ph = _reg(pyrtl.signed_mult(s1[L:], m1), f"{name}.s2_phi")
+    sm2 = _reg((sh1 - 1)[:cfg.shift_bits], f"{name}.s2_shift_m1")
+    z2a = _reg(sh1 == 0, f"{name}.s2a_shift0")
+    ctl2a = _reg(ctl1, f"{name}.s2a_ctl")
 
-    # stage 3: half_up rounding shift (shifts >= product_bits give 0, as in the golden model)
+    # stage 2b: exact signed product p = (hi * m << L) + lo * m
+    pbits = cfg.product_bits
+    p2 = _reg(sadd(pyrtl.concat(ph, pyrtl.Const(0, bitwidth=L)), pl.zero_extended(len(pl) + 1), pbits),
+              f"{name}.s2_prod")
+    sm2 = _reg(sm2, f"{name}.s2b_shift_m1")
+    z2 = _reg(z2a, f"{name}.s2_shift0")
+    ctl2 = _reg(ctl2a, f"{name}.s2_ctl")
+
+    # stage 3: arithmetic shift by shift - 1 (barrel shifter only)
     pb = cfg.product_bits
-    sm1 = (sh2 - 1)[:cfg.shift_bits]
-    t = pyrtl.shift_right_arithmetic(p2, sm1)
-    t1 = pyrtl.signed_add(t, pyrtl.Const(1, signed=True))   # pb + 1 bits
-    rounded = pyrtl.shift_right_arithmetic(t1, 1)[:pb]
-    r3 = _reg(pyrtl.select(sh2 == 0, p2, rounded), f"{name}.s3_shifted")
-    ctl3 = _reg(ctl2, f"{name}.s3_ctl")
+    t3 = _reg(pyrtl.select(z2, p2, pyrtl.shift_right_arithmetic(p2, sm2)), f"{name}.s3_t")
+    z3 = _reg(z2, f"{name}.s3_shift0")
+    ctl3a = _reg(ctl2, f"{name}.s3a_ctl")
 
-    # stage 4: relu, saturate to out_bits (scaled) or raw_bits (raw)
+    # stage 4: half_up rounding (+1, >> 1; shifts >= product_bits give 0, as in the golden model)
+    t1 = pyrtl.signed_add(t3, pyrtl.Const(1, signed=True))   # pb + 1 bits
+    rounded = pyrtl.shift_right_arithmetic(t1, 1)[:pb]
+    r3 = _reg(pyrtl.select(z3, t3, rounded), f"{name}.s3_shifted")
+    ctl3 = _reg(ctl3a, f"{name}.s3_ctl")
+
+    # stage 5: relu, saturate to out_bits (scaled) or raw_bits (raw)
     v3, relu3, raw3 = ctl3[2], ctl3[1], ctl3[0]
     neg = r3[-1]
     r4 = pyrtl.select(relu3 & neg, pyrtl.Const(0, bitwidth=pb), r3)

@@ -43,10 +43,14 @@ Group-scale tops (TopConfig.group_scales) keep the accumulator per scale group (
 and at a group's last K tile add P * m[c] (exact, m unsigned from the gs record) into a second
 `sum_bits` buffer: golden nmaccel.golden.groupscale.group_scaled_gemm, stage by stage.
 Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7):
-the activation buffer is single-port (make_buffer), the accumulator / output buffers have one
-write and one registered read port; the rows-deep weight staging buffer is small enough that
-Yosys keeps it in LUT RAM. Resources and fmax: `nmaccel synth` on the exported top (measured
-figures live in benchmarks/results/, never in this docstring).
+the activation buffer is single-port (make_buffer) with its address, write data and write enable
+in registers (no logic in front of the block RAM; TopConfig.out_latency counts the extra cycle,
+and every other array input goes through one register to stay aligned with the activations);
+the accumulator / output buffers have one write and one registered read port; the rows-deep
+weight staging buffer is small enough that Yosys keeps it in LUT RAM. The controller keeps its
+step-end flag (`s.last_step`) in a register. Resources of the product top
+(nmaccel.arch.config.PRODUCT_ARRAY / PRODUCT_TOP) on the ECP5-85k: benchmarks/results/fpga_study.json;
+`nmaccel.verilog.synth.fit_estimate` refuses a top that cannot fit before synthesis.
 """
 import pyrtl
 
@@ -163,6 +167,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     cfgregs = {k: _reg(w, f"{name}.cfg.{k}") for k, w in hdr_fields.items()}
     codebook = cfgregs["mode"] == MODE_CODE["codebook"] if A.has_codebook else _c(0, 1)
     ns_m1 = _reg(sb, f"{name}.cfg.ns_m1")
+    ns_m2 = _reg(sb, f"{name}.cfg.ns_m2")
     kt_m1 = _reg(ktb, f"{name}.cfg.kt_m1")
     nt_m1 = _reg(ntb, f"{name}.cfg.nt_m1")
     GS = cfg.group_scales
@@ -179,8 +184,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     w_words = pyrtl.select(codebook, _c(cfg.words("weight", True) - 1, wcb),
                            _c(cfg.words("weight") - 1, wcb))
     int4_mode = cfgregs["mode"] == MODE_CODE["int4"] if A.has_int4 else _c(0, 1)
-    a_words = pyrtl.select(int4_mode, _c(cfg.words("act", int4=True) - 1, wcb),
-                           _c(cfg.words("act") - 1, wcb))
+    a_words = (pyrtl.select(int4_mode, _c(cfg.words("act", int4=True) - 1, wcb),
+                            _c(cfg.words("act") - 1, wcb))
+               if A.has_int4 else _c(cfg.words("act") - 1, wcb))
     need_m1 = pyrtl.mux(ist, _c(cfg.words("header") - 1, wcb), a_words,
                         w_words, _c(cfg.words("epilogue") - 1, wcb), _c(0, wcb),
                         _c(cfg.words("gs") - 1, wcb), default=_c(0, wcb))
@@ -203,6 +209,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     for k, r in cfgregs.items():
         _nxt(r, (hdr_done, hv[k]))
     _nxt(ns_m1, (hdr_done, (hv["n_steps"] - 1)[:sb]))
+    _nxt(ns_m2, (hdr_done, (hv["n_steps"] - 2)[:sb]))
+    ns_one = _reg(1, f"{name}.cfg.ns_one")
+    _nxt(ns_one, (hdr_done, hv["n_steps"] == 1))
     _nxt(kt_m1, (hdr_done, (hv["n_kt"] - 1)[:ktb]))
     _nxt(nt_m1, (hdr_done, (hv["n_nt"] - 1)[:ntb]))
     if GS:
@@ -216,9 +225,13 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(a_kt, (hdr_done, _c(0, ktb)), (act_wr & s_last, a_kt + 1))
     _nxt(act_wa, (hdr_done, _c(0, ab)), (act_wr, act_wa + 1))
     ra_next = pyrtl.WireVector(ab, name=f"{name}.s.ra_next")
-    act = make_buffer(f"{name}.act", cfg.act_depth, cfg.act_rec_bits,
-                      addr=pyrtl.select(act_wr, act_wa, ra_next),
-                      wdata=rec[:cfg.act_rec_bits], we=act_wr)
+    # the buffer's address, write data and enable are registers (no logic in front of the
+    # block RAM): a write lands one cycle after its word, a read's data two cycles after ra_next
+    act_addr = _reg(ab, f"{name}.act.addr")
+    act_addr.next <<= pyrtl.select(act_wr, act_wa, ra_next)
+    act = make_buffer(f"{name}.act", cfg.act_depth, cfg.act_rec_bits, addr=act_addr,
+                      wdata=delay(rec[:cfg.act_rec_bits], 1, f"{name}.act.wdata_q"),
+                      we=delay(act_wr, 1, f"{name}.act.we_q"))
 
     # weights and epilogue parameters
     w_wr = rec_done & (ist == IN_W)
@@ -258,7 +271,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     DB = cfg.double_buffer
     lbusy = lq != 0
     load_last = lq == R
-    last_step = sact & (sq == ns_m1)
+    # last_step = sact & (sq == ns_m1), registered: set by a swap when n_steps == 1, else on the
+    # step before the last (sq == n_steps - 2)
+    last_step = _reg(1, f"{name}.s.last_step")
     p_last = p_kt == kt_m1
     l_full = pyrtl.select(lb, full[1], full[0])
     fire = ~lbusy & l_full & ~sh_full & (lgap == 0) & (_c(1, 1) if DB else ~sact)
@@ -273,6 +288,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(sh_full, (hdr_done | swap, _c(0, 1)), (load_last, _c(1, 1)))
     _nxt(sact, (hdr_done, _c(0, 1)), (swap, _c(1, 1)), (last_step, _c(0, 1)))
     _nxt(sq, (swap, _c(0, sb)), (sact, sq + 1))
+    last_step.next <<= pyrtl.select(swap, ns_one, sact & ~last_step & (sq == ns_m2))
     _nxt(p_kt, (hdr_done, _c(0, ktb)), (swap & p_last, _c(0, ktb)), (swap, p_kt + 1))
     ra_next <<= pyrtl.select(hdr_done | (swap & (p_kt == 0)), _c(0, ab),
                              pyrtl.select(sact, act_ra + 1, act_ra))
@@ -322,8 +338,10 @@ def make_accelerator_top(name, cfg, inputs=None):
                 elems.append(act.rdata[t * tb + lo:t * tb + lo + A.act_bits])
         arr_in[f"x_in_{r}"] = pyrtl.concat_list(elems)
     for k, v in list(arr_in.items()):
+        # x_in comes from the registered-address buffer one cycle late: every other array
+        # input goes through one register so they stay aligned (TopConfig.out_latency counts it)
         wv = pyrtl.WireVector(len(v), name=f"{name}.a_{k}")
-        wv <<= v
+        wv <<= v if k.startswith("x_in_") else delay(v, 1, f"{name}.q_{k}")
         arr_in[k] = wv
     arr = make_systolic_array(f"{name}.array", cfg.core_array, arr_in, with_valid=False)
 
@@ -331,7 +349,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     # tag bits: valid, last K tile, first tile of its group, group end, [first group,] step
     STEP = 5 if GS else 4
     tag = pyrtl.concat(sq, *([cur["fg"]] if GS else []), cur["gend"], cur["first"], cur["last"], sact)
-    tag_y = delay(tag, A.latency, f"{name}.tag")
+    tag_y = delay(tag, A.latency + 1, f"{name}.tag")
     tag_s = delay(tag_y, 1, f"{name}.tag_s")
     v_s, first_s, gend_s, step_s = tag_s[0], tag_s[2], tag_s[3], tag_s[STEP:]
     AB = cfg.acc_bits
@@ -354,7 +372,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     if GS:
         # group end: total = (first group ? 0 : total) + P * m[c]  (m unsigned, exact product)
         SB = cfg.sum_bits
-        m_s = fields(delay(gs_act, 1 + A.latency, f"{name}.gsm"), cfg.gs_mult_bits, C)
+        m_s = fields(delay(gs_act, 2 + A.latency, f"{name}.gsm"), cfg.gs_mult_bits, C)
         prods = [delay(pyrtl.signed_mult(P, m_s[i % C].zero_extended(cfg.gs_mult_bits + 1)), 1,
                        f"{name}.gprod{i}") for i, P in enumerate(sums)]
         tag_e = delay(tag_s, 1, f"{name}.tag_g")

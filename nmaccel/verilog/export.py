@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyrtl
 
-from nmaccel.arch.config import ArrayConfig, TopConfig, pipeline_options
+from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP, ArrayConfig, TopConfig, pipeline_options
 from nmaccel.errors import NmaccelError, ToolFailedError, require
 from nmaccel.hdl.array import make_array_top
 from nmaccel.hdl.decoder import make_decoder_top
@@ -284,6 +284,14 @@ def _array_config(rows=4, cols=4, n_max=4, m_max=8, modes=("int8", "int4"), pipe
                        **pipeline_options(pipeline))
 
 
+def top_config(top_kw, array_kw):
+    """TopConfig of the CLI's top: the product top (nmaccel.arch.config.PRODUCT_ARRAY, PRODUCT_TOP)
+    unless array parameters are given (then a 4x4-default array with them); top_kw override."""
+    array_kw = {k: v for k, v in array_kw.items() if v is not None}
+    cfg = _array_config(**array_kw) if array_kw else PRODUCT_ARRAY
+    return TopConfig(array=cfg, **{**PRODUCT_TOP, **{k: v for k, v in top_kw.items() if v is not None}})
+
+
 def build_block(block, **kw):
     """Build `block` ('top', 'array', 'pe', 'decoder') into the working block; return the
     default module name. kw: rows, cols, n_max, m_max, modes, pipeline (ArrayConfig), and for
@@ -294,10 +302,10 @@ def build_block(block, **kw):
     for k in list(kw):
         if kw[k] is None:
             del kw[k]
-    cfg = _array_config(**kw)
     if block == "top":
-        make_top_ports(TopConfig(array=cfg, **top_kw))
+        make_top_ports(top_config(top_kw, kw))
         return "nmaccel_top"
+    cfg = _array_config(**kw)
     make = {"array": make_array_top, "pe": make_pe_top, "decoder": make_decoder_top}[block]
     make(cfg)                # the block's ports: its input_widths / output_widths signature
     return f"nmaccel_{block}"

