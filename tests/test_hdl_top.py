@@ -303,7 +303,7 @@ def test_dense_top_without_decoders(rng):
     """decoder=False: no index muxes (none in the netlist), dense runs exact, N:M refused."""
     for nk in (1, 2):
         packed, x = _random_case(rng, PDENSE, "int8", nk, nk)
-        _check(PDENSE, packed, x, _epilogue(rng, packed.out_features))
+        _check(PDENSE, packed, x, random_epilogue(rng, packed.out_features))
     packed, x = _random_case(rng, PDENSE, "int8", 1, 2)
     with pytest.raises(NmaccelError, match="decoder=False"):
         run_gemm(packed, x, PDENSE.array, top_cfg=PDENSE)

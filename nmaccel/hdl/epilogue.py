@@ -3,8 +3,10 @@ saturate, bit-exact with `nmaccel.golden.epilogue.epilogue` (rounding "half_up")
 
 Pipeline (one result per cycle, latency `EPILOGUE_LATENCY` = 6 cycles, `valid` travels along):
   1. s = acc + bias                     max(acc_bits, bias_bits) + 1 bits, exact
-  2. s_hi * mult, s_lo * mult           two registered partial products (s_lo: 16 low bits)
-  2b. p = s * mult                      = (s_hi * mult << 16) + s_lo * mult, exact
+  2. s_hi * mult, s_lo * mult_lo        two registered partial products (s_lo: 16 low bits,
+                                        mult_lo: the mantissa's low mult_bits - 1 bits)
+  2b. p = s * mult                      = (s_hi * mult << 16) + s_lo * mult_lo
+                                          - (mult < 0 ? s_lo << (mult_bits - 1) : 0), exact
   3. t = p >>> (shift - 1)              barrel shifter alone (t = p for shift 0)
   4. r = (t + 1) >>> 1                  = (p + 2^(shift-1)) >> shift, golden half_up; r = p for 0
   5. y = saturate(relu ? max(r, 0) : r) to out_bits (scaled) or raw_bits (raw)
@@ -82,11 +84,14 @@ def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_m
 
     # stage 2a: two registered partial products (each one DSP multiply, no adder after it):
     # s = hi * 2^L + lo with lo = s[:L] unsigned; shift - 1 and shift == 0 for stage 3
-    # the mantissa is >= 0 (EpilogueConfig.check_params; raw mode forces 1): the low part is an
-    # unsigned multiply (a zero-extended signed one costs Yosys a second MULT18X18D)
-    L = min(_LO_BITS, cfg.sum_bits - 1)
-    mu = m1[:cfg.mult_bits - 1]
+    # the low part is an unsigned multiply by the mantissa's low mult_bits - 1 bits (a
+    # zero-extended signed one costs Yosys a second MULT18X18D); a negative mantissa (outside
+    # EpilogueConfig.check_params, but every port value is specified) subtracts lo << (mb - 1)
+    L = min(_LO_BITS, cfg.sum_bits - 2)      # the signed high part keeps >= 2 bits
+    mb = cfg.mult_bits
+    mu = m1[:mb - 1]
     pl = _reg(s1[:L] * mu, f"{name}.s2_plo")
+    cl = _reg(pyrtl.select(m1[-1], s1[:L], pyrtl.Const(0, bitwidth=L)), f"{name}.s2_lo_corr")
     ph = _reg(pyrtl.signed_mult(s1[L:], m1), f"{name}.s2_phi")
     sm2 = _reg((sh1 - 1)[:cfg.shift_bits], f"{name}.s2_shift_m1")
     z2a = _reg(sh1 == 0, f"{name}.s2a_shift0")
@@ -94,8 +99,9 @@ def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_m
 
     # stage 2b: exact signed product p = (hi * m << L) + lo * m
     pbits = cfg.product_bits
-    p2 = _reg(sadd(pyrtl.concat(ph, pyrtl.Const(0, bitwidth=L)), pl.zero_extended(len(pl) + 1), pbits),
-              f"{name}.s2_prod")
+    hi_lo = sadd(pyrtl.concat(ph, pyrtl.Const(0, bitwidth=L)), pl.zero_extended(len(pl) + 1), pbits)
+    corr = pyrtl.concat(cl, pyrtl.Const(0, bitwidth=mb - 1)).zero_extended(pbits)
+    p2 = _reg((hi_lo - corr)[:pbits], f"{name}.s2_prod")      # mod 2^pbits: p fits pbits signed
     sm2 = _reg(sm2, f"{name}.s2b_shift_m1")
     z2 = _reg(z2a, f"{name}.s2_shift0")
     ctl2 = _reg(ctl2a, f"{name}.s2_ctl")

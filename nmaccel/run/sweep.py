@@ -417,7 +417,9 @@ def plot(rows, path, area="lut"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    if not ok:
+    if not ok:              # nothing to draw (e.g. model-only sweeps have no area): a note, no axes
+        for ax in axes[0]:
+            ax.axis("off")
         axes[0][0].text(0.5, 0.5, "no point with area and cycles", ha="center", transform=axes[0][0].transAxes)
     fig.suptitle("nmaccel sweep: area vs cycles vs fmax")
     fig.tight_layout()
