@@ -375,7 +375,7 @@ def main(argv=None):
     ap.add_argument("--tag", default="", help="suffix of the results files: gpu_<gpu><tag>.json/.md")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--search", action="store_true", help="cuSPARSELt algorithm search per T (else alg 0)")
-    ap.add_argument("--profile", default=None, metavar="OUTxIN:T:ROWS:WARPS",
+    ap.add_argument("--profile", default=None, metavar="OUTxIN:T:ROWS:WARPS:CHUNK",
                     help="only run the mma kernel eagerly on one shape (for ncu) and exit")
     args = ap.parse_args(argv)
     if args.prepare_real:
@@ -384,14 +384,16 @@ def main(argv=None):
     torch = gpu._torch()
     rng = np.random.default_rng(args.seed)
     if args.profile:
-        shape, t, rows_, warps = args.profile.split(":")
-        profile_one(torch, rng, tuple(map(int, shape.split("x"))), int(t), (int(rows_), int(warps)))
+        shape, t, *config = args.profile.split(":")
+        profile_one(torch, rng, tuple(map(int, shape.split("x"))), int(t), tuple(map(int, config)))
         return 0
     import cupy
     import triton
     torch.backends.cuda.matmul.allow_tf32 = False
-    commit = _version(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
-    dirty = _version(["git", "status", "--porcelain", "--untracked-files=no"])
+    # NMACCEL_COMMIT: the commit of a copied tree (the device runs a copy of the branch; see gpu_run.sh)
+    commit = os.environ.get("NMACCEL_COMMIT") or _version(["git", "rev-parse", "--short", "HEAD"]) or "unknown"
+    dirty = "" if os.environ.get("NMACCEL_COMMIT") else _version(["git", "status", "--porcelain",
+                                                                   "--untracked-files=no"])
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
             "cupy": cupy.__version__, "cuda_runtime": torch.version.cuda,
             "cusparselt": torch.backends.cusparselt.version(), "python": platform.python_version(),

@@ -554,7 +554,7 @@ class CudaNM24Int4Gemv:
 SPMMA_SRC = r"""
 #include <cuda_fp16.h>
 // Compile-time: NT token tiles of 8 (T <= 8 NT), R 16-row tiles per block, WARPS warps per block
-// (they split the K groups of 128 columns and are summed in shared memory), META metadata layout.
+// (they split the K groups of 128 columns and are summed in shared memory), CHUNK groups loaded at once.
 //
 // One mma.sp.m16n8k32 (FP16 in, FP32 accumulate) = 16 rows x 32 K columns (2 value words of the
 // packed stream) x 8 tokens. A (weights, sparse): lane (gid, t) holds the 2 kept codes of chunk t
@@ -580,8 +580,11 @@ __device__ __forceinline__ unsigned dec2(unsigned w, unsigned sel, __half2 s, __
 extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
     const unsigned* __restrict__ x, int xs, int T,
     const uint4* __restrict__ v, int vq, const unsigned* __restrict__ ih, int iq,
-    const __half* __restrict__ sc, int ss, int bps, float* __restrict__ y, int N, int G)
+    const __half* __restrict__ sc, int ss, float* __restrict__ y, int N, int G)
 {
+    // Warp w of the block takes groups [G w / WARPS, G (w + 1) / WARPS) of the block's 16 R rows,
+    // CHUNK groups at a time: all loads of those groups are issued before any of them is used, so a
+    // warp keeps CHUNK x R x 1 KB of weight streams in flight.
     __shared__ float red[WARPS][16 * R][8 * NT + 1];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
     const int row0 = blockIdx.x * 16 * R;
@@ -589,11 +592,18 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
     const unsigned sel = 0x4040u | t | (t << 8);
     const __half2 dsc = __halves2half2(__float2half(1.f), __float2half(0.0625f));
     const __half2 dbi = __halves2half2(__float2half(-1032.f), __float2half(-72.f));
-    int ra[R], rb[R];
+    const uint4 *pva[R], *pvb[R];
+    const unsigned *pma[R], *pmb[R];
+    const __half *psa[R], *psb[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-        ra[r] = min(row0 + 16 * r + gid, N - 1);
-        rb[r] = min(row0 + 16 * r + gid + 8, N - 1);
+        const int ra = min(row0 + 16 * r + gid, N - 1), rb = min(row0 + 16 * r + gid + 8, N - 1);
+        pva[r] = v + (size_t)ra * vq;
+        pvb[r] = v + (size_t)rb * vq;
+        pma[r] = ih + (size_t)ra * iq + t;
+        pmb[r] = ih + (size_t)rb * iq + t;
+        psa[r] = sc + (size_t)ra * ss;
+        psb[r] = sc + (size_t)rb * ss;
     }
     const unsigned* xr[NT];
     bool xok[NT];
@@ -611,92 +621,79 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
 #pragma unroll
             for (int i = 0; i < 4; ++i) acc[r][nt][i] = 0.f;
 
-    // raw loads of one group, double-buffered: values (2 rows x 32 B), indices, scales
-    uint4 va[R][2], vb[R][2];
-    unsigned m0[R], m1[R];
-    __half sa[R], sb[R];
-    int ls = g_lo / bps, lr = g_lo - (g_lo / bps) * bps;     // scale index / position of the loaded group
-#define LOAD_GROUP(g)                                                                                \
-    _Pragma("unroll") for (int r = 0; r < R; ++r) {                                                  \
-        va[r][0] = __ldg(v + (size_t)ra[r] * vq + 2 * (g));                                         \
-        va[r][1] = __ldg(v + (size_t)ra[r] * vq + 2 * (g) + 1);                                     \
-        vb[r][0] = __ldg(v + (size_t)rb[r] * vq + 2 * (g));                                         \
-        vb[r][1] = __ldg(v + (size_t)rb[r] * vq + 2 * (g) + 1);                                     \
-        if (META == 0) {                                                                             \
-            m0[r] = __ldg(ih + (size_t)ra[r] * iq + 4 * (g) + t);                                   \
-            m1[r] = __ldg(ih + (size_t)rb[r] * iq + 4 * (g) + t);                                   \
-        } else {                                                                                     \
-            const uint2 u = __ldg(reinterpret_cast<const uint2*>(ih + (size_t)((t & 1) ? rb[r] : ra[r]) * iq \
-                                                                 + 4 * (g)) + (t >> 1));             \
-            m0[r] = u.x; m1[r] = u.y;                                                                \
-        }                                                                                            \
-        sa[r] = sc[(size_t)ra[r] * ss + ls];                                                         \
-        sb[r] = sc[(size_t)rb[r] * ss + ls];                                                         \
-    }                                                                                                \
-    if (++lr == bps) { lr = 0; ++ls; }
-
-    if (g_lo < g_hi) { LOAD_GROUP(g_lo) }
-    for (int g = g_lo; g < g_hi; ++g) {
-        uint4 ca[R][2], cb[R][2];
-        unsigned c0[R], c1[R];
-        __half csa[R], csb[R];
+    for (int g0 = g_lo; g0 < g_hi; g0 += CHUNK) {
+        uint4 va[CHUNK][R][2], vb[CHUNK][R][2];
+        unsigned m0[CHUNK][R], m1[CHUNK][R];
+        __half sa[CHUNK][R], sb[CHUNK][R];
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-            ca[r][0] = va[r][0]; ca[r][1] = va[r][1]; cb[r][0] = vb[r][0]; cb[r][1] = vb[r][1];
-            c0[r] = m0[r]; c1[r] = m1[r]; csa[r] = sa[r]; csb[r] = sb[r];
+        for (int c = 0; c < CHUNK; ++c) {
+            const int g = g0 + c;
+            if (g < g_hi) {
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    va[c][r][0] = __ldg(pva[r] + 2 * g);
+                    va[c][r][1] = __ldg(pva[r] + 2 * g + 1);
+                    vb[c][r][0] = __ldg(pvb[r] + 2 * g);
+                    vb[c][r][1] = __ldg(pvb[r] + 2 * g + 1);
+                    m0[c][r] = __ldg(pma[r] + 4 * g);
+                    m1[c][r] = __ldg(pmb[r] + 4 * g);
+                    sa[c][r] = psa[r][g];
+                    sb[c][r] = psb[r][g];
+                }
+            }
         }
-        if (g + 1 < g_hi) { LOAD_GROUP(g + 1) }
-        unsigned xb[NT][8][2];
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                xb[nt][j][0] = xok[nt] ? __ldg(xr[nt] + 64 * g + 8 * j) : 0u;
-                xb[nt][j][1] = xok[nt] ? __ldg(xr[nt] + 64 * g + 8 * j + 4) : 0u;
-            }
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const unsigned wa[8] = {ca[r][0].x, ca[r][0].y, ca[r][0].z, ca[r][0].w,
-                                    ca[r][1].x, ca[r][1].y, ca[r][1].z, ca[r][1].w};
-            const unsigned wb[8] = {cb[r][0].x, cb[r][0].y, cb[r][0].z, cb[r][0].w,
-                                    cb[r][1].x, cb[r][1].y, cb[r][1].z, cb[r][1].w};
-            unsigned e[2];
-            if (META == 0) {   // index half-words 2t, 2t + 1 of row gid (low 16 bits) and gid + 8 (high)
-                e[0] = __byte_perm(c0[r], c1[r], 0x5410);
-                e[1] = __byte_perm(c0[r], c1[r], 0x7632);
-            } else {
-                e[0] = c0[r]; e[1] = c1[r];
-            }
-            float c[NT][4];
+        for (int c = 0; c < CHUNK; ++c) {
+            const int g = g0 + c;
+            if (g >= g_hi) break;
+            unsigned xb[NT][8][2];
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                for (int i = 0; i < 4; ++i) c[nt][i] = 0.f;
+                for (int j = 0; j < 8; ++j) {
+                    xb[nt][j][0] = xok[nt] ? __ldg(xr[nt] + 64 * g + 8 * j) : 0u;
+                    xb[nt][j][1] = xok[nt] ? __ldg(xr[nt] + 64 * g + 8 * j + 4) : 0u;
+                }
 #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                // k-step j pairs value words (a, b); META 0: (0,2),(1,3),(4,6),(5,7); META 1: (0,1),(2,3),...
-                const int a = META == 0 ? (j >> 1) * 4 + (j & 1) : 2 * j;
-                const int b = META == 0 ? a + 2 : a + 1;
-                const unsigned A0 = dec2(wa[a], sel, dsc, dbi), A1 = dec2(wb[a], sel, dsc, dbi);
-                const unsigned A2 = dec2(wa[b], sel, dsc, dbi), A3 = dec2(wb[b], sel, dsc, dbi);
+            for (int r = 0; r < R; ++r) {
+                const unsigned wa[8] = {va[c][r][0].x, va[c][r][0].y, va[c][r][0].z, va[c][r][0].w,
+                                        va[c][r][1].x, va[c][r][1].y, va[c][r][1].z, va[c][r][1].w};
+                const unsigned wb[8] = {vb[c][r][0].x, vb[c][r][0].y, vb[c][r][0].z, vb[c][r][0].w,
+                                        vb[c][r][1].x, vb[c][r][1].y, vb[c][r][1].z, vb[c][r][1].w};
+                // lane t holds index half-words 2t, 2t + 1 of rows gid and gid + 8; metadata register
+                // = row gid's half-word (bits 0-15) | row gid + 8's (bits 16-31); k-step j pairs value
+                // words (0,2), (1,3) (selector 0: lanes t = 0, 1) and (4,6), (5,7) (selector 1: t = 2, 3)
+                const unsigned e[2] = {__byte_perm(m0[c][r], m1[c][r], 0x5410),
+                                       __byte_perm(m0[c][r], m1[c][r], 0x7632)};
+                float cc[NT][4];
 #pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
-                    if (j < 2) {
-                        MMA_SP(0, c[nt], A0, A1, A2, A3, xb[nt][a][0], xb[nt][a][1], xb[nt][b][0], xb[nt][b][1],
-                               e[j & 1]);
-                    } else {
-                        MMA_SP(1, c[nt], A0, A1, A2, A3, xb[nt][a][0], xb[nt][a][1], xb[nt][b][0], xb[nt][b][1],
-                               e[j & 1]);
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) cc[nt][i] = 0.f;
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    const int a = (j >> 1) * 4 + (j & 1), b = a + 2;
+                    const unsigned A0 = dec2(wa[a], sel, dsc, dbi), A1 = dec2(wb[a], sel, dsc, dbi);
+                    const unsigned A2 = dec2(wa[b], sel, dsc, dbi), A3 = dec2(wb[b], sel, dsc, dbi);
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) {
+                        if (j < 2) {
+                            MMA_SP(0, cc[nt], A0, A1, A2, A3, xb[nt][a][0], xb[nt][a][1], xb[nt][b][0],
+                                   xb[nt][b][1], e[j & 1]);
+                        } else {
+                            MMA_SP(1, cc[nt], A0, A1, A2, A3, xb[nt][a][0], xb[nt][a][1], xb[nt][b][0],
+                                   xb[nt][b][1], e[j & 1]);
+                        }
                     }
                 }
-            }
-            const float fa = __half2float(csa[r]), fb = __half2float(csb[r]);
+                const float fa = __half2float(sa[c][r]), fb = __half2float(sb[c][r]);
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-                acc[r][nt][0] = fmaf(c[nt][0], fa, acc[r][nt][0]);
-                acc[r][nt][1] = fmaf(c[nt][1], fa, acc[r][nt][1]);
-                acc[r][nt][2] = fmaf(c[nt][2], fb, acc[r][nt][2]);
-                acc[r][nt][3] = fmaf(c[nt][3], fb, acc[r][nt][3]);
+                for (int nt = 0; nt < NT; ++nt) {
+                    acc[r][nt][0] = fmaf(cc[nt][0], fa, acc[r][nt][0]);
+                    acc[r][nt][1] = fmaf(cc[nt][1], fa, acc[r][nt][1]);
+                    acc[r][nt][2] = fmaf(cc[nt][2], fb, acc[r][nt][2]);
+                    acc[r][nt][3] = fmaf(cc[nt][3], fb, acc[r][nt][3]);
+                }
             }
         }
     }
@@ -719,9 +716,8 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
 """
 SPMMA_BLOCK_K = 128     # K columns per group (one scale per group at group_size 128)
 SPMMA_MAX_T = 16
-SPMMA_META = 0          # metadata operand layout (see SPMMA_SRC); checked by tests/test_gpu.py
-# (row tiles of 16 per block, warps per block) tried by SparseMmaNM24Int4.tune
-SPMMA_CONFIGS = [(1, 4), (1, 8), (2, 4), (2, 8), (1, 16), (4, 4)]
+# (16-row tiles per block, warps per block, groups loaded at once per warp) tried by SparseMmaNM24Int4.tune
+SPMMA_CONFIGS = [(1, 4, 4), (1, 8, 4), (1, 8, 2), (2, 4, 2), (2, 8, 2), (1, 16, 2), (1, 4, 8), (2, 8, 1)]
 
 
 def _cupy():
@@ -740,30 +736,32 @@ class SparseMmaNM24Int4:
     (`nm24_int4_streams`: value words, 2-bit index stream, FP16 scales; 3.125 bits/weight at
     group 128): INT4 codes are widened to FP16 in registers, the index stream is mma.sp's
     metadata as is, and each 128-column group's FP32 partial sum is multiplied by its scale.
-    Exact for integer x with unit scales (partial sums < 2^24). Needs group_size a multiple of
-    128 (or channel/tensor scales); x is zero-padded to K rounded up to 128.
+    Scales coarser than 128 columns (group 256, ..., channel, tensor) are repeated once here to
+    one per 128 columns, so the kernel indexes them by group. Exact for integer x with unit
+    scales (partial sums < 2^24). Needs group_size a multiple of 128 (or channel/tensor
+    scales); x is zero-padded to K rounded up to 128.
     """
 
-    def __init__(self, packed: PackedWeights, meta=None):
+    def __init__(self, packed: PackedWeights):
         torch = _torch()
         self._cp = _cupy()
         st = nm24_int4_streams(packed)
         require(st["block_k"] == SPMMA_BLOCK_K, f"the sparse-MMA kernel needs group_size a multiple of "
                 f"{SPMMA_BLOCK_K} (got {packed.group_size}): re-pack with --group-size 128 or use PackedNM24Int4")
         self.out_features, self.in_features, self.k_blocks = packed.out_features, packed.in_features, st["k_blocks"]
+        self.groups = st["n_blocks"]
+        scales = st["scales"][:, np.arange(self.groups) // st["blocks_per_scale"]]
         self.v_words = torch.from_numpy(st["v_words"]).cuda()
         self.i_half = torch.from_numpy(st["i_half"]).cuda()
-        self.scales = torch.from_numpy(st["scales"]).cuda()
-        self.groups, self.blocks_per_scale = st["n_blocks"], st["blocks_per_scale"]
+        self.scales = torch.from_numpy(np.ascontiguousarray(scales)).cuda()
         self.bits_per_weight = nm24_int4_stream_bits(st, packed.in_features)
-        self.meta = SPMMA_META if meta is None else meta
         self._kernels, self.config, self.timings = {}, {}, {}
 
-    def _kernel(self, nt, rows, warps):
-        key = (nt, rows, warps)
+    def _kernel(self, nt, rows, warps, chunk):
+        key = (nt, rows, warps, chunk)
         if key not in self._kernels:
             self._kernels[key] = self._cp.RawKernel(SPMMA_SRC, "nm24_spmma", options=(
-                "-std=c++17", f"-DNT={nt}", f"-DR={rows}", f"-DWARPS={warps}", f"-DMETA={self.meta}"))
+                "-std=c++17", f"-DNT={nt}", f"-DR={rows}", f"-DWARPS={warps}", f"-DCHUNK={chunk}"))
         return self._kernels[key]
 
     def _check_x(self, x):
@@ -776,25 +774,26 @@ class SparseMmaNM24Int4:
         return x.contiguous()
 
     def run(self, x, config):
+        """One launch with config (rows, warps, chunk) on x (T, in) float16, T <= 16."""
         torch = _torch()
-        rows, warps = config
+        rows, warps, chunk = config
         t = x.shape[0]
         if x.shape[1] != self.k_blocks:
             x = torch.nn.functional.pad(x, (0, self.k_blocks - x.shape[1]))
         out = torch.empty((t, self.out_features), device=x.device, dtype=torch.float32)
-        kern = self._kernel(1 if t <= 8 else 2, rows, warps)
+        kern = self._kernel(1 if t <= 8 else 2, rows, warps, chunk)
         ptr = [np.uint64(a.data_ptr()) for a in (x, self.v_words, self.i_half, self.scales, out)]
         grid = -(-self.out_features // (16 * rows))
         with self._cp.cuda.Stream.from_external(torch.cuda.current_stream()):   # graph-capturable
             kern((grid,), (warps * 32,),
                  (ptr[0], np.int32(self.k_blocks // 2), np.int32(t),
                   ptr[1], np.int32(self.v_words.shape[1] // 4), ptr[2], np.int32(self.i_half.shape[1] // 2),
-                  ptr[3], np.int32(self.scales.stride(0)), np.int32(self.blocks_per_scale),
-                  ptr[4], np.int32(self.out_features), np.int32(self.groups)))
+                  ptr[3], np.int32(self.scales.stride(0)), ptr[4], np.int32(self.out_features),
+                  np.int32(self.groups)))
         return out
 
     def tune(self, x, configs=SPMMA_CONFIGS):
-        """Time every (rows, warps) config on x, keep the fastest for this T; returns {config: ms}."""
+        """Time every (rows, warps, chunk) config on x, keep the fastest for this T; returns {config: ms}."""
         return _tune(self, self._check_x(x), configs)
 
     def __call__(self, x):
