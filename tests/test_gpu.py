@@ -68,20 +68,6 @@ def test_stream_bits_per_weight_is_3_125_at_group_128(rng):
     assert p.bits_per_weight() == 3.125
 
 
-@pytest.mark.parametrize("out,k", [(5, 384), (16, 1000)])
-def test_spmma_value_layout_decodes_to_the_codes(rng, out, k):
-    """The sparse-MMA kernel's value layout + its FP16-magic decode (numpy mirror) give back every code."""
-    st = gpu.nm24_int4_streams(random_packed(rng, out, k))
-    q = gpu.spmma_value_words(st["v_words"])
-    assert q.shape == st["v_words"].shape and q.dtype == np.uint32
-    v = st["v_words"].view(np.uint32).astype(np.int64)
-    codes = (v[:, :, None] >> (4 * np.arange(8))) & 0xF
-    np.testing.assert_array_equal(gpu.spmma_decode_reference(q), np.where(codes >= 8, codes - 16, codes))
-    # same bits, only moved: every row keeps its multiset of nibbles
-    nib = lambda a: np.sort(((a.astype(np.int64)[:, :, None] >> (4 * np.arange(8))) & 0xF).reshape(out, -1), axis=1)
-    np.testing.assert_array_equal(nib(q), nib(st["v_words"].view(np.uint32)))
-
-
 @pytest.mark.parametrize("n_keep,m_group,granularity,group_size", [(2, 4, "group", 128), (4, 4, "group", 64),
                                                                     (1, 4, "channel", None), (2, 8, "group", 256)])
 def test_int4pack_inputs_decode_to_dequantized(rng, n_keep, m_group, granularity, group_size):

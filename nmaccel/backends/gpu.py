@@ -558,22 +558,16 @@ SPMMA_SRC = r"""
 //
 // One mma.sp.m16n8k32 (FP16 in, FP32 accumulate) = 16 rows x 32 K columns (2 value words of the
 // packed stream) x 8 tokens. A (weights, sparse): lane (gid, t) holds the 2 kept codes of chunk t
-// (4 K columns) of each word, for rows gid and gid + 8: the 8 bytes "chunk t of words 0..7" of a
-// 128-column group, which `spmma_value_words` stores contiguously (one 8-byte load per row and
-// group), nibble-paired so that one LOP3 + one HFMA2 make an exact half2 (decw).
-// The metadata operand is the packing's 2-bit index stream as is: one 16-bit index half-word per
-// value word = the nibbles of its 4 chunks, as mma.sp wants.
+// (4 K columns) of each word = byte t of the word, for rows gid and gid + 8; a byte becomes a
+// half2 with byte_perm + one LOP3 (FP16 magic 1024 + u, OR'ed in and the sign bit flipped) + one
+// HFMA2 (high nibble scaled by 1/16), exact. The metadata operand is the packing's 2-bit index
+// stream: one 16-bit index half-word per value word = the nibbles of 4 chunks, as mma.sp wants.
 // B (activations): x[n, k] read as half2 straight from global memory (L1/L2 resident).
 // Group scales (one per 128 columns) multiply each group's FP32 partial sum.
-__device__ __forceinline__ unsigned decw(uint2 q, int j, __half2 s0, __half2 b0, __half2 s1, __half2 b1) {
-    // Half2 (slot 0, slot 1) of value word j of this lane's chunk (see spmma_value_words): word j's
-    // two codes sit at nibbles j % 4 and j % 4 + 4 of q.x (j < 4) or q.y. Mask them in place, OR in
-    // the FP16 magic 1024 and flip their sign bit (one LOP3): 1024 + u or 1024 + 16 u, u = code + 8;
-    // one HFMA2 gives the code exactly. j is a constant after unrolling.
-    const unsigned w = j < 4 ? q.x : q.y;
-    const unsigned sh = (j & 2) ? (w >> 8) : w;
-    const unsigned h = (j & 1) ? ((sh & 0x00F000F0u) ^ 0x64806480u) : ((sh & 0x000F000Fu) ^ 0x64086408u);
-    __half2 r = __hfma2(*reinterpret_cast<const __half2*>(&h), (j & 1) ? s1 : s0, (j & 1) ? b1 : b0);
+__device__ __forceinline__ unsigned dec2(unsigned w, unsigned sel, __half2 s, __half2 b) {
+    unsigned y = __byte_perm(w, 0u, sel);                 // [byte t, 0, byte t, 0]
+    unsigned h = (y & 0x00F0000Fu) ^ 0x64806408u;          // 1024 + u_lo | 1024 + 16 u_hi
+    __half2 r = __hfma2(*reinterpret_cast<__half2*>(&h), s, b);
     return *reinterpret_cast<unsigned*>(&r);
 }
 
@@ -585,7 +579,7 @@ __device__ __forceinline__ unsigned decw(uint2 q, int j, __half2 s0, __half2 b0,
 
 extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
     const unsigned* __restrict__ x, int xs, int T,
-    const uint2* __restrict__ v, int vq, const unsigned* __restrict__ ih, int iq,
+    const uint4* __restrict__ v, int vq, const unsigned* __restrict__ ih, int iq,
     const __half* __restrict__ sc, int ss, float* __restrict__ y, int N, int G)
 {
     // Warp w of the block takes groups [G w / WARPS, G (w + 1) / WARPS) of the block's 16 R rows,
@@ -595,16 +589,17 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
     const int row0 = blockIdx.x * 16 * R;
     const int g_lo = (G * warp) / WARPS, g_hi = (G * (warp + 1)) / WARPS;
-    const __half2 s0 = __float2half2_rn(1.f), b0 = __float2half2_rn(-1032.f);
-    const __half2 s1 = __float2half2_rn(0.0625f), b1 = __float2half2_rn(-72.f);
-    const uint2 *pva[R], *pvb[R];
+    const unsigned sel = 0x4040u | t | (t << 8);
+    const __half2 dsc = __halves2half2(__float2half(1.f), __float2half(0.0625f));
+    const __half2 dbi = __halves2half2(__float2half(-1032.f), __float2half(-72.f));
+    const uint4 *pva[R], *pvb[R];
     const unsigned *pma[R], *pmb[R];
     const __half *psa[R], *psb[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const int ra = min(row0 + 16 * r + gid, N - 1), rb = min(row0 + 16 * r + gid + 8, N - 1);
-        pva[r] = v + (size_t)ra * vq + t;
-        pvb[r] = v + (size_t)rb * vq + t;
+        pva[r] = v + (size_t)ra * vq;
+        pvb[r] = v + (size_t)rb * vq;
         pma[r] = ih + (size_t)ra * iq + t;
         pmb[r] = ih + (size_t)rb * iq + t;
         psa[r] = sc + (size_t)ra * ss;
@@ -627,7 +622,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
             for (int i = 0; i < 4; ++i) acc[r][nt][i] = 0.f;
 
     for (int g0 = g_lo; g0 < g_hi; g0 += CHUNK) {
-        uint2 va[CHUNK][R], vb[CHUNK][R];
+        uint4 va[CHUNK][R][2], vb[CHUNK][R][2];
         unsigned m0[CHUNK][R], m1[CHUNK][R];
         __half sa[CHUNK][R], sb[CHUNK][R];
 #pragma unroll
@@ -636,8 +631,10 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
             if (g < g_hi) {
 #pragma unroll
                 for (int r = 0; r < R; ++r) {
-                    va[c][r] = __ldg(pva[r] + 4 * g);
-                    vb[c][r] = __ldg(pvb[r] + 4 * g);
+                    va[c][r][0] = __ldg(pva[r] + 2 * g);
+                    va[c][r][1] = __ldg(pva[r] + 2 * g + 1);
+                    vb[c][r][0] = __ldg(pvb[r] + 2 * g);
+                    vb[c][r][1] = __ldg(pvb[r] + 2 * g + 1);
                     m0[c][r] = __ldg(pma[r] + 4 * g);
                     m1[c][r] = __ldg(pmb[r] + 4 * g);
                     sa[c][r] = psa[r][g];
@@ -659,6 +656,10 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
                 }
 #pragma unroll
             for (int r = 0; r < R; ++r) {
+                const unsigned wa[8] = {va[c][r][0].x, va[c][r][0].y, va[c][r][0].z, va[c][r][0].w,
+                                        va[c][r][1].x, va[c][r][1].y, va[c][r][1].z, va[c][r][1].w};
+                const unsigned wb[8] = {vb[c][r][0].x, vb[c][r][0].y, vb[c][r][0].z, vb[c][r][0].w,
+                                        vb[c][r][1].x, vb[c][r][1].y, vb[c][r][1].z, vb[c][r][1].w};
                 // lane t holds index half-words 2t, 2t + 1 of rows gid and gid + 8; metadata register
                 // = row gid's half-word (bits 0-15) | row gid + 8's (bits 16-31); k-step j pairs value
                 // words (0,2), (1,3) (selector 0: lanes t = 0, 1) and (4,6), (5,7) (selector 1: t = 2, 3)
@@ -672,8 +673,8 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
                     const int a = (j >> 1) * 4 + (j & 1), b = a + 2;
-                    const unsigned A0 = decw(va[c][r], a, s0, b0, s1, b1), A1 = decw(vb[c][r], a, s0, b0, s1, b1);
-                    const unsigned A2 = decw(va[c][r], b, s0, b0, s1, b1), A3 = decw(vb[c][r], b, s0, b0, s1, b1);
+                    const unsigned A0 = dec2(wa[a], sel, dsc, dbi), A1 = dec2(wb[a], sel, dsc, dbi);
+                    const unsigned A2 = dec2(wa[b], sel, dsc, dbi), A3 = dec2(wb[b], sel, dsc, dbi);
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
                         if (j < 2) {
@@ -714,48 +715,9 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
 }
 """
 SPMMA_BLOCK_K = 128     # K columns per group (one scale per group at group_size 128)
-SPMMA_WORDS = SPMMA_BLOCK_K // COLS_PER_WORD   # value words per row and group (8)
-SPMMA_LANES = 4                                # lanes of an mma quad: lane t takes chunk t of every word
-
-
-def spmma_value_words(v_words):
-    """The value stream re-laid out (same bits, same size) for the sparse-MMA kernel.
-
-    v_words (N, Kb/16) int32 as `nm24_int4_streams` gives it (code s of a word at nibble s; chunk
-    c = codes 2c, 2c + 1). Per row and 128-column group (8 words), lane t of an mma quad needs
-    chunk t of each word: here those 16 codes become 2 consecutive uint32 (h = 0: words 0-3,
-    h = 1: words 4-7), word 4h + j's first code at nibble j and second at nibble j + 4.
-    Returns uint32 (N, Kb/16) ordered (group, lane, h): lane t of group g reads uint2 4g + t.
-    """
-    v = v_words.view(np.uint32).astype(np.uint64)
-    n, words = v.shape
-    require(words % SPMMA_WORDS == 0, f"rows of {words} value words are not whole 128-column groups")
-    nib = (v[:, :, None] >> (np.arange(CODES_PER_WORD, dtype=np.uint64) * 4)) & np.uint64(0xF)
-    # (n, group, h, j, chunk t, slot) -> (n, group, t, h, j, slot)
-    nib = nib.reshape(n, words // SPMMA_WORDS, 2, 4, SPMMA_LANES, 2).transpose(0, 1, 4, 2, 3, 5)
-    shift = (np.arange(4, dtype=np.uint64)[:, None] * 4 + np.arange(2, dtype=np.uint64)[None, :] * 16)
-    return (nib << shift).sum(axis=(4, 5), dtype=np.uint64).reshape(n, words).astype(np.uint32)
-
-
-def spmma_decode_reference(q_words):
-    """numpy mirror of the kernel's decw on `spmma_value_words` output: int codes (N, Kb/16, 8)
-    in the original order (word, code s), computed with the kernel's FP16 magic arithmetic."""
-    q = q_words.astype(np.uint64)
-    n, words = q.shape
-    q = q.reshape(n, words // SPMMA_WORDS, SPMMA_LANES, 2)          # (n, group, t, h)
-    out = np.zeros((n, words // SPMMA_WORDS, SPMMA_WORDS, SPMMA_LANES, 2), dtype=np.int64)
-    for j in range(SPMMA_WORDS):
-        w = q[:, :, :, j // 4]
-        sh = (w >> np.uint64(8)) if j & 2 else w
-        h = ((sh & np.uint64(0x00F000F0)) ^ np.uint64(0x64806480)) if j & 1 else \
-            ((sh & np.uint64(0x000F000F)) ^ np.uint64(0x64086408))
-        halves = np.stack([h & np.uint64(0xFFFF), h >> np.uint64(16)], axis=-1).astype(np.uint16).view(np.float16)
-        val = halves.astype(np.float32) * (0.0625 if j & 1 else 1.0) + (-72.0 if j & 1 else -1032.0)
-        out[:, :, j] = val.astype(np.int64)
-    return out.reshape(n, words, CODES_PER_WORD)
 SPMMA_MAX_T = 16
 # (16-row tiles per block, warps per block, groups loaded at once per warp) tried by SparseMmaNM24Int4.tune
-SPMMA_CONFIGS = [(1, 4, 4), (1, 8, 4), (1, 4, 8), (2, 4, 4), (2, 8, 2), (1, 8, 2), (2, 4, 8), (1, 16, 2)]
+SPMMA_CONFIGS = [(1, 4, 4), (1, 8, 4), (1, 8, 2), (2, 4, 2), (2, 8, 2), (1, 16, 2), (1, 4, 8), (2, 8, 1)]
 
 
 def _cupy():
@@ -789,7 +751,7 @@ class SparseMmaNM24Int4:
         self.out_features, self.in_features, self.k_blocks = packed.out_features, packed.in_features, st["k_blocks"]
         self.groups = st["n_blocks"]
         scales = st["scales"][:, np.arange(self.groups) // st["blocks_per_scale"]]
-        self.v_words = torch.from_numpy(spmma_value_words(st["v_words"]).view(np.int32)).cuda()
+        self.v_words = torch.from_numpy(st["v_words"]).cuda()
         self.i_half = torch.from_numpy(st["i_half"]).cuda()
         self.scales = torch.from_numpy(np.ascontiguousarray(scales)).cuda()
         self.bits_per_weight = nm24_int4_stream_bits(st, packed.in_features)
@@ -825,7 +787,7 @@ class SparseMmaNM24Int4:
         with self._cp.cuda.Stream.from_external(torch.cuda.current_stream()):   # graph-capturable
             kern((grid,), (warps * 32,),
                  (ptr[0], np.int32(self.k_blocks // 2), np.int32(t),
-                  ptr[1], np.int32(self.v_words.shape[1] // 2), ptr[2], np.int32(self.i_half.shape[1] // 2),
+                  ptr[1], np.int32(self.v_words.shape[1] // 4), ptr[2], np.int32(self.i_half.shape[1] // 2),
                   ptr[3], np.int32(self.scales.stride(0)), ptr[4], np.int32(self.out_features),
                   np.int32(self.groups)))
         return out
