@@ -227,7 +227,7 @@ def bench_packing(torch, rng, p, label, tokens, rows, log, search, methods):
         torch.cuda.empty_cache()
 
 
-NOTES = """## Notes (H100, this software stack)
+NOTES = """## Notes (H100, this software stack; earlier runs unless stated)
 - cuSPARSELt's algorithm search (`torch._cslt_sparse_mm_search`) failed with "internal error" and
   left the CUDA context broken (illegal instruction) on 256x1024 and 11008x4096 FP16 weights, so
   every 2:4 row uses the default algorithm (`--search` turns the search on).
@@ -257,8 +257,19 @@ NOTES = """## Notes (H100, this software stack)
   row with broadcast x reads (25.6 us). Nsight Compute on it: 14 SASS instructions per kept
   weight before the in-place decode, ALU pipe 60%, issue slots 47%, and 58% of shared-memory
   wavefronts are bank conflicts (lanes read x at data-dependent offsets).
-- Next step for T = 1..16: a kernel on the sparse tensor cores (mma.sp), whose 2:4 metadata is
-  exactly the packing's 2-bit index stream (`PackedWeights.nvidia_24_metadata`).
+- `packed_nm24_mma` (sparse tensor cores, mma.sp.m16n8k32 FP16 -> FP32): the 2-bit index stream
+  is the metadata operand as stored (one index half-word per value word; lane t of a quad
+  supplies rows gid / gid + 8 in its low / high 16 bits, selectors 0 and 1 alternate k-steps;
+  the other layout tried, a lane per row, gave wrong results on the H100). Codes are widened to
+  FP16 with byte_perm + LOP3 + HFMA2 (exact), group scales multiply FP32 partial sums. Nsight
+  Compute on 11008x4096 T = 1 (config 2/4/2, clocks locked by ncu): 16.8 us, 17.6 MB DRAM read
+  = 1.05 TB/s (31% of DRAM peak), compute 28%, 150 registers/thread -> 18.75% theoretical
+  occupancy, 7.4 cycles per issued instruction, 43% of stalls on L1TEX (long scoreboard): it is
+  latency-bound (too few loads in flight), neither byte- nor issue-bound. A first version (1
+  group prefetched, 1/8 config) measured 19.6 us with 22% warps active. Shapes with K = 576
+  (SmolLM2 gate/q) pay an extra F.pad launch (K padded to 128). Not done: a re-laid-out value
+  stream (8-byte loads per lane, fewer registers) was written but could not be run for lack of
+  device time, so it is not in the tree.
 """
 
 
