@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# GPU tests + benchmark on the GPU machine (python3 with torch/triton; no install: PYTHONPATH=.).
+# GPU tests + benchmark on the GPU machine (python3 with torch/triton/cupy; no install: PYTHONPATH=.).
 # Usage (repository root): scripts/gpu_run.sh [test|bench|all] [extra gpu_bench.py args]
-# Results: benchmarks/results/gpu_h100.{json,md}; copies and logs go to $OUT when it is set.
+# Results: benchmarks/results/gpu_<gpu>.{json,md} (e.g. gpu_h100); copies and logs go to $OUT when set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -15,5 +15,5 @@ if [ "$what" = test ] || [ "$what" = all ]; then
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
   NMACCEL_BENCH_COMMAND="scripts/gpu_run.sh $what $*" $PY benchmarks/gpu_bench.py "$@" 2>&1 | log gpu_bench.log
-  if [ -n "$out" ]; then cp benchmarks/results/gpu_h100.json benchmarks/results/gpu_h100.md "$out"/; fi
+  if [ -n "$out" ]; then cp benchmarks/results/gpu_*.json benchmarks/results/gpu_*.md "$out"/; fi
 fi

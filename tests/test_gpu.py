@@ -225,3 +225,70 @@ def test_graphed_replay_matches_eager(torch, rng):
     replay()
     torch.cuda.synchronize()
     np.testing.assert_array_equal(out.cpu().numpy().astype(np.int64), gemm(p, x_q))
+
+
+# ---- sparse tensor cores (mma.sp) and dense FP8 ---------------------------------------------------
+SPMMA_SHAPES = [(256, 512, "group"), (200, 1000, "group"), (40, 384, "channel"), (4500, 128, "group"),
+                (33, 1408, "group")]   # ragged row tiles, K padded to 128, one group, 11 groups
+
+
+@pytest.mark.parametrize("out,k,granularity", SPMMA_SHAPES)
+@pytest.mark.parametrize("t", [1, 3, 8, 9, 16])
+def test_spmma_exact_vs_golden(torch, rng, out, k, granularity, t):
+    pytest.importorskip("cupy")
+    p = random_packed(rng, out, k, granularity=granularity, unit_scales=True)
+    x_q = rng.integers(-128, 128, size=(t, k)).astype(np.int8)
+    mod = gpu.SparseMmaNM24Int4(p)
+    x = torch.from_numpy(x_q).cuda().half()
+    for cfg in gpu.SPMMA_CONFIGS:
+        y = mod.run(x, cfg).cpu().numpy()
+        np.testing.assert_array_equal(y.astype(np.int64), gemm(p, x_q), err_msg=str(cfg))
+
+
+@pytest.mark.parametrize("granularity,group_size", [("group", 128), ("group", 256), ("channel", None)])
+def test_spmma_with_scales_matches_reference(torch, rng, granularity, group_size):
+    pytest.importorskip("cupy")
+    p = random_packed(rng, 96, 640 if group_size != 256 else 768, granularity=granularity,
+                      group_size=group_size or 128)
+    x = rng.standard_normal((5, p.in_features)).astype(np.float16)
+    mod = gpu.SparseMmaNM24Int4(p)
+    ref = gpu.nm24_int4_reference(gpu.nm24_int4_streams(p), x)
+    for cfg in gpu.SPMMA_CONFIGS[:3]:
+        y = mod.run(torch.from_numpy(x).cuda(), cfg).cpu().numpy()
+        # FP32 sums in another order than the reference: rel error ~ k * 2^-24
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4, err_msg=str(cfg))
+
+
+def test_spmma_rejects_bad_input(torch, rng):
+    pytest.importorskip("cupy")
+    with pytest.raises(NmaccelError, match="multiple of 128"):
+        gpu.SparseMmaNM24Int4(random_packed(rng, 16, 256, group_size=64))
+    mod = gpu.SparseMmaNM24Int4(random_packed(rng, 32, 256))
+    with pytest.raises(NmaccelError, match="T in 1..16"):
+        mod(torch.zeros(17, 256, device="cuda", dtype=torch.float16))
+    with pytest.raises(NmaccelError, match=r"\(T, 256\)"):
+        mod(torch.zeros(1, 128, device="cuda", dtype=torch.float16))
+
+
+def test_spmma_graphed_and_tuned(torch, rng):
+    pytest.importorskip("cupy")
+    p = random_packed(rng, 128, 256, unit_scales=True)
+    x_q = rng.integers(-128, 128, size=(4, 256)).astype(np.int8)
+    mod = gpu.SparseMmaNM24Int4(p)
+    x = torch.from_numpy(x_q).cuda().half()
+    times = mod.tune(x, gpu.SPMMA_CONFIGS[:2])
+    assert set(times) == set(gpu.SPMMA_CONFIGS[:2]) and mod.config[4] in times
+    replay, out = gpu.graphed(lambda: mod(x))
+    replay()
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(out.cpu().numpy().astype(np.int64), gemm(p, x_q))
+
+
+@pytest.mark.parametrize("t", [1, 16, 40])
+def test_dense_fp8_exact_small_x(torch, rng, t):
+    p = random_packed(rng, 64, 300, unit_scales=True)
+    x_q = rng.integers(-16, 17, size=(t, 300)).astype(np.int8)
+    w = gpu.Fp8Weight(p, out_dtype="fp32")
+    y = w(w.prepare_x(torch.from_numpy(x_q).cuda().float())).cpu().numpy()
+    assert y.shape == (t, 64)
+    np.testing.assert_array_equal(y.astype(np.int64), gemm(p, x_q))

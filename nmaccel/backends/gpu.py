@@ -211,6 +211,46 @@ def int8_linear(x_q, w_i8):
     return torch._int_mm(x_q, w_i8.t())[:t]
 
 
+SCALED_MM_ALIGN = 16   # torch._scaled_mm wants both dims of each operand divisible by 16
+
+
+class Fp8Weight:
+    """Dense FP8 e4m3 weights for torch._scaled_mm (cuBLASLt): y = x @ W.T, unit scales.
+
+    The integer weights (`int_weights`, exact in e4m3 when |w| <= 16) as (out, K16) e4m3, K
+    padded to 16; x (T, in) must hold e4m3-exact values; T is padded to 16 inside. Output
+    `out_dtype` (default FP16, as `CusparseLtWeight("e4m3", "fp16")`), so FP8 2:4 and dense FP8
+    compare like for like.
+    """
+
+    def __init__(self, packed: PackedWeights, out_dtype="fp16"):
+        torch = _torch()
+        iw = packed.int_weights(padded=True)
+        require(np.abs(iw).max() <= 16, f"integer weights [{iw.min()}, {iw.max()}] are not exact in e4m3: "
+                "use --bits 4 symmetric")
+        self.k = -(-packed.k_padded // SCALED_MM_ALIGN) * SCALED_MM_ALIGN
+        w = np.zeros((packed.out_features, self.k), dtype=np.float32)
+        w[:, :packed.k_padded] = iw
+        self.weight = torch.from_numpy(w).cuda().to(torch.float8_e4m3fn)
+        self.one = torch.ones((), device="cuda", dtype=torch.float32)
+        self.out_dtype = _float_dtype(torch, out_dtype)
+
+    def prepare_x(self, x):
+        """Cast/pad activations (T, in) to e4m3 (T, K16)."""
+        torch = _torch()
+        if x.shape[1] != self.k:
+            x = torch.nn.functional.pad(x, (0, self.k - x.shape[1]))
+        return x.to(torch.float8_e4m3fn)
+
+    def __call__(self, x):
+        torch = _torch()
+        t = x.shape[0]
+        if t % SCALED_MM_ALIGN:
+            x = torch.nn.functional.pad(x, (0, 0, 0, SCALED_MM_ALIGN - t % SCALED_MM_ALIGN))
+        return torch._scaled_mm(x, self.weight.t(), scale_a=self.one, scale_b=self.one,
+                                out_dtype=self.out_dtype)[:t]
+
+
 class Int4PackWeight:
     """torch INT4 weight-only layout (tinygemm): y = x @ W.T with x BF16 (T, in)."""
 
@@ -318,6 +358,21 @@ def graphed(fn, reps=1):
     return g.replay, out
 
 
+def _tune(mod, x, configs):
+    """Time `mod.run(x, cfg)` for every cfg, keep the fastest in `mod.config[T]`; returns {cfg: ms}.
+
+    Each config is timed as a one-launch CUDA graph replayed by triton's do_bench (median,
+    L2 flushed before each replay), so host launch cost does not decide the choice."""
+    from triton.testing import do_bench
+    times = {}
+    for cfg in configs:
+        replay, _ = graphed(lambda cfg=cfg: mod.run(x, cfg))
+        times[cfg] = do_bench(replay, warmup=5, rep=25, return_mode="median")
+    mod.config[x.shape[0]] = min(times, key=times.get)
+    mod.timings[x.shape[0]] = times
+    return times
+
+
 class PackedNM24Int4:
     """Triton decode kernel over the packed 2:4 INT4 streams (see `nmaccel.backends.triton_nm`).
 
@@ -358,19 +413,9 @@ class PackedNM24Int4:
                                 split_k=split_k, num_warps=warps, num_stages=stages, kernel=kernel)
 
     def tune(self, x, configs=TRITON_CONFIGS):
-        """Time every config on x, keep the fastest for this T; returns {config: ms}.
-
-        Each config is timed as a one-launch CUDA graph replayed by triton's do_bench (median,
-        L2 flushed before each replay), so host launch cost does not decide the choice."""
-        from triton.testing import do_bench
+        """Time every config on x, keep the fastest for this T; returns {config: ms}."""
         x = self._check_x(x)
-        times = {}
-        for cfg in configs if x.shape[0] > 1 else [c for c in configs if c[0] == "gather"]:
-            replay, _ = graphed(lambda cfg=cfg: self.run(x, cfg))
-            times[cfg] = do_bench(replay, warmup=5, rep=25, return_mode="median")
-        self.config[x.shape[0]] = min(times, key=times.get)
-        self.timings[x.shape[0]] = times
-        return times
+        return _tune(self, x, configs if x.shape[0] > 1 else [c for c in configs if c[0] == "gather"])
 
     def __call__(self, x):
         x = self._check_x(x)
@@ -465,12 +510,7 @@ class CudaNM24Int4Gemv:
 
     def __init__(self, packed: PackedWeights, blocks_per_sm=2):
         torch = _torch()
-        try:
-            import cupy
-        except ImportError:
-            raise ToolMissingError("the CUDA decode kernel needs CuPy (cupy-cuda12x/13x): install it or use "
-                                   "PackedNM24Int4 (Triton)") from None
-        self._cp = cupy
+        self._cp = cupy = _cupy()
         st = nm24_int4_streams(packed)
         cols = packed.scale_group_cols if packed.granularity == "group" else 1 << 30
         wps = cols // COLS_PER_WORD
@@ -507,3 +547,255 @@ class CudaNM24Int4Gemv:
                          np.int32(self.scale_shift)),
                         shared_mem=self.smem)
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse tensor cores (mma.sp, T = 1..16), CUDA C++ compiled with NVRTC through CuPy
+SPMMA_SRC = r"""
+#include <cuda_fp16.h>
+// Compile-time: NT token tiles of 8 (T <= 8 NT), R 16-row tiles per block, WARPS warps per block
+// (they split the K groups of 128 columns and are summed in shared memory), CHUNK groups loaded at once.
+//
+// One mma.sp.m16n8k32 (FP16 in, FP32 accumulate) = 16 rows x 32 K columns (2 value words of the
+// packed stream) x 8 tokens. A (weights, sparse): lane (gid, t) holds the 2 kept codes of chunk t
+// (4 K columns) of each word = byte t of the word, for rows gid and gid + 8; a byte becomes a
+// half2 with byte_perm + one LOP3 (FP16 magic 1024 + u, OR'ed in and the sign bit flipped) + one
+// HFMA2 (high nibble scaled by 1/16), exact. The metadata operand is the packing's 2-bit index
+// stream: one 16-bit index half-word per value word = the nibbles of 4 chunks, as mma.sp wants.
+// B (activations): x[n, k] read as half2 straight from global memory (L1/L2 resident).
+// Group scales (one per 128 columns) multiply each group's FP32 partial sum.
+__device__ __forceinline__ unsigned dec2(unsigned w, unsigned sel, __half2 s, __half2 b) {
+    unsigned y = __byte_perm(w, 0u, sel);                 // [byte t, 0, byte t, 0]
+    unsigned h = (y & 0x00F0000Fu) ^ 0x64806408u;          // 1024 + u_lo | 1024 + 16 u_hi
+    __half2 r = __hfma2(*reinterpret_cast<__half2*>(&h), s, b);
+    return *reinterpret_cast<unsigned*>(&r);
+}
+
+#define MMA_SP(SEL, c, a0, a1, a2, a3, b0, b1, b2, b3, e)                                           \
+    asm("mma.sp.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "     \
+        "{%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, " #SEL ";"                                            \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                            \
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(b2), "r"(b3), "r"(e))
+
+extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
+    const unsigned* __restrict__ x, int xs, int T,
+    const uint4* __restrict__ v, int vq, const unsigned* __restrict__ ih, int iq,
+    const __half* __restrict__ sc, int ss, float* __restrict__ y, int N, int G)
+{
+    // Warp w of the block takes groups [G w / WARPS, G (w + 1) / WARPS) of the block's 16 R rows,
+    // CHUNK groups at a time: all loads of those groups are issued before any of them is used, so a
+    // warp keeps CHUNK x R x 1 KB of weight streams in flight.
+    __shared__ float red[WARPS][16 * R][8 * NT + 1];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
+    const int row0 = blockIdx.x * 16 * R;
+    const int g_lo = (G * warp) / WARPS, g_hi = (G * (warp + 1)) / WARPS;
+    const unsigned sel = 0x4040u | t | (t << 8);
+    const __half2 dsc = __halves2half2(__float2half(1.f), __float2half(0.0625f));
+    const __half2 dbi = __halves2half2(__float2half(-1032.f), __float2half(-72.f));
+    const uint4 *pva[R], *pvb[R];
+    const unsigned *pma[R], *pmb[R];
+    const __half *psa[R], *psb[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const int ra = min(row0 + 16 * r + gid, N - 1), rb = min(row0 + 16 * r + gid + 8, N - 1);
+        pva[r] = v + (size_t)ra * vq;
+        pvb[r] = v + (size_t)rb * vq;
+        pma[r] = ih + (size_t)ra * iq + t;
+        pmb[r] = ih + (size_t)rb * iq + t;
+        psa[r] = sc + (size_t)ra * ss;
+        psb[r] = sc + (size_t)rb * ss;
+    }
+    const unsigned* xr[NT];
+    bool xok[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+        const int n = gid + 8 * nt;
+        xok[nt] = n < T;
+        xr[nt] = x + (size_t)(xok[nt] ? n : 0) * xs + t;
+    }
+    float acc[R][NT][4];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) acc[r][nt][i] = 0.f;
+
+    for (int g0 = g_lo; g0 < g_hi; g0 += CHUNK) {
+        uint4 va[CHUNK][R][2], vb[CHUNK][R][2];
+        unsigned m0[CHUNK][R], m1[CHUNK][R];
+        __half sa[CHUNK][R], sb[CHUNK][R];
+#pragma unroll
+        for (int c = 0; c < CHUNK; ++c) {
+            const int g = g0 + c;
+            if (g < g_hi) {
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    va[c][r][0] = __ldg(pva[r] + 2 * g);
+                    va[c][r][1] = __ldg(pva[r] + 2 * g + 1);
+                    vb[c][r][0] = __ldg(pvb[r] + 2 * g);
+                    vb[c][r][1] = __ldg(pvb[r] + 2 * g + 1);
+                    m0[c][r] = __ldg(pma[r] + 4 * g);
+                    m1[c][r] = __ldg(pmb[r] + 4 * g);
+                    sa[c][r] = psa[r][g];
+                    sb[c][r] = psb[r][g];
+                }
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < CHUNK; ++c) {
+            const int g = g0 + c;
+            if (g >= g_hi) break;
+            unsigned xb[NT][8][2];
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    xb[nt][j][0] = xok[nt] ? __ldg(xr[nt] + 64 * g + 8 * j) : 0u;
+                    xb[nt][j][1] = xok[nt] ? __ldg(xr[nt] + 64 * g + 8 * j + 4) : 0u;
+                }
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const unsigned wa[8] = {va[c][r][0].x, va[c][r][0].y, va[c][r][0].z, va[c][r][0].w,
+                                        va[c][r][1].x, va[c][r][1].y, va[c][r][1].z, va[c][r][1].w};
+                const unsigned wb[8] = {vb[c][r][0].x, vb[c][r][0].y, vb[c][r][0].z, vb[c][r][0].w,
+                                        vb[c][r][1].x, vb[c][r][1].y, vb[c][r][1].z, vb[c][r][1].w};
+                // lane t holds index half-words 2t, 2t + 1 of rows gid and gid + 8; metadata register
+                // = row gid's half-word (bits 0-15) | row gid + 8's (bits 16-31); k-step j pairs value
+                // words (0,2), (1,3) (selector 0: lanes t = 0, 1) and (4,6), (5,7) (selector 1: t = 2, 3)
+                const unsigned e[2] = {__byte_perm(m0[c][r], m1[c][r], 0x5410),
+                                       __byte_perm(m0[c][r], m1[c][r], 0x7632)};
+                float cc[NT][4];
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) cc[nt][i] = 0.f;
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    const int a = (j >> 1) * 4 + (j & 1), b = a + 2;
+                    const unsigned A0 = dec2(wa[a], sel, dsc, dbi), A1 = dec2(wb[a], sel, dsc, dbi);
+                    const unsigned A2 = dec2(wa[b], sel, dsc, dbi), A3 = dec2(wb[b], sel, dsc, dbi);
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) {
+                        if (j < 2) {
+                            MMA_SP(0, cc[nt], A0, A1, A2, A3, xb[nt][a][0], xb[nt][a][1], xb[nt][b][0],
+                                   xb[nt][b][1], e[j & 1]);
+                        } else {
+                            MMA_SP(1, cc[nt], A0, A1, A2, A3, xb[nt][a][0], xb[nt][a][1], xb[nt][b][0],
+                                   xb[nt][b][1], e[j & 1]);
+                        }
+                    }
+                }
+                const float fa = __half2float(sa[c][r]), fb = __half2float(sb[c][r]);
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) {
+                    acc[r][nt][0] = fmaf(cc[nt][0], fa, acc[r][nt][0]);
+                    acc[r][nt][1] = fmaf(cc[nt][1], fa, acc[r][nt][1]);
+                    acc[r][nt][2] = fmaf(cc[nt][2], fb, acc[r][nt][2]);
+                    acc[r][nt][3] = fmaf(cc[nt][3], fb, acc[r][nt][3]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                red[warp][16 * r + gid + 8 * (i >> 1)][8 * nt + 2 * t + (i & 1)] = acc[r][nt][i];
+    __syncthreads();
+    for (int i = threadIdx.x; i < 16 * R * T; i += WARPS * 32) {
+        const int rl = i % (16 * R), n = i / (16 * R), row = row0 + rl;
+        float s = 0.f;
+#pragma unroll
+        for (int w = 0; w < WARPS; ++w) s += red[w][rl][n];
+        if (row < N) y[(size_t)n * N + row] = s;
+    }
+}
+"""
+SPMMA_BLOCK_K = 128     # K columns per group (one scale per group at group_size 128)
+SPMMA_MAX_T = 16
+# (16-row tiles per block, warps per block, groups loaded at once per warp) tried by SparseMmaNM24Int4.tune
+SPMMA_CONFIGS = [(1, 4, 4), (1, 8, 4), (1, 8, 2), (2, 4, 2), (2, 8, 2), (1, 16, 2), (1, 4, 8), (2, 8, 1)]
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError:
+        raise ToolMissingError("the CUDA kernels need CuPy (cupy-cuda12x/13x): install it or use "
+                               "PackedNM24Int4 (Triton)") from None
+    return cupy
+
+
+class SparseMmaNM24Int4:
+    """Decode kernel (T = 1..16) on the sparse tensor cores, over the packed 2:4 INT4 streams.
+
+    y float32 (T, out) = x float16 (T, in) @ W.T. Reads the same arrays as `PackedNM24Int4`
+    (`nm24_int4_streams`: value words, 2-bit index stream, FP16 scales; 3.125 bits/weight at
+    group 128): INT4 codes are widened to FP16 in registers, the index stream is mma.sp's
+    metadata as is, and each 128-column group's FP32 partial sum is multiplied by its scale.
+    Scales coarser than 128 columns (group 256, ..., channel, tensor) are repeated once here to
+    one per 128 columns, so the kernel indexes them by group. Exact for integer x with unit
+    scales (partial sums < 2^24). Needs group_size a multiple of 128 (or channel/tensor
+    scales); x is zero-padded to K rounded up to 128.
+    """
+
+    def __init__(self, packed: PackedWeights):
+        torch = _torch()
+        self._cp = _cupy()
+        st = nm24_int4_streams(packed)
+        require(st["block_k"] == SPMMA_BLOCK_K, f"the sparse-MMA kernel needs group_size a multiple of "
+                f"{SPMMA_BLOCK_K} (got {packed.group_size}): re-pack with --group-size 128 or use PackedNM24Int4")
+        self.out_features, self.in_features, self.k_blocks = packed.out_features, packed.in_features, st["k_blocks"]
+        self.groups = st["n_blocks"]
+        scales = st["scales"][:, np.arange(self.groups) // st["blocks_per_scale"]]
+        self.v_words = torch.from_numpy(st["v_words"]).cuda()
+        self.i_half = torch.from_numpy(st["i_half"]).cuda()
+        self.scales = torch.from_numpy(np.ascontiguousarray(scales)).cuda()
+        self.bits_per_weight = nm24_int4_stream_bits(st, packed.in_features)
+        self._kernels, self.config, self.timings = {}, {}, {}
+
+    def _kernel(self, nt, rows, warps, chunk):
+        key = (nt, rows, warps, chunk)
+        if key not in self._kernels:
+            self._kernels[key] = self._cp.RawKernel(SPMMA_SRC, "nm24_spmma", options=(
+                "-std=c++17", f"-DNT={nt}", f"-DR={rows}", f"-DWARPS={warps}", f"-DCHUNK={chunk}"))
+        return self._kernels[key]
+
+    def _check_x(self, x):
+        torch = _torch()
+        require(x.ndim == 2 and x.shape[1] == self.in_features,
+                f"x must be (T, {self.in_features}), got {tuple(x.shape)}")
+        require(1 <= x.shape[0] <= SPMMA_MAX_T, f"the sparse-MMA decode kernel takes T in 1..{SPMMA_MAX_T} "
+                f"(got T={x.shape[0]}): use CusparseLtWeight or dense for prefill")
+        require(x.dtype == torch.float16 and x.is_cuda, "x must be a CUDA float16 tensor")
+        return x.contiguous()
+
+    def run(self, x, config):
+        """One launch with config (rows, warps, chunk) on x (T, in) float16, T <= 16."""
+        torch = _torch()
+        rows, warps, chunk = config
+        t = x.shape[0]
+        if x.shape[1] != self.k_blocks:
+            x = torch.nn.functional.pad(x, (0, self.k_blocks - x.shape[1]))
+        out = torch.empty((t, self.out_features), device=x.device, dtype=torch.float32)
+        kern = self._kernel(1 if t <= 8 else 2, rows, warps, chunk)
+        ptr = [np.uint64(a.data_ptr()) for a in (x, self.v_words, self.i_half, self.scales, out)]
+        grid = -(-self.out_features // (16 * rows))
+        with self._cp.cuda.Stream.from_external(torch.cuda.current_stream()):   # graph-capturable
+            kern((grid,), (warps * 32,),
+                 (ptr[0], np.int32(self.k_blocks // 2), np.int32(t),
+                  ptr[1], np.int32(self.v_words.shape[1] // 4), ptr[2], np.int32(self.i_half.shape[1] // 2),
+                  ptr[3], np.int32(self.scales.stride(0)), ptr[4], np.int32(self.out_features),
+                  np.int32(self.groups)))
+        return out
+
+    def tune(self, x, configs=SPMMA_CONFIGS):
+        """Time every (rows, warps, chunk) config on x, keep the fastest for this T; returns {config: ms}."""
+        return _tune(self, self._check_x(x), configs)
+
+    def __call__(self, x):
+        x = self._check_x(x)
+        return self.run(x, self.config.get(x.shape[0], SPMMA_CONFIGS[1]))
