@@ -74,7 +74,7 @@ def make_packed(rng, out, k):
 
 def prepare_real(out_dir):
     """Pack REAL_LAYERS (magnitude 2:4, INT4 symmetric, group 128) into out_dir/<model>.<layer>.nmpk."""
-    from nmaccel.models import load_weights
+    from nmaccel.models.loaders import load_weights
     from nmaccel.pack.api import pack_weights
     os.makedirs(out_dir, exist_ok=True)
     cache = {}

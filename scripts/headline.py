@@ -193,7 +193,9 @@ def demo_rows():
 GPU_PAIRS = [("sp24_fp16", "dense_fp16", "2:4 FP16 vs dense FP16"),
              ("sp24_fp16_nt", "dense_fp16", "2:4 FP16 (transposed output) vs dense FP16"),
              ("sp24_int8", "dense_int8", "2:4 INT8 vs dense INT8"),
-             ("packed_nm24", "int4_wo", "packed 2:4 INT4 vs dense INT4 weight-only"),
+             ("sp24_fp8", "dense_fp8", "2:4 FP8 vs dense FP8"),
+             ("packed_nm24_mma", "int4_wo", "packed 2:4 INT4 (mma.sp) vs dense INT4 weight-only"),
+             ("packed_nm24", "int4_wo", "packed 2:4 INT4 (Triton) vs dense INT4 weight-only"),
              ("packed_nm24_cuda", "int4_wo", "packed 2:4 INT4 (CUDA) vs dense INT4 weight-only")]
 
 
@@ -221,8 +223,8 @@ def gpu_rows():
             sel = [r for r in tab if r[0] == shape]
             tmax = max(r[1] for r in sel)
             tmin = min(r[1] for r in sel)
-            parts = [f"T={t} {label} {fmt_ratio(x)}" for s, t, label, x in sel
-                     if (t == tmax and "INT4" not in label) or (t == tmin and "INT4" in label)]
+            parts = [f"T={t} {label} {fmt_ratio(x)}" for s, t, label, x in sel      # decode: T=1 and 16
+                     if (t == tmax and "INT4" not in label) or (t in (tmin, 16) and "INT4" in label)]
             out.append((f"{dev}, W {shape} (out x in)", "GPU timing, same-precision baselines", "; ".join(parts),
                         path.name))
     return out
