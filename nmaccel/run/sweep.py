@@ -422,7 +422,9 @@ def plot(rows, path, area="lut"):
             ax.axis("off")
         axes[0][0].text(0.5, 0.5, "no point with area and cycles", ha="center", transform=axes[0][0].transAxes)
     fig.suptitle("nmaccel sweep: area vs cycles vs fmax")
-    fig.tight_layout()
+    # fixed margins: tight_layout's trial layout sometimes shrank an axes to nothing and its tick
+    # locator failed (seen only in parallel test runs)
+    fig.subplots_adjust(left=0.1, right=0.95, bottom=0.12, top=0.88, wspace=0.35)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
