@@ -139,8 +139,11 @@ def test_signal_mid_write_removes_temp(tmp_path, sig):
     out = tmp_path / "out.bin"
     out.write_bytes(b"old")
     code = textwrap.dedent(f"""
-        import sys, time
+        import signal, sys, time
         from nmaccel import fileio
+        # a child of nohup inherits SIGHUP ignored (and fileio rightly leaves it so): start from default
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         with fileio.open_output({str(out)!r}) as f:
             f.write(b"partial")
             f.flush()
