@@ -87,7 +87,7 @@ def run_record(part, argv):
             "versions": _versions()}
 
 
-def pnr_top(name, seeds, freq):
+def pnr_top(name, seeds, freq, timeout=1800):
     p = top_cfg(name)
     est = synth.check_fit(p)
     pyrtl.reset_working_block()
@@ -99,7 +99,8 @@ def pnr_top(name, seeds, freq):
         export.export_verilog(path, module_name="nmaccel_top", port_description=False)
         for seed in seeds:
             t0 = time.perf_counter()
-            rep = synth.synthesize(path, "nmaccel_top", "ecp5", pnr=True, freq_mhz=freq, seed=seed)
+            rep = synth.synthesize(path, "nmaccel_top", "ecp5", pnr=True, freq_mhz=freq, seed=seed,
+                                  timeout=timeout)
             cp = dict(rep.get("critical_path") or {})
             cp["steps"] = [s for s in cp.get("steps", []) if float(s.rsplit("(", 1)[1].split()[0]) >= 0.3]
             runs.append({"seed": seed, "fmax_mhz": rep["fmax_mhz"], "critical_path": cp,
@@ -186,6 +187,7 @@ def main(argv=None):
     ap.add_argument("--tops", default="product,dense")
     ap.add_argument("--seeds", type=int, default=1, help="nextpnr seeds 1..N")
     ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per tool run (yosys, nextpnr)")
     ap.add_argument("--backend", choices=("verilator", "model"), default="verilator")
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--seed", type=int, default=0)
@@ -206,7 +208,7 @@ def main(argv=None):
             ap.error(f"unknown top {t!r}: use {', '.join(TOPS)}")
     if args.part == "pnr":
         for t in tops:
-            d["tops"][t] = pnr_top(t, range(1, args.seeds + 1), args.freq)
+            d["tops"][t] = pnr_top(t, range(1, args.seeds + 1), args.freq, args.timeout)
     elif args.part == "cycles":
         rng = np.random.default_rng(args.seed)
         for t in tops:
