@@ -87,6 +87,24 @@ def test_planner_meets_budgets_exactly_like_brute_force():
         assert got == pytest.approx(best), budget
 
 
+def test_uniform_plan_predicts_from_profile_or_cycle_model():
+    from nmaccel.plan.policy import tables, uniform
+    prof = _synthetic_profile()
+    _, _, cn, cyc, d, _, _ = tables(prof, "prefill")
+    for j, c in enumerate(prof["configs"]):
+        plan = uniform(prof, c)
+        assert [l["config"]["name"] for l in plan["layers"]] == [c["name"]] * 3
+        assert plan["predicted"]["ppl_ratio"] == pytest.approx(math.exp(d[:, j].sum()))
+        assert plan["predicted"]["speedup_prefill"] == pytest.approx(cyc[:, 0].sum() / cyc[:, j].sum())
+    other = config(4, 8, 4, group_size=128, method="magnitude")      # not profiled: cycle model, no PPL
+    plan = uniform(prof, other)
+    t = tg.Target.from_dict(prof["target"])
+    assert plan["predicted"]["ppl_ratio"] is None
+    assert plan["layers"][0]["predicted"]["cycles_decode"] == tg.gemm_cycles(other, t, 1, 8, 8)
+    with pytest.raises(NmaccelError, match="configuration"):
+        uniform(prof, {**other, "name": "bogus"})
+
+
 @pytest.mark.parametrize("budget,best", [("ppl:1.0001", "best reachable perplexity ratio"),
                                          ("speedup:9", "best reachable speedup 4.000x"),
                                          ("sqnr:45", "best reachable per-layer SQNR 40.00 dB")])

@@ -24,7 +24,8 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from nmaccel.errors import require
 from nmaccel.fileio import atomic_write
-from nmaccel.plan.profile import DENSE_INT8, load_profile, load_versioned
+from nmaccel.plan import target as tg
+from nmaccel.plan.profile import DENSE_INT8, config_name, load_profile, load_versioned
 
 SCHEMA = "nmaccel.plan/1"
 KINDS = ("ppl", "sqnr", "speedup")
@@ -137,6 +138,45 @@ def solve(prof, budget, phase="prefill"):
                       "speedup_decode": dense_tot("cycles_decode") / tot("cycles_decode"),
                       "min_sqnr_db": float(sq[idx, pick].min()), "storage_bits": tot("storage_bits"),
                       "configs": count_configs(plan_layers)},
+    }
+
+
+def uniform(prof, cfg, phase="prefill"):
+    """Plan with every profiled layer in configuration `cfg` (a nmaccel.plan.profile.config dict):
+    the uniform baselines a planned model is compared with. Where `cfg` was profiled the
+    per-layer predictions come from the profile; else cycles from the cycle model and no
+    perplexity prediction."""
+    require(phase in ("prefill", "decode"), f"phase {phase!r}: use prefill or decode")
+    require(cfg.get("name") == config_name(cfg), f"configuration {cfg!r}: build it with nmaccel.plan.profile.config")
+    target = tg.Target.from_dict(prof["target"])
+    T = prof["prefill_tokens"]
+    cnames = [c["name"] for c in prof["configs"]]
+    profiled = cfg["name"] in cnames
+    if profiled:
+        _, _, _, _, d, _, _ = tables(prof, phase)
+        j = cnames.index(cfg["name"])
+    plan_layers = []
+    for i, l in enumerate(prof["layers"]):
+        N, K = l["shape"]
+        e = prof["entries"][l["name"]].get(cfg["name"], {})
+        pred = {"dlog_ppl": float(d[i, j]) if profiled and not math.isnan(d[i, j]) else None,
+                "sqnr_db": e.get("sqnr_db"), "storage_bits": e.get("storage_bits"),
+                "cycles_prefill": e.get("cycles_prefill", tg.gemm_cycles(cfg, target, T, K, N)),
+                "cycles_decode": e.get("cycles_decode", tg.gemm_cycles(cfg, target, 1, K, N))}
+        plan_layers.append({"name": l["name"], "type": l["type"], "config": dict(cfg), "predicted": pred})
+    ent, base = prof["entries"], DENSE_INT8["name"]
+    tot = lambda k: sum(l["predicted"][k] for l in plan_layers)
+    dense_tot = lambda k: sum(ent[l["name"]][base][k] for l in prof["layers"])
+    dl = [l["predicted"]["dlog_ppl"] for l in plan_layers]
+    return {
+        "schema": SCHEMA, "budget": f"uniform:{cfg['name']}", "phase": phase,
+        "objective": "none: every layer in one configuration", "solver": None, "solver_status": None,
+        "model": prof["model"], "target": prof["target"], "calibration": prof["calibration"],
+        "prefill_tokens": T, "profile_sha256": profile_hash(prof), "layers": plan_layers,
+        "predicted": {"ppl_ratio": math.exp(sum(dl)) if None not in dl else None,
+                      "speedup_prefill": dense_tot("cycles_prefill") / tot("cycles_prefill"),
+                      "speedup_decode": dense_tot("cycles_decode") / tot("cycles_decode"),
+                      "min_sqnr_db": None, "storage_bits": None, "configs": count_configs(plan_layers)},
     }
 
 
