@@ -247,6 +247,23 @@ def test_perplexity_equals_mean_nll(rng):
     np.testing.assert_allclose(model.perplexity(tokens, ctx=10, batch=2), want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("block", [0, 1, 2])
+def test_nll_from_block_inputs_equals_full_forward(rng, block):
+    """Changing one layer of block b and re-running from the dense model's block-b input gives the
+    changed model's own NLL (the blocks before b are untouched), and differs from the dense NLL."""
+    model = tiny_llama(rng, n_layers=3)
+    tokens = rng.integers(0, 40, size=(2, 12))
+    hs = model.block_inputs(tokens)
+    assert len(hs) == 3
+    assert model.nll_from(tokens, 0, hs[0]) == model.nll(tokens)
+    name = f"blk.{block}.ffn_down.weight"
+    changed = model.with_linears({name: model.weights[name] * np.float32(-0.5)})
+    got, want = changed.nll_from(tokens, block, hs[block]), changed.nll(tokens)
+    assert got[1] == want[1]
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    assert abs(got[0] - model.nll(tokens)[0]) > 1e-3
+
+
 def test_collect_and_compress(rng):
     model = _tiny(rng)
     tokens = rng.integers(0, 40, size=(2, 7))

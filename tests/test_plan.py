@@ -105,6 +105,26 @@ def test_uniform_plan_predicts_from_profile_or_cycle_model():
         uniform(prof, {**other, "name": "bogus"})
 
 
+def test_layer_sensitivity_keeps_a_layers_measured_cost():
+    """A layer measured alone at the reference configuration costs at least that (scaled by its
+    output error per configuration); without the measurement the type share stands."""
+    from nmaccel.plan.policy import tables
+    prof = _synthetic_profile()
+    _, _, cn, _, d0, _, _ = tables(prof, "prefill")
+    ref = cn[2]
+    prof["layer_sensitivity"] = {"config": ref, "dlog_ppl": {"blk.0.attn_q.weight": -0.01,
+                                                             "blk.0.ffn_up.weight": 0.5,
+                                                             "blk.1.ffn_up.weight": 0.0}}
+    _, _, _, _, d, _, _ = tables(prof, "prefill")
+    e = lambda n, c: prof["entries"][n][c]["out_err_rel"]
+    for j, c in enumerate(cn):
+        assert d[1, j] == pytest.approx(max(d0[1, j], 0.5 * e("blk.0.ffn_up.weight", c) / e("blk.0.ffn_up.weight", ref)))
+    np.testing.assert_array_equal(d[[0, 2]], d0[[0, 2]])      # negative / zero own cost: type share
+    assert d[1, 2] == pytest.approx(0.5) and d[1, 2] > d0[1, 2]
+    del prof["layer_sensitivity"]["dlog_ppl"]["blk.1.ffn_up.weight"]  # incomplete: not used
+    np.testing.assert_array_equal(tables(prof, "prefill")[4], d0)
+
+
 @pytest.mark.parametrize("budget,best", [("ppl:1.0001", "best reachable perplexity ratio"),
                                          ("speedup:9", "best reachable speedup 4.000x"),
                                          ("sqnr:45", "best reachable per-layer SQNR 40.00 dB")])

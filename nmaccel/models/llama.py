@@ -195,10 +195,31 @@ class Llama:
         """Logits (B, T, vocab) for (B, T) or (T,) tokens."""
         return self.hidden(tokens) @ self.lm_head.T
 
+    def block_inputs(self, tokens):
+        """Residual stream h at the input of every block, [(B, T, d_model)] * n_layers: with
+        `nll_from` it re-runs only the blocks after a changed layer."""
+        tokens = self._check_tokens(tokens)
+        h = self.weights["token_embd.weight"][tokens]
+        out = []
+        for i in range(self.config.n_layers):
+            out.append(h)
+            h = self.block(i, h)
+        return out
+
+    def nll_from(self, tokens, i, h):
+        """`nll(tokens)` computed from h, the input of block i (from `block_inputs` of a model whose
+        blocks before i equal this one's)."""
+        tokens = self._check_tokens(tokens)
+        for j in range(i, self.config.n_layers):
+            h = self.block(j, h)
+        return self._nll_of(_rms_norm(h, self.weights["output_norm.weight"], self.config.rms_eps), tokens)
+
     def nll(self, tokens):
         """(sum of -log p(token[t] | tokens[:t]) over t >= 1, count) for (B, T) tokens."""
         tokens = self._check_tokens(tokens)
-        h = self.hidden(tokens)
+        return self._nll_of(self.hidden(tokens), tokens)
+
+    def _nll_of(self, h, tokens):
         total = 0.0
         for bi in range(tokens.shape[0]):  # one row of logits at a time bounds memory
             lp = _log_softmax(h[bi, :-1] @ self.lm_head.T)

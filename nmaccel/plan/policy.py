@@ -7,7 +7,11 @@ solved exactly with scipy.optimize.milp (HiGHS). Per (layer, configuration) the 
              with S the measured sensitivity (log(PPL / dense PPL) when every profiled layer of that
              type uses c, clipped at 0) and e the layer's relative output error on calibration data:
              the type's measured damage shared among its layers by their output error (additive,
-             first-order model; `nmaccel run` measures the real perplexity of the plan).
+             first-order model; `nmaccel run` measures the real perplexity of the plan); where the
+             profile measured each layer alone at a reference configuration r (layer_sensitivity),
+             d[l, c] = max(that share, own[l] * e[l, c] / e[l, r]): a layer whose small relative
+             output error hides a large perplexity cost (SmolLM2's last ffn_down: 1.31x alone at
+             2:4) keeps its measured cost.
   sqnr[l, c] weight SQNR (dB).
 Budgets and objectives:
   ppl:R      sum d x <= ln R, minimize sum cyc x
@@ -67,6 +71,12 @@ def tables(prof, phase):
             tot = err[rows, j].sum()
             S = max(0.0, sens[c][t]["dlog_ppl"])
             d[rows, j] = S * (err[rows, j] / tot if tot > 0 else 1.0 / len(rows))
+    ls = prof.get("layer_sensitivity")
+    if ls and ls.get("config") in cnames and all(n in ls["dlog_ppl"] for n in layers):
+        r = cnames.index(ls["config"])
+        own = np.maximum(np.array([ls["dlog_ppl"][n] for n in layers]), 0.0)
+        ratio = np.divide(err, err[:, r:r + 1], out=np.ones_like(err), where=err[:, r:r + 1] > 0)
+        d = np.maximum(d, own[:, None] * ratio)      # NaN (no type sensitivity) stays NaN
     return layers, types, cnames, cyc, d, sq, st
 
 

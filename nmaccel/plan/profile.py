@@ -238,8 +238,47 @@ def run_profile(model_spec, out, *, quick=False, n_cal=None, n_sens=None, prefil
         save()
     prof["sensitivity_note"] = ("perplexity on the sensitivity slice when only the linears of one type "
                                 "(in the profiled blocks) use the configuration; dlog_ppl = log(ppl / dense)")
+    if sensitivity and src.kind == "llama":
+        if xs is None:
+            xs = src.calibration_inputs(cal_ids, names)
+            _WORK.update(w={n: src.weight(n) for n in names}, x=xs)
+        _layer_sensitivity(prof, src, names, sens_ids, tgt, prefill_tokens, save, progress)
     save()
     return prof
+
+
+def reference_config(prof):
+    """The most aggressive profiled configuration (fewest prefill cycles, then lowest mean SQNR):
+    the one each layer's own perplexity damage is measured at."""
+    names = [l["name"] for l in prof["layers"]]
+    cands = [c for c in prof["configs"] if c["name"] != DENSE_INT8["name"]]
+    key = lambda c: (sum(prof["entries"][n][c["name"]]["cycles_prefill"] for n in names),
+                     np.mean([prof["entries"][n][c["name"]]["sqnr_db"] for n in names]))
+    return min(cands, key=key)
+
+
+def _layer_sensitivity(prof, src, names, sens_ids, tgt, prefill_tokens, save, progress):
+    """prof['layer_sensitivity']: log(PPL / dense) on the sensitivity slice when only that one layer
+    uses the reference configuration (resumable; blocks before the layer are not re-run)."""
+    from tqdm import tqdm
+    ref = reference_config(prof)
+    ls = prof.get("layer_sensitivity")
+    if not ls or ls.get("config") != ref["name"]:
+        ls = prof["layer_sensitivity"] = {"config": ref["name"], "tokens": prof["calibration"]["sensitivity_tokens"],
+                                          "dlog_ppl": {}}
+    todo = [n for n in names if n not in ls["dlog_ppl"]]
+    if not todo:
+        return
+    tok = sens_ids[None, :]
+    hs = src.model.block_inputs(tok)
+    nll0, count = src.model.nll_from(tok, 0, hs[0])
+    for k, n in enumerate(tqdm(todo, desc=f"layer sensitivity ({ref['name']})", disable=not progress)):
+        _, _, dq = _job((n, ref, tgt.as_dict(), prefill_tokens))
+        b = int(n.split(".")[1])
+        nll, _ = src.model.with_linears({n: dq}).nll_from(tok, b, hs[b])
+        ls["dlog_ppl"][n] = float((nll - nll0) / count)
+        if k % 10 == 9:
+            save()
 
 
 def load_versioned(path, schema, command):
