@@ -16,7 +16,8 @@ DAQKF design note: 1.44x-2.47x speedup, 0.82-2.80 samples/W).
    fabric are not modelled. An INT4 multiplier operation carries two products.
 4. SmolLM2-135M perplexity on held-out prose (nmaccel/data/heldout_en.txt) with every linear pruned
    to the mapped N:M (magnitude; Wanda calibrated on 512 tokens of pydoc text) and quantized INT8
-   per channel / INT4 g128, ratio to the dense float model of the same run.
+   per channel / INT4 g128 (g125 for 4:5: a scale group holds whole N:M groups), ratio to the
+   dense float model of the same run.
    INT4 timing counts no group-scale records (the top elaborated without group scales).
 Writes benchmarks/results/exp3_sparsity.{json,md,png}.
 """
@@ -71,7 +72,10 @@ def smol_ppl(patterns, methods, calib_tokens=512, ctx=256):
     out = {"dense float": {"ppl": dense, "ratio": 1.0, "seconds": round(time.perf_counter() - t0, 1)}}
     print(f"dense float PPL {dense:.3f}", flush=True)
     for (nk, mg) in patterns:
-        for bits, kw in ((8, dict(bits=8, granularity="channel")), (4, dict(bits=4, group_size=128))):
+        # INT4 scale groups of 128 weights, shortened to a multiple of M (4:5 -> 125) so that no N:M
+        # group straddles two scale groups
+        g4 = 128 - 128 % mg if nk != mg else 128
+        for bits, kw in ((8, dict(bits=8, granularity="channel")), (4, dict(bits=4, group_size=g4))):
             for method in (methods if nk != mg else ["magnitude"]):
                 label = f"{'dense' if nk == mg else f'{nk}:{mg}'} INT{bits} {method if nk != mg else ''}".strip()
                 t0 = time.perf_counter()
