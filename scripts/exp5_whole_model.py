@@ -45,7 +45,9 @@ def run_uniform(prof, profile_path, label, cfg, work, tokens, programs):
     tag = cfg["name"].replace("/", "_").replace(":", "-")
     cache = os.path.join(work, f"row_{tag}.json")
     if os.path.isfile(cache):
-        return json.load(open(cache))
+        row = json.load(open(cache))
+        row["predicted_ppl_ratio"] = uniform(prof, cfg)["predicted"]["ppl_ratio"]   # from the current profile
+        return row
     t0 = time.time()
     plan_path, prog = os.path.join(work, f"plan_{tag}.json"), os.path.join(work, f"prog_{tag}")
     plan = uniform(prof, cfg)
