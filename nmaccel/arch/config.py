@@ -15,6 +15,7 @@ import numpy as np
 
 from nmaccel.errors import require
 
+M_GROUP_MAX = 16        # largest N:M group (m_group) the packed format stores and the CLI elaborates
 MODES = ("int8", "int4", "codebook")          # header / runtime mode codes 0, 1, 2
 MODE_CODE = {m: i for i, m in enumerate(MODES)}
 OPERAND_BITS = (8, 9)   # 9: one bit of Strassen pre-add growth (nmaccel.hdl.strassen_tile)

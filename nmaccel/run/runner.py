@@ -24,6 +24,7 @@ import pyrtl
 
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig
 from nmaccel.errors import require
+from nmaccel.fileio import open_output
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.epilogue import epilogue as golden_epilogue
 from nmaccel.golden.gemm import gemm as golden_gemm
@@ -208,7 +209,6 @@ def write_vcd(tracer, trace):
     if hasattr(trace, "write"):
         tracer.print_vcd(trace)
         return
-    from nmaccel.fileio import open_output
     with open_output(trace, "w") as f:
         tracer.print_vcd(f)
 
