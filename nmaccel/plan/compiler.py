@@ -37,13 +37,10 @@ def layer_stream(packed, target, cfg):
     """(config words, weight words) of one decode job of `packed` on the target top."""
     p = target.top
     gs = packed.granularity == "group"
-    words, jobs, mode = encode_gemm(packed, np.zeros((1, packed.in_features), dtype=np.int64), p,
-                                         None, group_scales=gs)
-    require(mode == tg.mode_of(cfg), f"layer packs to mode {mode}, the plan expects {tg.mode_of(cfg)}")
-    hw = p.words("header")
-    n_act = jobs[0].n_kt * jobs[0].n_steps * p.words("act", int4=mode == "int4")
-    words = [int(w) for w in words]
-    return words[:hw], words[hw + n_act:]
+    prog = encode_gemm(packed, np.zeros((1, packed.in_features), dtype=np.int64), p, None, group_scales=gs)
+    require(prog.mode == tg.mode_of(cfg), f"layer packs to mode {prog.mode}, the plan expects {tg.mode_of(cfg)}")
+    require(len(prog.jobs) == 1, "one decode token is one job")
+    return [int(w) for w in prog.headers[0]], [int(w) for w in prog.body]
 
 
 def _reusable(reuse, model_sha, target):
