@@ -89,7 +89,8 @@ def main():
     best, words = float("inf"), None
     for _ in range(args.repeat):
         t = time.perf_counter()
-        words, jobs, mode = encode(packed, x, top)
+        res = encode(packed, x, top)         # a Program (older encoders: (words, jobs, mode))
+        words, mode = (res.words, res.mode) if hasattr(res, "words") else (res[0], res[2])
         best = min(best, time.perf_counter() - t)
     h = hashlib.sha256()
     nbytes = -(-args.host_bits // 8)

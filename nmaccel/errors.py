@@ -1,4 +1,5 @@
 """One exception type for bad user input: the CLI prints its one-line message and exits 2."""
+import os
 
 
 class NmaccelError(ValueError):
@@ -26,7 +27,6 @@ class ToolFailedError(NmaccelError):
 
 def available_memory() -> int:
     """Bytes of memory this process may still allocate (MemAvailable, else physical pages)."""
-    import os
     try:
         with open("/proc/meminfo") as f:
             for line in f:

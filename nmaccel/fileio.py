@@ -27,13 +27,18 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
 import tempfile
 import threading
+import zipfile
 import zlib
 from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npf
 
 from nmaccel.errors import NmaccelError
 
@@ -428,7 +433,6 @@ def safe_name(name: str, max_len=120) -> str:
     """A file name derived from an untrusted tensor name: [A-Za-z0-9._-] only, no leading dot,
     bounded length, never empty; distinct inputs keep distinct outputs via a short hash suffix
     when anything was changed."""
-    import re
     clean = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:max_len]
     if clean != name or not clean:
         clean = f"{clean or 'tensor'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
@@ -442,7 +446,6 @@ DEFLATE_MAX_RATIO = 1032  # deflate cannot expand more than this: bounds a compr
 
 def require_real(arr, what, path):
     """NmaccelError unless `arr` holds real floats or integers (no complex, bool, str, object)."""
-    import numpy as np
     dt = np.asarray(arr).dtype if not hasattr(arr, "dtype") else arr.dtype
     if dt.kind not in REAL_KINDS:
         raise NmaccelError(f"{what} in {os.fspath(path)!r} has dtype {dt}: only real floats or integers "
@@ -453,8 +456,6 @@ def _read_npy_stream(fp, available: int, what: str):
     """One .npy array from the open binary stream `fp` holding at most `available` bytes: the
     header is checked (real dtype, sane shape, data no larger than the bytes present) before a
     single allocation of exactly the claimed size."""
-    import numpy as np
-    from numpy.lib import format as npf
     try:
         version = npf.read_magic(fp)
         if version == (1, 0):
@@ -501,7 +502,6 @@ def read_npy(path):
 def read_npz(path) -> dict:
     """Every array of a .npz file {name: array} (no pickle; each member's allocation bounded by its
     size in the archive, at most DEFLATE_MAX_RATIO x its compressed size)."""
-    import zipfile
     path = os.fspath(path)
     out = {}
     try:

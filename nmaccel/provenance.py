@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from nmaccel.fileio import atomic_write
+from nmaccel.verilog.tools import find_verilator
 
 # distribution name -> label in the record
 PACKAGES = {"pyrtl": "PyRTL", "numpy": "numpy", "scipy": "scipy", "torch": "torch", "triton": "triton",
@@ -52,7 +53,6 @@ def tool_versions():
         except importlib.metadata.PackageNotFoundError:
             pass
     try:
-        from nmaccel.verilog.tools import find_verilator
         out["Verilator (used)"] = find_verilator().version()
     except Exception as exc:  # noqa: BLE001  (a missing tool is recorded, not fatal)
         out["Verilator (used)"] = f"not found ({type(exc).__name__})"

@@ -8,6 +8,7 @@ import pytest
 from nmaccel.arch import layout
 from nmaccel.arch.config import MODES, ArrayConfig, TopConfig
 from nmaccel.errors import NmaccelError
+from nmaccel.hdl.signed import join
 
 ARRAYS = [ArrayConfig(), ArrayConfig(rows=2, cols=3, n_max=2, m_max=4, modes=MODES),
           ArrayConfig(rows=1, cols=2, n_max=3, m_max=8, modes=("int8",), act_bits=9, weight_bits=9)]
@@ -22,7 +23,8 @@ def _layouts():
     for a in ARRAYS:
         out += [(f"lane-{a.rows}x{a.cols}", layout.lane_layout(a)),
                 (f"pe-{a.rows}x{a.cols}", layout.pe_word_layout(a)),
-                (f"pe-store-{a.rows}x{a.cols}", layout.pe_store_layout(a))]
+                (f"pe-store-{a.rows}x{a.cols}", layout.pe_store_layout(a)),
+                (f"window-{a.rows}x{a.cols}", layout.window_layout(a))]
         if a.has_codebook:
             out.append((f"codebook-{a.rows}x{a.cols}", layout.codebook_layout(a)))
     for i, p in enumerate(TOPS):
@@ -137,6 +139,40 @@ def test_known_answer_words():
     assert hdr.bits == top.hdr_bits
 
 
+@pytest.mark.parametrize("name,lay", LAYOUTS, ids=[n for n, _ in LAYOUTS])
+def test_join_inverts_split(name, lay):
+    """hdl join() of split()'s fields rebuilds the word; slice() of a whole field is its span."""
+    pyrtl.reset_working_block()
+    rng = np.random.default_rng(len(name) + 7)
+    value = lay.encode(**layout.record_at(_random_values(rng, lay, 1), 0))
+    word = pyrtl.Input(lay.bits, "word")
+    again = pyrtl.Output(lay.bits, "again")
+    again <<= join(lay, **lay.split(word))
+    flat = pyrtl.Output(lay.bits, "flat")
+    flat <<= join(lay, **lay.split(word, nested=False))
+    sim = pyrtl.Simulation()
+    sim.step({"word": value})
+    assert sim.inspect("again") == value and sim.inspect("flat") == value
+    for f in lay.fields:
+        lo, hi = lay.span(f.name)
+        assert (lo, hi - lo) == (lay.offsets[f.name], f.bits)
+        assert len(lay.slice(word, f.name)) == f.bits
+
+
+def test_slice_and_join_errors():
+    pyrtl.reset_working_block()
+    lay = layout.Layout([("v", 4, 3), ("s", 2)])
+    assert lay.span("v", 1, 3) == (4, 12) and lay.span("s") == (12, 14)
+    with pytest.raises(NmaccelError, match="outside"):
+        lay.span("v", 2, 4)
+    with pytest.raises(NmaccelError, match="2 elements, 3 expected"):
+        join(lay, v=[pyrtl.Const(0, bitwidth=4)] * 2, s=pyrtl.Const(0, bitwidth=2))
+    with pytest.raises(NmaccelError, match="5 bits, 4 expected"):
+        join(lay, v=[pyrtl.Const(0, bitwidth=5)] * 3, s=pyrtl.Const(0, bitwidth=2))
+    with pytest.raises(NmaccelError, match="no value"):
+        join(lay, v=[pyrtl.Const(0, bitwidth=4)] * 3)
+
+
 def test_record_bit_order_and_wrap():
     """Fields LSB-first, records split into host words LSB-first, negatives wrapped."""
     lay = layout.Layout([("v", 4, 3)])
@@ -183,6 +219,7 @@ def test_layout_widths_equal_config_record_widths(p):
     assert layout.lane_layout(a).bits == a.lane_load_bits
     assert layout.pe_word_layout(a).bits == a.w_bits
     assert layout.stored_lane_layout(a).bits == a.idx_bits + a.weight_bits
+    assert layout.window_layout(a).bits == a.x_bits
     assert layout.header_layout(p).bits == p.hdr_bits
     assert layout.activation_layout(p).bits == p.act_tok_bits
     assert layout.weight_layout(p).bits == p.w_rec_bits

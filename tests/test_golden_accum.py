@@ -4,6 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
+from nmaccel.arch.config import ArrayConfig, TopConfig
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import intops
 from nmaccel.golden.accum import (accum_bits, check_accumulator, dot_range, max_k,
@@ -82,3 +83,17 @@ def test_check_accumulator_message_and_impossible():
     with pytest.raises(NmaccelError, match=r"use acc_bits >= 16$"):
         check_accumulator(1, 8, 8, 12)      # not even one product fits: no K tile helps
     assert check_accumulator(4096, 8, 8, 32) == 28
+
+
+@pytest.mark.parametrize("a", [ArrayConfig(), ArrayConfig(rows=2, cols=2, n_max=2, m_max=4),
+                               ArrayConfig(rows=1, cols=2, n_max=3, m_max=8, modes=("int8",),
+                                           act_bits=9, weight_bits=9)])
+def test_hardware_accumulators_use_accum_bits(a):
+    """The array and top accumulators are sized by the one accum_bits definition (known answers:
+    the worst-case magnitude k * 2^(act_bits-1) * 2^(weight_bits-1) plus a sign bit)."""
+    for k in (1, 2, 31, 32, a.k_max, 4096):
+        want = (k << (a.act_bits + a.weight_bits - 2)).bit_length() + 1
+        assert a.required_acc_bits(k) == accum_bits(k, a.weight_bits, a.act_bits) == want
+    assert a.acc_bits == accum_bits(a.k_max, a.weight_bits, a.act_bits)
+    top = TopConfig(array=a, k_tiles_max=3)
+    assert top.acc_bits == accum_bits(top.k_max, a.weight_bits, a.act_bits)

@@ -31,7 +31,7 @@ def _nm_pairs(a):
 def _check(p, packed, x, ep=None):
     res = run_gemm(packed, x, p.array, top_cfg=p, epilogue=ep)
     np.testing.assert_array_equal(res.outputs, reference(packed, x, ep))
-    words, _, _ = encode_gemm(packed, x, p, ep)
+    words = encode_gemm(packed, x, p, ep).words
     assert res.out_words == run_stream(p, words)          # RTL words == protocol twin's words
     assert res.cycles == res.model_cycles
     assert 0 < res.utilization <= 1
@@ -201,7 +201,7 @@ def test_bad_input_raises_before_simulation(rng):
         TopConfig(array=a, k_tiles_max=1 << 20)
     with pytest.raises(NmaccelError, match="t_max"):
         TopConfig(array=a, t_max=1)
-    words, _, _ = encode_gemm(packed, x, P22)
+    words = encode_gemm(packed, x, P22).words
     with pytest.raises(NmaccelError, match="truncated"):
         run_stream(P22, words[:-1])
     with pytest.raises(NmaccelError, match="mode code 3"):
@@ -251,7 +251,7 @@ def _check_gs(packed, x, ep):
     res = run_gemm(packed, x, PGS.array, top_cfg=PGS, epilogue=ep)
     ref = reference(packed, x, ep, group_scales=True)
     np.testing.assert_array_equal(res.outputs, ref)
-    words, _, _ = encode_gemm(packed, x, PGS, ep)
+    words = encode_gemm(packed, x, PGS, ep).words
     assert res.out_words == run_stream(PGS, words)
     assert res.cycles == res.model_cycles
     return ref

@@ -23,7 +23,8 @@ def test_activity_counts_equal_the_encoded_stream(rng, cfg):
     pk = pack_weights(w, n_keep=cfg["n_keep"], m_group=cfg["m_group"], bits=cfg["bits"],
                       group_size=cfg["group_size"])
     x = rng.integers(-127, 128, size=(11, 60))
-    words, jobs, mode = encode_gemm(pk, x, t.top, None, group_scales=pk.granularity == "group")
+    prog = encode_gemm(pk, x, t.top, None, group_scales=pk.granularity == "group")
+    words, jobs, mode = prog.words, prog.jobs, prog.mode
     act = {}
     cyc = tg.gemm_cycles(cfg, t, 11, 60, 10, activity=act)
     assert cyc > 0

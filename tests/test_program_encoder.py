@@ -105,7 +105,8 @@ def test_encoder_equals_oracle_every_host_width(p):
             continue
         packed, x = random_gemm(rng, nk, mg, bits, q, p)
         for ep in (None, random_epilogue(rng, packed.out_features)):
-            got, jobs, m = encode_gemm(packed, x, p, ep)
+            prog = encode_gemm(packed, x, p, ep)
+            got, jobs, m = prog.words, list(prog.jobs), prog.mode
             want, jobs2, m2 = oracle_encode(packed, x, p, ep)
             assert m == m2 == mode and jobs == jobs2
             assert got.dtype == (np.uint64 if p.host_bits <= 64 else object)
@@ -114,6 +115,8 @@ def test_encoder_equals_oracle_every_host_width(p):
             T = x.shape[0]
             np.testing.assert_array_equal(decode_outputs(out, jobs, p, m, T, packed.out_features),
                                           reference(packed, x, ep))
+            np.testing.assert_array_equal(prog.decode(out), reference(packed, x, ep))
+            assert len(out) == prog.n_out_words
 
 
 @pytest.mark.parametrize("p", PGS, ids=lambda p: f"gs-h{p.host_bits}")
@@ -123,7 +126,8 @@ def test_encoder_equals_oracle_group_scales(p):
         for gsize in (16, 48):
             packed, x = random_gemm(rng, nk, mg, bits, q, p, group_size=gsize)
             for ep in (None, random_epilogue(rng, packed.out_features)):
-                got, jobs, m = encode_gemm(packed, x, p, ep)
+                prog = encode_gemm(packed, x, p, ep)
+                got, jobs, m = prog.words, list(prog.jobs), prog.mode
                 want, jobs2, _ = oracle_encode(packed, x, p, ep)
                 assert jobs == jobs2 and [int(w) for w in got] == want
                 out = run_stream(p, got)
@@ -136,7 +140,8 @@ def test_decode_outputs_rejects_extra_words():
     p = TOPS[2]
     rng = np.random.default_rng(3)
     packed, x = random_gemm(rng, 2, 4, 8, "uniform", p)
-    words, jobs, m = encode_gemm(packed, x, p)
+    prog = encode_gemm(packed, x, p)
+    words, jobs, m = prog.words, prog.jobs, prog.mode
     out = run_stream(p, words)
     with pytest.raises(Exception, match="unexpected output words"):
         decode_outputs(out + [0], jobs, p, m, x.shape[0], packed.out_features)

@@ -34,7 +34,7 @@ def test_verilator_equals_golden_and_pyrtl(rng, mode, nk, mg, bits, q):
         rp = run_gemm(packed, x, PALL.array, top_cfg=PALL, epilogue=ep, backend="pyrtl")
         np.testing.assert_array_equal(rv.outputs, reference(packed, x, ep))
         assert rv.mode == mode
-        assert rv.out_words == rp.out_words == run_stream(PALL, encode_gemm(packed, x, PALL, ep)[0])
+        assert rv.out_words == rp.out_words == run_stream(PALL, encode_gemm(packed, x, PALL, ep).words)
         T, K = x.shape
         model = cm.cycles((T, K, packed.out_features), PALL.array, RuntimeConfig(mode, nk, mg), PALL)
         assert rv.cycles == rp.cycles == model
@@ -49,7 +49,7 @@ def test_wide_host_words(rng):
         ep = random_epilogue(rng, packed.out_features) if with_ep else None
         rv = run_gemm(packed, x, PWIDE.array, top_cfg=PWIDE, epilogue=ep, backend="verilator")
         np.testing.assert_array_equal(rv.outputs, reference(packed, x, ep))
-        words = encode_gemm(packed, x, PWIDE, ep)[0]
+        words = encode_gemm(packed, x, PWIDE, ep).words
         assert rv.out_words == run_stream(PWIDE, words)
         assert rv.cycles == rv.model_cycles
         hi += [w >> 64 for w in list(words) + rv.out_words]
@@ -63,8 +63,9 @@ def test_build_cache_hit_and_stall(rng):
     again = cosim_top.TopVerilatorModel(PALL)
     assert again.cached and again.build_s == 0.0 and again.exe == first.exe
     packed, x = random_gemm(rng, 2, 4, 8, "uniform", PALL, T=3, K=8, N=2)
-    words, jobs, _ = encode_gemm(packed, x, PALL)
-    n_out = sum(j.n_nt * j.n_steps for j in jobs) * PALL.words("out")
+    prog = encode_gemm(packed, x, PALL)
+    words, n_out = prog.words, prog.n_out_words
+    assert n_out == sum(j.n_nt * j.n_steps for j in prog.jobs) * PALL.words("out")
     run = again.run(words, n_out, 10000)
     assert run.cycles_run >= run.cycles > 0 and len(run.out_words) == n_out
     with pytest.raises(NmaccelError, match="stalled"):

@@ -1,7 +1,8 @@
 """Every configuration of the accelerator, validated in one place: ArrayConfig (elaboration of
 the systolic array), RuntimeConfig (its runtime register bundle), EpilogueConfig (fused output
 epilogue widths), TopConfig (the accelerator top and its host word sizes); the mode codes,
-latencies and window arithmetic they share. Imports nothing of nmaccel but nmaccel.errors.
+latencies, window arithmetic and accumulator width (accum_bits: the one definition, used by the
+configs and the golden checks) they share. Imports nothing of nmaccel but nmaccel.errors.
 
 Elaboration fixes the hardware (array size, lanes, largest group, widths); the runtime
 configuration (mode, n_keep, m_group) is a register bundle loaded before a job, so switching
@@ -14,6 +15,7 @@ import numpy as np
 
 from nmaccel.errors import require
 
+M_GROUP_MAX = 16        # largest N:M group (m_group) the packed format stores and the CLI elaborates
 MODES = ("int8", "int4", "codebook")          # header / runtime mode codes 0, 1, 2
 MODE_CODE = {m: i for i, m in enumerate(MODES)}
 OPERAND_BITS = (8, 9)   # 9: one bit of Strassen pre-add growth (nmaccel.hdl.strassen_tile)
@@ -42,6 +44,82 @@ def n_words(bits, h):
 def window_groups(n_keep, m_group, n_max, m_max):
     """N:M groups one PE covers per cycle: as many as fit in n_max lanes and m_max activations."""
     return min(n_max // n_keep, m_max // m_group)
+
+
+# ---- integer ranges and the accumulator width (the one definition; golden.accum checks it) ----
+def int_range(bits, signed=True):
+    """(lo, hi) of a `bits`-wide two's complement (signed) or unsigned integer."""
+    require(int(bits) >= 1, f"bit width must be >= 1, got {bits}")
+    bits = int(bits)
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def bits_for_range(lo, hi, signed=True):
+    """Fewest bits whose integer range holds every value in [lo, hi]."""
+    lo, hi = int(lo), int(hi)
+    require(lo <= hi, f"empty range [{lo}, {hi}]")
+    if not signed:
+        require(lo >= 0, f"range [{lo}, {hi}] has negative values; use signed=True")
+        return max(1, hi.bit_length())
+    # signed b bits hold [-2^(b-1), 2^(b-1)-1]
+    need_hi = hi.bit_length() + 1 if hi > 0 else 1
+    need_lo = (-lo - 1).bit_length() + 1 if lo < 0 else 1
+    return max(need_hi, need_lo)
+
+
+def _signs(signed):
+    if isinstance(signed, (tuple, list)):
+        require(len(signed) == 2, "signed must be a bool or a (w_signed, a_signed) pair")
+        return bool(signed[0]), bool(signed[1])
+    return bool(signed), bool(signed)
+
+
+def product_range(w_bits, a_bits, signed=True):
+    """(lo, hi) of one product w * a of a `w_bits` and an `a_bits` operand.
+
+    `signed` is a bool for both operands or a (w_signed, a_signed) pair. For two signed operands
+    the maximum is (-2^(w-1)) * (-2^(a-1)) = 2^(w+a-2) and the minimum is
+    -max(2^(w-1) * (2^(a-1)-1), (2^(w-1)-1) * 2^(a-1)).
+    """
+    ws, as_ = _signs(signed)
+    wlo, whi = int_range(w_bits, ws)
+    alo, ahi = int_range(a_bits, as_)
+    corners = [wlo * alo, wlo * ahi, whi * alo, whi * ahi]
+    return min(corners), max(corners)
+
+
+def dot_range(k, w_bits, a_bits, signed=True):
+    """(lo, hi) of a sum of `k` products (every term independently at its extreme)."""
+    require(int(k) >= 0, f"K must be >= 0, got {k}")
+    lo, hi = product_range(w_bits, a_bits, signed)
+    return int(k) * lo, int(k) * hi
+
+
+def accum_bits(k, w_bits, a_bits, signed=True):
+    """Exact accumulator bits for a `k`-long dot product of worst-case operands.
+
+    Signed result (two's complement) when either operand is signed, else unsigned. E.g.
+    INT8 x INT8: one product needs 16 bits (+2^14 = (-128)*(-128) does not fit 15), and
+    accum_bits(k, 8, 8) = bits_for_range(k * -16256, k * 16384).
+    """
+    ws, as_ = _signs(signed)
+    lo, hi = dot_range(k, w_bits, a_bits, signed)
+    return bits_for_range(lo, hi, signed=ws or as_)
+
+
+def max_k(acc_bits, w_bits, a_bits, signed=True):
+    """Largest K whose worst-case dot product fits `acc_bits` (0 if not even one product)."""
+    ws, as_ = _signs(signed)
+    alo, ahi = int_range(acc_bits, ws or as_)
+    lo, hi = product_range(w_bits, a_bits, signed)
+    limits = []
+    if hi > 0:
+        limits.append(ahi // hi)
+    if lo < 0:
+        limits.append(alo // lo)   # both negative: floor(alo / lo)
+    return min(limits) if limits else 0
 
 
 PIPELINE_FLAGS = ("pipeline_mux", "pipeline_product", "pipeline_operand", "pipeline_dsp", "pipeline_sum")
@@ -136,9 +214,9 @@ class ArrayConfig:
                     f"ArrayConfig.acc_bits={self.acc_bits} can overflow for k_max={k_max}: use acc_bits >= {need}")
 
     def required_acc_bits(self, k):
-        """Signed bits holding any sum of k act x weight products (worst case both most negative)."""
-        max_mag = k * (1 << (self.act_bits - 1)) * (1 << (self.weight_bits - 1))
-        return ubits(max_mag) + 1
+        """Signed bits holding any sum of k act x weight products: accum_bits (worst case both
+        operands most negative)."""
+        return accum_bits(k, self.weight_bits, self.act_bits)
 
     # ---- derived widths ------------------------------------------------------------------
     @property

@@ -19,6 +19,7 @@ decode returns int64, sign-extended for signed fields. The words of the accelera
 
   lane_layout       one PE lane's load word: code | index | keep
   pe_word_layout    one PE's weight input (w_in_c): n_max lanes
+  window_layout     one PE row's activation input (x_in_r): m_max elements of tokens_per_step
   pe_store_layout   a PE's weight register: n_max stored lanes (weight | index)
   codebook_layout   one PE's codebook input (cb_in_c)
   header_layout     the job header (mode, N:M, relu, raw, n_steps, n_kt, n_nt[, kt_per_group])
@@ -27,6 +28,7 @@ decode returns int64, sign-extended for signed fields. The words of the accelera
   groupscale_layout one group-scale record: cols unsigned multipliers
   epilogue_layout   one epilogue record: cols (mult | shift | bias)
   output_layout     one output record: tokens_per_step x cols raw_bits sums (token A first)
+  quad_row_layout   / block_row_layout: the Strassen tile's quadrant-row input and block-row output
 """
 from dataclasses import dataclass
 
@@ -194,18 +196,34 @@ class Layout:
         return record_at(self.from_words(words, 64), 0)
 
     # ---- hardware view -------------------------------------------------------------------
-    def split(self, wire):
+    def split(self, wire, nested=True):
         """{field: slice of `wire`} (a list of slices for a vector field, nested dicts for a nested
-        Layout), field 0 in the LSBs: the hardware reads the bits this table encodes."""
+        Layout; with nested=False a nested Layout's elements stay whole slices), field 0 in the
+        LSBs: the hardware reads the bits this table encodes. Hardware that writes a word joins
+        the same table (nmaccel.hdl.signed.join)."""
         require(len(wire) >= self.bits, f"wire of {len(wire)} bits is narrower than the layout's {self.bits}")
         out = {}
         for f in self.fields:
             lo, eb = self.offsets[f.name], f.elem_bits
             elems = [wire[lo + i * eb:lo + (i + 1) * eb] for i in range(f.n)]
-            if isinstance(f.shape, Layout):
+            if nested and isinstance(f.shape, Layout):
                 elems = [f.shape.split(e) for e in elems]
             out[f.name] = elems[0] if f.count is None else elems
         return out
+
+    def span(self, name, start=0, stop=None):
+        """(lo, hi) bits of elements start .. stop-1 of field `name` (stop None: to its end)."""
+        f = self.field(name)
+        stop = f.n if stop is None else stop
+        require(0 <= start <= stop <= f.n, f"field {name}: elements {start}..{stop} outside 0..{f.n}")
+        lo = self.offsets[name]
+        return lo + start * f.elem_bits, lo + stop * f.elem_bits
+
+    def slice(self, wire, name, start=0, stop=None):
+        """The contiguous slice of `wire` holding elements start .. stop-1 of field `name`."""
+        require(len(wire) >= self.bits, f"wire of {len(wire)} bits is narrower than the layout's {self.bits}")
+        lo, hi = self.span(name, start, stop)
+        return wire[lo:hi]
 
 
 def to_signed(values, width):
@@ -273,6 +291,17 @@ def codebook_layout(array_cfg):
     return Layout([("entry", array_cfg.weight_bits, array_cfg.cb_entries, True)])
 
 
+def element_layout(array_cfg):
+    """One activation element of a PE window: tokens_per_step signed act_bits values, token A
+    lowest (INT4 token packing: token B above it)."""
+    return Layout([("tok", array_cfg.act_bits, array_cfg.tokens_per_step, True)])
+
+
+def window_layout(array_cfg):
+    """A PE row's activation input x_in: m_max elements (element_layout), element 0 lowest."""
+    return Layout([("elem", element_layout(array_cfg), array_cfg.m_max)])
+
+
 def header_layout(top_cfg):
     """The job header: TopConfig.hdr_fields (mode, N:M, relu, raw, n_steps, n_kt, n_nt[, kt_per_group])."""
     return Layout(top_cfg.hdr_fields)
@@ -309,3 +338,13 @@ def epilogue_layout(top_cfg):
 def output_layout(top_cfg):
     """tokens_per_step x cols signed raw_bits values, token A's columns first."""
     return Layout([("y", top_cfg.raw_bits, top_cfg.out_fields, True)])
+
+
+def quad_row_layout(tile_cfg):
+    """One Strassen tile quadrant row a<XY>_in: `lanes` signed act_bits activations, lane 0 lowest."""
+    return Layout([("x", tile_cfg.act_bits, tile_cfg.lanes, True)])
+
+
+def block_row_layout(tile_cfg):
+    """One Strassen tile output c<XY>_out_<i>: cols signed comb_bits sums, column 0 lowest."""
+    return Layout([("y", tile_cfg.comb_bits, tile_cfg.array.cols, True)])

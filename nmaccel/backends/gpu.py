@@ -165,7 +165,7 @@ def int4pack_reference(u8, scale_zeros, group_size):
 def _torch():
     """torch with a CUDA device, or ToolMissingError naming the fix."""
     try:
-        import torch
+        import torch                         # lazy: heavy optional dependency (nmaccel[gpu])
     except ImportError:
         raise ToolMissingError("the GPU backend needs PyTorch with CUDA: install nmaccel[gpu] "
                                "(torch) and run on a machine with an NVIDIA GPU") from None
@@ -363,7 +363,7 @@ def _tune(mod, x, configs):
 
     Each config is timed as a one-launch CUDA graph replayed by triton's do_bench (median,
     L2 flushed before each replay), so host launch cost does not decide the choice."""
-    from triton.testing import do_bench
+    from triton.testing import do_bench     # lazy: heavy optional dependency (nmaccel[gpu])
     times = {}
     for cfg in configs:
         replay, _ = graphed(lambda cfg=cfg: mod.run(x, cfg))
@@ -402,7 +402,7 @@ class PackedNM24Int4:
 
     def run(self, x, config):
         torch = _torch()
-        from nmaccel.backends import triton_nm
+        from nmaccel.backends import triton_nm   # lazy: imports triton (optional, nmaccel[gpu])
         kernel, block_n, split_k, warps, stages = config
         t = x.shape[0]
         out = (torch.zeros if split_k > 1 else torch.empty)((t, self.out_features), device=x.device,
@@ -722,7 +722,7 @@ SPMMA_CONFIGS = [(1, 4, 4), (1, 8, 4), (1, 8, 2), (2, 4, 2), (2, 8, 2), (1, 16, 
 
 def _cupy():
     try:
-        import cupy
+        import cupy                          # lazy: heavy optional dependency (CUDA kernels only)
     except ImportError:
         raise ToolMissingError("the CUDA kernels need CuPy (cupy-cuda12x/13x): install it or use "
                                "PackedNM24Int4 (Triton)") from None

@@ -186,7 +186,7 @@ def launch(x, v_words, i_half, scales, out, *, k, n_blocks, words, blocks_per_sc
     block_t = max(16 if dot else 1, triton.next_power_of_2(t))
     per_split = triton.cdiv(n_blocks, split_k)
     grid = (triton.cdiv(n, block_n), split_k)
-    import torch
+    import torch                             # lazy: heavy optional dependency (nmaccel[gpu])
     if dot:
         v_bytes, i_bytes = v_words.view(torch.uint8), i_half.view(torch.uint8)
         _nm24_int4_dot_kernel[grid](

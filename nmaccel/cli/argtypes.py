@@ -4,6 +4,8 @@ import argparse
 import math
 import sys
 
+from nmaccel.arch.config import M_GROUP_MAX
+
 
 class OneLineParser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one stderr line (no usage dump), exit 2."""
@@ -52,7 +54,6 @@ non_negative = int_range(0, None, "value")
 
 
 def _m_max(text):
-    from nmaccel.pack.format import M_GROUP_MAX
     return int_range(2, M_GROUP_MAX, "m_max (largest N:M group the packed format and hardware support)")(text)
 
 

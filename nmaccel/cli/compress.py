@@ -5,6 +5,7 @@ import time
 from tabulate import tabulate
 
 from nmaccel.cli.pack import parse_nm
+from nmaccel.pack.compress import compress_model, stderr_progress
 from nmaccel.pack.obs import METHODS
 from nmaccel.pack.quant import QUANTIZERS
 
@@ -23,7 +24,6 @@ def _command(args):
 
 
 def _cmd_compress(args):
-    from nmaccel.pack.compress import compress_model, stderr_progress
     n_keep, m_group = parse_nm(args.nm)
     t0 = time.time()
     doc = compress_model(

@@ -2,6 +2,8 @@
 import json
 import sys
 
+from tabulate import tabulate
+
 from nmaccel.cli.sim import _parse_pair
 from nmaccel.errors import NmaccelError
 from nmaccel.run.demo import DEFAULT_LAYER, TARGETS, DemoConfig, run_demo, summary_rows
@@ -26,7 +28,6 @@ def cmd_demo(args):
     if args.json:
         print(json.dumps(report, indent=1, default=str))
     else:
-        from tabulate import tabulate
         print(tabulate(summary_rows(report), headers=("", "figure", "value")))
     if not report["all_exact"]:
         raise NmaccelError("RTL outputs differ from the golden model: see the runs in "

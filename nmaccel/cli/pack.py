@@ -8,6 +8,8 @@ from tabulate import tabulate
 from nmaccel.cli import argtypes
 from nmaccel.errors import NmaccelError, require
 from nmaccel.fileio import check_output, read_npy, require_real
+from nmaccel.models import loaders as models
+from nmaccel.pack.api import pack_weights
 from nmaccel.pack.format import PackedWeights
 
 # (label, pack_weights kwargs or None for FP16); the storage table's rows.
@@ -36,7 +38,6 @@ def parse_nm(text):
 
 def load_layer(weights, layer=None):
     """A 2-D float32 weight from a file or built-in model name, and its name."""
-    from nmaccel.models import loaders as models
     if weights is None:
         return models.DEFAULT_LAYER, models.default_layer()
     tensors = models.load_weights(weights)
@@ -68,7 +69,6 @@ def load_calibration(path, in_features):
 
 def storage_table(w):
     """Rows (config, bits/weight, total KiB, vs FP16) for the STORAGE_CONFIGS, measured by packing w."""
-    from nmaccel.pack.api import pack_weights
     n = w.size
     rows = []
     for label, kw in STORAGE_CONFIGS:
@@ -79,7 +79,6 @@ def storage_table(w):
 
 
 def _cmd_pack(args):
-    from nmaccel.pack.api import pack_weights
     n_keep, m_group = parse_nm(args.nm)
     inputs = [p for p in (args.weights, args.calibration) if p and os.path.exists(p)]
     check_output(args.output, inputs)              # before any work: never over an input
@@ -105,7 +104,6 @@ def _cmd_inspect(args):
 
 def _cmd_storage(args):
     if args.list:
-        from nmaccel.models import loaders as models
         for k, v in models.load_weights(args.list).items():
             print(k, tuple(np.shape(v)))
         return 0

@@ -5,6 +5,11 @@ import os
 from tabulate import tabulate
 
 from nmaccel.errors import require
+from nmaccel.plan import target as tg
+from nmaccel.plan.compiler import compile_program, load_program
+from nmaccel.plan.policy import plan_file
+from nmaccel.plan.profile import CONFIG_SETS, ModelSource, run_profile
+from nmaccel.plan.runner import run_program
 
 
 def parse_array(text):
@@ -22,8 +27,6 @@ def _check_new_file(path):
 
 
 def _cmd_profile(args):
-    from nmaccel.plan import target as tg
-    from nmaccel.plan.profile import CONFIG_SETS, ModelSource, run_profile
     _check_new_file(args.output)
     target = None
     if args.array or args.pipeline != "all":
@@ -41,7 +44,6 @@ def _cmd_profile(args):
 
 
 def _cmd_plan(args):
-    from nmaccel.plan.policy import plan_file
     _check_new_file(args.output)
     plan = plan_file(args.profile, args.budget, args.output, args.phase)
     p = plan["predicted"]
@@ -54,7 +56,6 @@ def _cmd_plan(args):
 
 
 def _cmd_compile(args):
-    from nmaccel.plan.compiler import compile_program
     path = compile_program(args.model, args.plan, args.output,
                            array=parse_array(args.array) if args.array else None)
     print(f"wrote {path}")
@@ -62,8 +63,6 @@ def _cmd_compile(args):
 
 
 def _cmd_run(args):
-    from nmaccel.plan.compiler import load_program
-    from nmaccel.plan.runner import run_program
     text = None
     if args.text:
         require(os.path.isfile(args.text), f"--text {args.text}: no such file; pass a UTF-8 text file")

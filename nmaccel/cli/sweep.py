@@ -1,10 +1,11 @@
 """`nmaccel sweep grid.yaml`: design-space sweep front end (engine: nmaccel.run.sweep)."""
+from tabulate import tabulate
+
 from nmaccel.errors import require
 from nmaccel.run.sweep import CSV_COLUMNS, load_grid, run_sweep
 
 
 def table(rows):
-    from tabulate import tabulate
     cols = [c for c in CSV_COLUMNS if c != "message" and any(r.get(c) not in (None, "") for r in rows)]
     body = [[r.get(c, "") if r.get(c) is not None else "-" for c in cols] for r in rows]
     return tabulate(body, headers=cols, tablefmt="github")

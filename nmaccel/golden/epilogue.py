@@ -15,6 +15,8 @@ import numpy as np
 
 from nmaccel.errors import require
 from nmaccel.golden import intops
+from nmaccel.golden.gemm import check_activations
+from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
 
 MAX_SHIFT = 62
 
@@ -141,7 +143,6 @@ def quantized_linear(packed, x_q, x_scale, y_scale, bias=None, relu=False, out_b
     bias = quantize_bias(bias); out = epilogue(acc, mantissa, shift, bias, relu, out_bits).
     Float reference: `quantized_linear_float`; tolerance documented there.
     """
-    from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
     require(float(x_scale) > 0 and float(y_scale) > 0, "x_scale and y_scale must be > 0")
     params = groupscale_params(packed, frac_bits)
     acc = group_scaled_gemm(packed, x_q, params)
@@ -159,7 +160,6 @@ def quantized_linear_float(packed, x_q, x_scale, y_scale, bias=None, relu=False,
     Tolerance: |quantized_linear - this| <= 1 LSB where the group scales are exact
     (params.exact) and mult_bits >= 16; 0 except near a rounding tie.
     """
-    from nmaccel.golden.gemm import check_activations
     x = check_activations(x_q, packed.in_features).astype(np.float64) * float(x_scale)
     y = x @ packed.dequantize().astype(np.float64).T
     if bias is not None:

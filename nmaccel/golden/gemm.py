@@ -12,9 +12,9 @@ converted back to int64 without rounding. `GemmPlan` picks the path once per wei
 import numpy as np
 import scipy.sparse
 
+from nmaccel.arch.config import accum_bits, max_k
 from nmaccel.errors import NmaccelError, require
 from nmaccel.golden import intops
-from nmaccel.golden.accum import accum_bits, max_k
 
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nmaccel.arch.config import accum_bits, dot_range
 from nmaccel.errors import require
 from nmaccel.golden import intops
-from nmaccel.golden.accum import accum_bits, dot_range
 from nmaccel.golden.gemm import (A_BITS, check_activations, exact_dtype, int_matmul,
                                  weight_operand_bits)
 

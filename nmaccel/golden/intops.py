@@ -6,6 +6,7 @@ with floats. Floats are refused: the golden models are integer-only.
 """
 import numpy as np
 
+from nmaccel.arch.config import bits_for_range, int_range  # noqa: F401  (defined with the accumulator width)
 from nmaccel.errors import NmaccelError, require
 
 ROUND_MODES = ("half_up", "half_away", "half_even", "floor", "trunc")
@@ -42,28 +43,6 @@ def _widen(*arrays, bound):
     if bound >= _INT64_SAFE:
         return tuple(np.asarray(a).astype(object) for a in arrays)
     return arrays
-
-
-def int_range(bits, signed=True):
-    """(lo, hi) of a `bits`-wide two's complement (signed) or unsigned integer."""
-    require(int(bits) >= 1, f"bit width must be >= 1, got {bits}")
-    bits = int(bits)
-    if signed:
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
-
-
-def bits_for_range(lo, hi, signed=True):
-    """Fewest bits whose integer range holds every value in [lo, hi]."""
-    lo, hi = int(lo), int(hi)
-    require(lo <= hi, f"empty range [{lo}, {hi}]")
-    if not signed:
-        require(lo >= 0, f"range [{lo}, {hi}] has negative values; use signed=True")
-        return max(1, hi.bit_length())
-    # signed b bits hold [-2^(b-1), 2^(b-1)-1]
-    need_hi = hi.bit_length() + 1 if hi > 0 else 1
-    need_lo = (-lo - 1).bit_length() + 1 if lo < 0 else 1
-    return max(need_hi, need_lo)
 
 
 def wrap(x, bits, signed=True):

@@ -2,10 +2,10 @@
 import pyrtl
 
 from nmaccel.arch.config import MODE_CODE
-from nmaccel.arch.layout import pe_word_layout
+from nmaccel.arch.layout import pe_store_layout, pe_word_layout
 from nmaccel.hdl.codebook import make_codebook_decoder
-from nmaccel.hdl.pe import lane_store_bits, make_pe
-from nmaccel.hdl.signed import delay, make_io_top
+from nmaccel.hdl.pe import make_pe
+from nmaccel.hdl.signed import delay, join, make_io_top
 
 
 class Bundle:
@@ -101,8 +101,7 @@ def make_systolic_array(name, cfg, inputs=None, with_valid=True):
     rt = make_runtime_config(f"{name}.rt", cfg, ins["cfg_load"], ins["cfg_mode"],
                              ins["cfg_n_keep"], ins["cfg_m_group"])
 
-    sb = lane_store_bits(cfg)
-    pe_word = pe_word_layout(cfg)
+    pe_word, store = pe_word_layout(cfg), pe_store_layout(cfg)
     top_words = []
     for c in range(cfg.cols):
         lanes = pe_word.split(ins[f"w_in_{c}"])["lane"]         # nmaccel.arch.layout.lane_layout
@@ -112,12 +111,10 @@ def make_systolic_array(name, cfg, inputs=None, with_valid=True):
             vals = [pyrtl.select(rt.codebook, v, code) for v, code in zip(cb.values, codes)]
         else:
             vals = codes
-        words = []
-        for keep, idx, v in zip(keeps, idxs, vals):
-            v = pyrtl.select(keep, v, pyrtl.Const(0, bitwidth=cfg.weight_bits))
-            words.append(pyrtl.concat(idx, v))
-        top = pyrtl.WireVector(cfg.n_max * sb, name=f"{name}.wtop{c}")
-        top <<= pyrtl.concat_list(words)
+        stored = [{"weight": pyrtl.select(keep, v, pyrtl.Const(0, bitwidth=cfg.weight_bits)), "index": idx}
+                  for keep, idx, v in zip(keeps, idxs, vals)]
+        top = pyrtl.WireVector(store.bits, name=f"{name}.wtop{c}")
+        top <<= join(store, lane=stored)                        # nmaccel.arch.layout.pe_store_layout
         top_words.append(top)
 
     zero = pyrtl.Const(0, bitwidth=cfg.acc_bits)

@@ -20,9 +20,9 @@ option: `python benchmarks/fmax_study.py` (benchmarks/results/fmax_study.json).
 """
 import pyrtl
 
-from nmaccel.arch.layout import pe_store_layout, stored_lane_layout
+from nmaccel.arch.layout import element_layout, pe_store_layout, stored_lane_layout, window_layout
 from nmaccel.hdl.decoder import make_nm_decoder
-from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext, smul, smul_dsp, smul_shift_add, ssum
+from nmaccel.hdl.signed import delay, make_io_top, sadd, sext, smul, smul_dsp, smul_shift_add, ssum
 
 
 def lane_store_bits(cfg):
@@ -82,8 +82,8 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
     Latency x_in -> psum_out: 1 + cfg.pipeline_stages cycles; x_in -> x_out: 1 cycle.
     Runtime inputs from `rt`: `int4`, `dense`.
     """
-    sb = lane_store_bits(cfg)
-    w_reg = pyrtl.Register(cfg.n_max * sb, name=f"{name}.w")
+    store = pe_store_layout(cfg)
+    w_reg = pyrtl.Register(store.bits, name=f"{name}.w")
     w_next = pyrtl.select(w_load, w_in, w_reg)
     w_reg.next <<= w_next
     x_reg = None
@@ -93,15 +93,15 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
     swap_out = None
     if cfg.double_buffer:
         assert swap_in is not None, "double_buffer PE needs swap_in"
-        w_act = pyrtl.Register(cfg.n_max * sb, name=f"{name}.w_act")
+        w_act = pyrtl.Register(store.bits, name=f"{name}.w_act")
         w_act.next <<= pyrtl.select(swap_in, w_next, w_act)
         swap_out = delay(swap_in, 1, f"{name}.swap") if forward else None
     else:
         w_act = w_reg
 
-    lanes = pe_store_layout(cfg).split(w_act)["lane"]
+    lanes = store.split(w_act)["lane"]
     weights, indices = [ln["weight"] for ln in lanes], [ln["index"] for ln in lanes]
-    elements = fields(x_in, cfg.tokens_per_step * cfg.act_bits, cfg.m_max)
+    elements = window_layout(cfg).split(x_in, nested=False)["elem"]     # whole elements: one mux each
     dec = make_nm_decoder(f"{name}.dec", cfg, rt.dense, elements, indices)
     acts = dec.lanes
     if cfg.pipeline_mux:
@@ -110,11 +110,13 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
             weights = [delay(w, 1, f"{name}.wq{lane}") for lane, w in enumerate(weights)]
 
     S = cfg.pack_shift
+    elem = element_layout(cfg)
     los, his = [], []
     for lane in range(cfg.n_max):
-        a_lo = acts[lane][:cfg.act_bits]
+        tok = elem.split(acts[lane])["tok"]                                # token A, [token B]
+        a_lo = tok[0]
         w = weights[lane]
-        b = packed_operand(cfg, rt.int4, a_lo, acts[lane][cfg.act_bits:]) if cfg.has_int4 else a_lo
+        b = packed_operand(cfg, rt.int4, a_lo, tok[1]) if cfg.has_int4 else a_lo
         if cfg.pipeline_operand:   # the weight moves with its operand (same weight read cycle)
             b = delay(b, 1, f"{name}.opnd{lane}")
             w = delay(w, 1, f"{name}.wop{lane}")
@@ -149,7 +151,7 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
 def pe_input_widths(cfg):
     """Port signature of one PE as a top level, inputs {name: width}: the runtime `int4` /
     `dense` bits come in directly (in the array they are runtime registers)."""
-    w = {"int4": 1, "dense": 1, "x_in": cfg.x_bits, "w_in": cfg.n_max * lane_store_bits(cfg), "w_load": 1}
+    w = {"int4": 1, "dense": 1, "x_in": window_layout(cfg).bits, "w_in": pe_store_layout(cfg).bits, "w_load": 1}
     w.update({f"psum_in_{t}": cfg.acc_bits for t in range(cfg.tokens_per_step)})
     return w
 
@@ -157,7 +159,7 @@ def pe_input_widths(cfg):
 def pe_output_widths(cfg):
     """Port signature of one PE as a top level, outputs {name: width}."""
     w = {f"psum_out_{t}": cfg.acc_bits for t in range(cfg.tokens_per_step)}
-    w.update({"x_out": cfg.x_bits, "w_out": cfg.n_max * lane_store_bits(cfg)})
+    w.update({"x_out": window_layout(cfg).bits, "w_out": pe_store_layout(cfg).bits})
     return w
 
 

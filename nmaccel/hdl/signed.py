@@ -1,5 +1,8 @@
-"""Explicit two's-complement helpers (PyRTL's plain `-` / `<` are unsigned traps)."""
+"""Explicit two's-complement helpers (PyRTL's plain `-` / `<` are unsigned traps), delay lines,
+and `join`: a packed word built from its nmaccel.arch.layout table."""
 import pyrtl
+
+from nmaccel.errors import require
 
 
 def sext(w, bits):
@@ -42,9 +45,28 @@ def delay(w, n, name):
     return w
 
 
-def fields(w, width, count):
-    """Split `w` into `count` fields of `width` bits, field 0 in the LSBs."""
-    return [w[i * width:(i + 1) * width] for i in range(count)]
+def join(lay, **values):
+    """The wire of a word of nmaccel.arch.layout Layout `lay` (the hardware twin of its encode, the
+    inverse of lay.split): each value a wire (scalar field) or a list of wires (vector field), a
+    nested Layout's element either a dict of its fields or one whole wire; every element exactly
+    its field's width."""
+    return pyrtl.concat_list(_parts(lay, values))
+
+
+def _parts(lay, values):
+    parts = []
+    for f in lay.fields:
+        require(f.name in values, f"join: layout field {f.name!r} has no value")
+        elems = [values[f.name]] if f.count is None else list(values[f.name])
+        require(len(elems) == f.n, f"join: field {f.name!r} has {len(elems)} elements, {f.n} expected")
+        for e in elems:
+            if isinstance(e, dict):                   # a nested Layout's fields
+                parts += _parts(f.shape, e)
+                continue
+            require(len(e) == f.elem_bits, f"join: field {f.name!r} element is {len(e)} bits, "
+                    f"{f.elem_bits} expected")
+            parts.append(e)
+    return parts
 
 
 def smul_shift_add(w, h, bits):

@@ -22,8 +22,9 @@ does not pay (N:M structure and INT4 range of the pre-added weights) see
 import pyrtl
 
 from nmaccel.arch.config import MODE_CODE, N_PRODUCTS, PLAIN_A, PLAIN_C, PREADD_LATENCY
+from nmaccel.arch.layout import block_row_layout, quad_row_layout, window_layout
 from nmaccel.hdl.array import Bundle, make_systolic_array
-from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
+from nmaccel.hdl.signed import delay, join, make_io_top, sadd, sext
 from nmaccel.hdl.strassen import make_strassen_combiner, make_strassen_preadd
 
 QUADS = ("11", "12", "21", "22")
@@ -36,7 +37,7 @@ def input_widths(cfg):
     for c in range(a.cols):
         w[f"w_in_{c}"] = a.w_bits
     for q in QUADS:
-        w[f"a{q}_in"] = cfg.lanes * cfg.act_bits
+        w[f"a{q}_in"] = quad_row_layout(cfg).bits
     return w
 
 
@@ -44,7 +45,7 @@ def output_widths(cfg):
     w = {"out_valid": 1}
     for q in QUADS:
         for i in range(cfg.t_max):
-            w[f"c{q}_out_{i}"] = cfg.array.cols * cfg.comb_bits
+            w[f"c{q}_out_{i}"] = block_row_layout(cfg).bits
     return w
 
 
@@ -75,7 +76,8 @@ def make_strassen_tile(name, cfg, inputs=None):
     st.next <<= pyrtl.select(ins["cfg_load"], ins["cfg_strassen"], st)
 
     ob = A.act_bits
-    quads = [fields(ins[f"a{q}_in"], cfg.act_bits, cfg.lanes) for q in QUADS]
+    quad_row, block_row = quad_row_layout(cfg), block_row_layout(cfg)
+    quads = [quad_row.split(ins[f"a{q}_in"])["x"] for q in QUADS]
     pre = make_strassen_preadd(f"{name}.pre", cfg.combiner, *quads)
     idx_pre = delay(ins["prod_idx"], PREADD_LATENCY, f"{name}.idx_pre")
     ops = []
@@ -96,8 +98,9 @@ def make_strassen_tile(name, cfg, inputs=None):
                "in_valid": delay(ins["in_valid"], PREADD_LATENCY, f"{name}.valid_pre")}
     for c in range(A.cols):
         arr_ins[f"w_in_{c}"] = ins[f"w_in_{c}"]
+    window = window_layout(A)                    # INT8 only: one token per element
     for r in range(A.rows):
-        arr_ins[f"x_in_{r}"] = pyrtl.concat_list(ops[r * A.n_max:(r + 1) * A.n_max] + pad)
+        arr_ins[f"x_in_{r}"] = join(window, elem=[{"tok": [v]} for v in ops[r * A.n_max:(r + 1) * A.n_max] + pad])
     arr = make_systolic_array(f"{name}.arr", A, arr_ins)
 
     lat = cfg.latency
@@ -123,7 +126,7 @@ def make_strassen_tile(name, cfg, inputs=None):
                 nxt = pyrtl.select(blk_o == j, sadd(base, prods[c], cb), base)
                 acc.next <<= pyrtl.select(hit & ~st, nxt, acc)
                 words.append(pyrtl.select(st, comb.blocks[j][c], acc))
-            outputs[f"c{q}_out_{i}"] = pyrtl.concat_list(words)
+            outputs[f"c{q}_out_{i}"] = join(block_row, y=words)
     return Bundle(inputs=ins, outputs=outputs, array=arr, preadd=pre, combiners=combiners,
                   strassen=st, latency=lat)
 

@@ -5,7 +5,9 @@ Ports (Verilog-facing): `in_data` (host_bits), `in_valid`, `in_ready`, `out_data
 `out_valid`, `out_ready`, `busy`. A 64-bit host needs 2 * 64 + 5 pins plus the clock.
 
 Host stream (one job; every record is a bit string sent LSB-first in ceil(bits / host_bits)
-words, record i's word w = bits [w*H, w*H+H)):
+words, record i's word w = bits [w*H, w*H+H); each record's fields are its table in
+nmaccel.arch.layout, which the top reads through `split` / `slice` and writes through
+nmaccel.hdl.signed.join):
 
 =========  ======================================================  ===========================
 record     fields (LSB first)                                      count, order
@@ -54,26 +56,18 @@ step-end flag (`s.last_step`) in a register. Resources of the product top
 """
 import pyrtl
 
+from nmaccel.arch.config import EPILOGUE_LATENCY, MODE_CODE, TopConfig, ubits
+from nmaccel.arch.layout import (Layout, activation_layout, epilogue_layout, groupscale_layout,
+                                 header_layout, output_layout, weight_layout, window_layout)
 from nmaccel.errors import require
 from nmaccel.hdl.array import Bundle, make_systolic_array
 from nmaccel.hdl.buffers import make_buffer
-from nmaccel.arch.config import EPILOGUE_LATENCY, MODE_CODE, EpilogueConfig, TopConfig  # noqa: F401
 from nmaccel.hdl.epilogue import make_epilogue
-from nmaccel.hdl.signed import delay, fields, make_io_top, sadd, sext
+from nmaccel.hdl.signed import delay, join, make_io_top, sadd, sext
 
 IN_HDR, IN_ACT, IN_W, IN_EP, IN_DONE, IN_GS = range(6)
 O_IDLE, O_PRIME, O_STREAM = range(3)
 IN_SB, O_SB = (max(1, (n - 1).bit_length()) for n in (6, 3))   # state register widths
-
-
-def _ubits(n):
-    return max(1, int(n).bit_length())
-
-
-def epilogue_config(cfg):
-    """EpilogueConfig of the top's fused epilogue lanes."""
-    return EpilogueConfig(acc_bits=cfg.sum_bits, mult_bits=cfg.mult_bits, bias_bits=cfg.bias_bits,
-                          max_shift=cfg.max_shift, out_bits=cfg.out_bits, raw_bits=cfg.raw_bits)
 
 
 def top_input_widths(cfg):
@@ -126,11 +120,11 @@ def make_accelerator_top(name, cfg, inputs=None):
             ins[port] = pyrtl.WireVector(w, name=f"{name}.{port}")
     in_data, in_valid, out_ready = ins["in_data"], ins["in_valid"], ins["out_ready"]
     sb = cfg.steps_bits
-    ktb, ntb = _ubits(cfg.k_tiles_max), _ubits(cfg.n_tiles_max)
-    qb = _ubits(R - 1)                    # stage row address bits
-    ab = _ubits(cfg.act_depth - 1)
-    ob = _ubits(cfg.t_max - 1)            # acc / out buffer address bits
-    wcb = _ubits(cfg.asm_words)
+    ktb, ntb = ubits(cfg.k_tiles_max), ubits(cfg.n_tiles_max)
+    qb = ubits(R - 1)                    # stage row address bits
+    ab = ubits(cfg.act_depth - 1)
+    ob = ubits(cfg.t_max - 1)            # acc / out buffer address bits
+    wcb = ubits(cfg.asm_words)
 
     # ---- registers -------------------------------------------------------------------------
     ist = _reg(IN_SB, f"{name}.in.state")
@@ -143,9 +137,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     i_nt = _reg(ntb, f"{name}.in.nt")
     fb = _reg(1, f"{name}.in.fill_bank")
     full = [_reg(1, f"{name}.bank{b}.full") for b in range(2)]
-    lq = _reg(_ubits(R), f"{name}.ld.q")             # 1..R: weight shift cycles
+    lq = _reg(ubits(R), f"{name}.ld.q")             # 1..R: weight shift cycles
     lb = _reg(1, f"{name}.ld.bank")
-    lgap = _reg(_ubits(cfg.load_gap), f"{name}.ld.gap")
+    lgap = _reg(ubits(cfg.load_gap), f"{name}.ld.gap")
     sh_full = _reg(1, f"{name}.ld.loaded")           # a loaded tile waits for its swap
     sact = _reg(1, f"{name}.s.active")
     sq = _reg(sb, f"{name}.s.step")
@@ -158,7 +152,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     o_pend = _reg(1, f"{name}.o.pending")
     o_nt = _reg(ntb, f"{name}.o.nt")
     onx = _reg(sb, f"{name}.o.next")
-    ow = _reg(_ubits(cfg.words("out")), f"{name}.o.word")
+    ow = _reg(ubits(cfg.words("out")), f"{name}.o.word")
     orec = _reg(cfg.words("out") * H, f"{name}.o.rec")
     active = _reg(1, f"{name}.job_active")
 
@@ -202,10 +196,7 @@ def make_accelerator_top(name, cfg, inputs=None):
 
     # header
     hdr_done = rec_done & (ist == IN_HDR)
-    hv, pos = {}, 0
-    for k, w in cfg.hdr_fields:
-        hv[k] = rec[pos:pos + w]
-        pos += w
+    hv = header_layout(cfg).split(rec)
     for k, r in cfgregs.items():
         _nxt(r, (hdr_done, hv[k]))
     _nxt(ns_m1, (hdr_done, (hv["n_steps"] - 1)[:sb]))
@@ -229,8 +220,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     # block RAM): a write lands one cycle after its word, a read's data two cycles after ra_next
     act_addr = _reg(ab, f"{name}.act.addr")
     act_addr.next <<= pyrtl.select(act_wr, act_wa, ra_next)
-    act = make_buffer(f"{name}.act", cfg.act_depth, cfg.act_rec_bits, addr=act_addr,
-                      wdata=delay(rec[:cfg.act_rec_bits], 1, f"{name}.act.wdata_q"),
+    act_lay = activation_layout(cfg, int4=A.has_int4)
+    act = make_buffer(f"{name}.act", cfg.act_depth, act_lay.bits, addr=act_addr,
+                      wdata=delay(rec[:act_lay.bits], 1, f"{name}.act.wdata_q"),
                       we=delay(act_wr, 1, f"{name}.act.we_q"))
 
     # weights and epilogue parameters
@@ -249,15 +241,16 @@ def make_accelerator_top(name, cfg, inputs=None):
     _nxt(i_kt, (hdr_done, _c(0, ktb)), (ep_wr, _c(0, ktb)), (bank_set, i_kt + 1))
     _nxt(i_nt, (hdr_done, _c(0, ntb)), (ep_wr, i_nt + 1))
     _nxt(fb, (hdr_done, _c(0, 1)), (bank_set, ~fb))
-    st_bits = cfg.w_rec_bits + cfg.cb_rec_bits
-    stage = _mem2p(f"{name}.stage", qb + 1, st_bits, pyrtl.concat(fb, wrow), rec[:st_bits], w_wr,
+    w_lay = weight_layout(cfg, codebook=A.has_codebook)
+    ep_lay, gs_lay = epilogue_layout(cfg), groupscale_layout(cfg)
+    stage = _mem2p(f"{name}.stage", qb + 1, w_lay.bits, pyrtl.concat(fb, wrow), rec[:w_lay.bits], w_wr,
                    pyrtl.concat(lb, lq[:qb]))
     ep_bank = []
     for b in range(2):
-        r = _reg(cfg.ep_rec_bits, f"{name}.bank{b}.ep")
-        _nxt(r, (ep_wr & (fb == b), rec[:cfg.ep_rec_bits]))
+        r = _reg(ep_lay.bits, f"{name}.bank{b}.ep")
+        _nxt(r, (ep_wr & (fb == b), rec[:ep_lay.bits]))
         ep_bank.append(r)
-    gs_bits = C * cfg.gs_mult_bits
+    gs_bits = gs_lay.bits
     gs_bank = []
     for b in range(2 if GS else 0):
         r = _reg(gs_bits, f"{name}.bank{b}.gs")
@@ -309,9 +302,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     for k, r in cur.items():
         _nxt(r, (swap, nxt_flags[k]))
     ep_lb = pyrtl.select(lb, ep_bank[1], ep_bank[0])
-    ep_sh = _reg(cfg.ep_rec_bits, f"{name}.ep_loaded")
+    ep_sh = _reg(ep_lay.bits, f"{name}.ep_loaded")
     _nxt(ep_sh, (load_last, ep_lb))
-    ep_act = _reg(cfg.ep_rec_bits, f"{name}.ep_active")
+    ep_act = _reg(ep_lay.bits, f"{name}.ep_active")
     _nxt(ep_act, (swap & p_last, pyrtl.select(load_last, ep_lb, ep_sh)))
 
     # ---- array ---------------------------------------------------------------------------------
@@ -320,23 +313,21 @@ def make_accelerator_top(name, cfg, inputs=None):
               "cfg_m_group": hv["m_group"], "w_load": w_load}
     if DB:
         arr_in["w_swap"] = swap
-    wf = fields(stage[:cfg.w_rec_bits], A.w_bits, C)
+    # weight record: column c's PE word is lanes c * n_max .. (c + 1) * n_max - 1, its codebook
+    # entries c * cb_entries .. (c + 1) * cb_entries - 1
     for c in range(C):
-        arr_in[f"w_in_{c}"] = wf[c]
+        arr_in[f"w_in_{c}"] = w_lay.slice(stage, "lane", c * A.n_max, (c + 1) * A.n_max)
     if A.has_codebook:
-        cbf = fields(stage[cfg.w_rec_bits:], A.cb_bits_total, C)
         arr_in["cb_load"] = w_load & codebook
         for c in range(C):
-            arr_in[f"cb_in_{c}"] = cbf[c]
-    # record: token A (rows x m_max bytes), then token B; x_in_r interleaves them per element
-    tb = cfg.act_tok_bits
+            arr_in[f"cb_in_{c}"] = w_lay.slice(stage, "table", c * A.cb_entries, (c + 1) * A.cb_entries)
+    # record: token A (rows x m_max elements), then token B; x_in_r interleaves them per element
+    xs = act_lay.split(act.rdata)["x"]
+    tok = R * A.m_max                               # elements of one token
+    window = window_layout(A)
     for r in range(R):
-        elems = []
-        for k in range(A.m_max):
-            lo = (r * A.m_max + k) * A.act_bits
-            for t in range(TPS):
-                elems.append(act.rdata[t * tb + lo:t * tb + lo + A.act_bits])
-        arr_in[f"x_in_{r}"] = pyrtl.concat_list(elems)
+        arr_in[f"x_in_{r}"] = join(window, elem=[{"tok": [xs[t * tok + r * A.m_max + k] for t in range(TPS)]}
+                                                 for k in range(A.m_max)])
     for k, v in list(arr_in.items()):
         # x_in comes from the registered-address buffer one cycle late: every other array
         # input goes through one register so they stay aligned (TopConfig.out_latency counts it)
@@ -346,62 +337,66 @@ def make_accelerator_top(name, cfg, inputs=None):
     arr = make_systolic_array(f"{name}.array", cfg.core_array, arr_in, with_valid=False)
 
     # ---- accumulate across K tiles, epilogue -------------------------------------------------
-    # tag bits: valid, last K tile, first tile of its group, group end, [first group,] step
-    STEP = 5 if GS else 4
-    tag = pyrtl.concat(sq, *([cur["fg"]] if GS else []), cur["gend"], cur["first"], cur["last"], sact)
+    # step tag travelling with the array: valid, last K tile, first tile of its group, group end,
+    # [first group,] step
+    tag_lay = Layout([("valid", 1), ("last", 1), ("first", 1), ("gend", 1)]
+                     + ([("fg", 1)] if GS else []) + [("step", sb)])
+    tag = join(tag_lay, valid=sact, step=sq, **cur)
     tag_y = delay(tag, A.latency + 1, f"{name}.tag")
     tag_s = delay(tag_y, 1, f"{name}.tag_s")
-    v_s, first_s, gend_s, step_s = tag_s[0], tag_s[2], tag_s[3], tag_s[STEP:]
+    ty, ts = tag_lay.split(tag_y), tag_lay.split(tag_s)
+    v_s, first_s, gend_s, step_s = ts["valid"], ts["first"], ts["gend"], ts["step"]
     AB = cfg.acc_bits
     lanes_y = []
     for t in range(TPS):
         for c in range(C):
             y = arr.outputs[f"y_out_{c}" if t == 0 else f"y_out_b_{c}"]
             lanes_y.append(delay(sext(y, AB), 1, f"{name}.y_t{t}_c{c}"))
-    acc_wdata = pyrtl.WireVector(AB * len(lanes_y), name=f"{name}.acc_wdata")
-    acc_old = _mem2p(f"{name}.acc", ob, AB * len(lanes_y), step_s[:ob], acc_wdata,
-                     v_s & ~gend_s, tag_y[STEP:][:ob])
-    olds = fields(acc_old, AB, len(lanes_y))
+    acc_word = Layout([("sum", AB, len(lanes_y), True)])     # accumulator buffer word, lane t * C + c
+    acc_wdata = pyrtl.WireVector(acc_word.bits, name=f"{name}.acc_wdata")
+    acc_old = _mem2p(f"{name}.acc", ob, acc_word.bits, step_s[:ob], acc_wdata,
+                     v_s & ~gend_s, ty["step"][:ob])
+    olds = acc_word.split(acc_old)["sum"]
     sums = []
     for i, (y, old) in enumerate(zip(lanes_y, olds)):
         s = pyrtl.WireVector(AB, name=f"{name}.sum{i}")
         s <<= pyrtl.select(first_s, y, sadd(old, y, AB))
         sums.append(s)
-    acc_wdata <<= pyrtl.concat_list(sums)
-    tag_e, fin = tag_s, sums
+    acc_wdata <<= join(acc_word, sum=sums)
+    te, fin = ts, sums
     if GS:
         # group end: total = (first group ? 0 : total) + P * m[c]  (m unsigned, exact product)
         SB = cfg.sum_bits
-        m_s = fields(delay(gs_act, 2 + A.latency, f"{name}.gsm"), cfg.gs_mult_bits, C)
+        m_s = gs_lay.split(delay(gs_act, 2 + A.latency, f"{name}.gsm"))["mult"]
         prods = [delay(pyrtl.signed_mult(P, m_s[i % C].zero_extended(cfg.gs_mult_bits + 1)), 1,
                        f"{name}.gprod{i}") for i, P in enumerate(sums)]
-        tag_e = delay(tag_s, 1, f"{name}.tag_g")
-        tot_wdata = pyrtl.WireVector(SB * len(sums), name=f"{name}.tot_wdata")
-        tot_old = _mem2p(f"{name}.tot", ob, SB * len(sums), tag_e[STEP:][:ob], tot_wdata,
-                         tag_e[0] & tag_e[3] & ~tag_e[1], step_s[:ob])
+        te = tag_lay.split(delay(tag_s, 1, f"{name}.tag_g"))
+        tot_word = Layout([("sum", SB, len(sums), True)])     # group-scaled total buffer word
+        tot_wdata = pyrtl.WireVector(tot_word.bits, name=f"{name}.tot_wdata")
+        tot_old = _mem2p(f"{name}.tot", ob, tot_word.bits, te["step"][:ob], tot_wdata,
+                         te["valid"] & te["gend"] & ~te["last"], step_s[:ob])
         fin = []
-        for i, (pr, old) in enumerate(zip(prods, fields(tot_old, SB, len(sums)))):
+        for i, (pr, old) in enumerate(zip(prods, tot_word.split(tot_old)["sum"])):
             t_ = pyrtl.WireVector(SB, name=f"{name}.total{i}")
-            t_ <<= pyrtl.select(tag_e[4], sext(pr, SB), sadd(old, pr, SB))
+            t_ <<= pyrtl.select(te["fg"], sext(pr, SB), sadd(old, pr, SB))
             fin.append(t_)
-        tot_wdata <<= pyrtl.concat_list(fin)
-    v_e, last_e, step_e = tag_e[0], tag_e[1], tag_e[STEP:]
+        tot_wdata <<= join(tot_word, sum=fin)
+    v_e, last_e, step_e = te["valid"], te["last"], te["step"]
 
-    E = epilogue_config(cfg)
-    epf = fields(ep_act, cfg.ep_col_bits, C)
+    E = cfg.epilogue
+    epf = ep_lay.split(ep_act)["col"]
     relu, raw = cfgregs["relu"], cfgregs["raw"]
     eps = []
     for t in range(TPS):
         for c in range(C):
             p = epf[c]
-            mult = p[:cfg.mult_bits]
-            shift = p[cfg.mult_bits:cfg.mult_bits + E.shift_bits]
-            bias = p[cfg.mult_bits + E.shift_bits:]
-            eps.append(make_epilogue(f"{name}.ep_t{t}_c{c}", E, fin[t * C + c], mult, shift,
-                                     bias, relu, raw, valid=v_e & last_e))
-    otag = delay(pyrtl.concat(step_e == ns_m1, step_e[:ob]), EPILOGUE_LATENCY, f"{name}.otag")
+            eps.append(make_epilogue(f"{name}.ep_t{t}_c{c}", E, fin[t * C + c], p["mult"], p["shift"],
+                                     p["bias"], relu, raw, valid=v_e & last_e))
+    otag_lay = Layout([("addr", ob), ("final", 1)])    # output-buffer address, last step of the job
+    otag = otag_lay.split(delay(join(otag_lay, addr=step_e[:ob], final=step_e == ns_m1),
+                                EPILOGUE_LATENCY, f"{name}.otag"))
     o_we = pyrtl.rtl_all(*[e.out_valid for e in eps])   # identical copies; synthesis merges them
-    final_write = o_we & otag[-1]
+    final_write = o_we & otag["final"]
 
     # ---- output stream ---------------------------------------------------------------------
     streaming = ost == O_STREAM
@@ -415,8 +410,9 @@ def make_accelerator_top(name, cfg, inputs=None):
     oraddr = pyrtl.select(streaming, pyrtl.select(adv, onx + 1, onx),
                           pyrtl.select(prime, _c(1, sb), _c(0, sb)))[:ob]
     orec_bits = cfg.words("out") * H
-    outmem = _mem2p(f"{name}.out", ob, cfg.out_rec_bits, otag[:ob],
-                    pyrtl.concat_list([e.out for e in eps]), o_we, oraddr)
+    out_lay = output_layout(cfg)
+    outmem = _mem2p(f"{name}.out", ob, out_lay.bits, otag["addr"], join(out_lay, y=[e.out for e in eps]),
+                    o_we, oraddr)
     newrec = outmem.zero_extended(orec_bits)
     shifted = orec[H:].zero_extended(orec_bits) if orec_bits > H else _c(0, orec_bits)
     _nxt(orec, (prime | adv, newrec), (o_acc, shifted))

@@ -7,6 +7,7 @@ hash of the model weights, the sizes, the temperature and the seed; set NMACCEL_
 disable the cache.
 """
 import hashlib
+import io
 import os
 
 import numpy as np
@@ -113,7 +114,6 @@ def self_generated(model, n_tokens, ctx=256, seed=0, temperature=1.0):
     if path is not None:
         try:
             os.makedirs(cache_dir, exist_ok=True)
-            import io
             buf = io.BytesIO()
             np.save(buf, toks)
             atomic_write(path, buf.getvalue())

@@ -10,12 +10,19 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
+import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+import gguf
 import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file
 
 from nmaccel.errors import NmaccelError, require
+from nmaccel.fileio import read_npy, read_npz, require_real
 
 BUILTIN_MODELS = {
     # name: (python package, file inside it, install command)
@@ -57,7 +64,6 @@ def _check_file(path) -> Path:
 
 
 def _as_float32(name, arr, path):
-    from nmaccel.fileio import require_real
     require_real(arr, f"tensor {name!r}", path)
     arr = np.asarray(arr, dtype=np.float32)
     require(np.isfinite(arr).all(),
@@ -68,8 +74,6 @@ def _as_float32(name, arr, path):
 def load_safetensors(path) -> dict:
     """Float tensors of a .safetensors file as float32 (non-float buffers such as
     ``position_ids`` are skipped)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
     path = _check_file(path)
     try:
         raw = load_file(path)
@@ -92,7 +96,6 @@ class GGUFModel:
 
 
 def _read_gguf_reader(path):
-    import gguf
     path = _check_file(path)
     with open(path, "rb") as fh:
         magic = fh.read(4)
@@ -106,7 +109,6 @@ def _read_gguf_reader(path):
 
 
 def _field_value(field):
-    import gguf
     types = field.types
     if not types:
         return None
@@ -131,7 +133,6 @@ def _read_gguf_cached(path_str: str, mtime: float) -> GGUFModel:
 
 
 def _parse_gguf(path_str: str) -> GGUFModel:
-    import gguf
     reader = _read_gguf_reader(path_str)
     weights, types, offsets = {}, {}, {}
     for t in reader.tensors:
@@ -169,14 +170,12 @@ def load_gguf(path) -> dict:
 
 def load_npy(path) -> dict:
     """A .npy file as ``{"weight": float32 array}``."""
-    from nmaccel.fileio import read_npy
     path = _check_file(path)
     return {"weight": _as_float32("weight", read_npy(path), path)}
 
 
 def load_npz(path) -> dict:
     """Every array of a .npz file as float32."""
-    from nmaccel.fileio import read_npz
     path = _check_file(path)
     return {k: _as_float32(k, v, path) for k, v in read_npz(path).items()}
 
@@ -205,7 +204,6 @@ def linear_layers(weights: dict) -> list:
 
 def default_layer() -> np.ndarray:
     """A small real layer for demos: MiniLM ``encoder.layer.0.attention.self.query.weight`` (384, 384)."""
-    from safetensors import safe_open
     path = builtin_path("minilm")
     with safe_open(str(path), "np") as f:
         return _as_float32(DEFAULT_LAYER, f.get_tensor(DEFAULT_LAYER), path)
@@ -215,7 +213,7 @@ def default_layer() -> np.ndarray:
 
 def calibration_text() -> str:
     """Calibration text: Python's bundled ``pydoc_data.topics`` docs, in sorted topic order."""
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics     # lazy: a large stdlib data module, read only here
     return "\n\n".join(topics[k].strip() for k in sorted(topics))
 
 
@@ -236,9 +234,6 @@ _GPT2_RE = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(
 def _unicode_classes() -> dict:
     """{"L": ..., "N": ...} character-class bodies for the stdlib ``re`` (which lacks \\p{..}),
     from unicodedata categories; used only when the ``regex`` package is not installed."""
-    import re
-    import sys
-    import unicodedata
     spans = {"L": [], "N": []}
     start = {"L": None, "N": None}
     for cp in range(sys.maxunicode + 2):
@@ -259,10 +254,9 @@ def _compile_pretokenizer():
     """(digit regex, GPT-2 split regex): the ``regex`` package if present, else stdlib ``re``
     with explicit Unicode letter/number classes (same splits, slower start)."""
     try:
-        import regex
+        import regex                         # lazy: optional (dev extra); stdlib re fallback below
         return regex.compile(_DIGIT_RE), regex.compile(_GPT2_RE)
     except ImportError:
-        import re
         c = _unicode_classes()
         split = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+| ?[{N}]+| ?[^\s{L}{N}]+|\s+(?!\S)|\s+"""
                  .replace("{L}", c["L"]).replace("{N}", c["N"]))

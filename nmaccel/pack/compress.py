@@ -15,6 +15,7 @@ Output directory: created if absent; an existing one must be empty or a previous
 atomically, the manifest last; an interrupted run leaves the run-state file and finished layers,
 and a rerun with the same settings resumes (finished layers are loaded, not recomputed).
 """
+import json
 import os
 import sys
 import time
@@ -23,10 +24,14 @@ import numpy as np
 
 from nmaccel.errors import NmaccelError, require
 from nmaccel.fileio import atomic_write
+from nmaccel.models import loaders as models
+from nmaccel.models.bert import MiniLM, WordPiece
+from nmaccel.models.generate import self_generated
+from nmaccel.models.llama import Llama, LlamaConfig
 from nmaccel.pack.format import PackedWeights
-from nmaccel.pack.manifest import (LAYER_DIR, MANIFEST_NAME, layer_entry, layer_filename,
-                                   model_hash, resolve_layer_path, save_layer, sha256_file,
-                                   weights_hash, write_manifest)
+from nmaccel.pack.manifest import (LAYER_DIR, MANIFEST_NAME, layer_entry, layer_filename, model_hash,
+                                   read_manifest, resolve_layer_path, save_layer, sha256_file, weights_hash,
+                                   write_manifest)
 from nmaccel.pack.obs import CALIBRATED, METHODS, compress_layer, inverse_factor, padded_hessian
 from nmaccel.pack.prune import check_nm
 from nmaccel.pack.quant import QUANTIZERS, check_bits
@@ -37,9 +42,6 @@ DEFAULTS = dict(method="sparsegpt", calibration="self", calib_tokens=2048, damp=
 
 def _load_model(model):
     """(kind, model object or weights dict, source label, hash, tokenizer-ish) for `model`."""
-    from nmaccel.models import loaders as models
-    from nmaccel.models.bert import MiniLM
-    from nmaccel.models.llama import Llama
     if isinstance(model, dict):
         return "generic", dict(model), "<weights dict>", weights_hash(model), None
     if isinstance(model, Llama):
@@ -60,12 +62,10 @@ def _load_model(model):
     if suffix == ".gguf":
         g = models.read_gguf(path)
         if g.metadata.get("general.architecture") == "llama":
-            from nmaccel.models.llama import Llama, LlamaConfig
             return "llama", Llama(g.weights, LlamaConfig.from_gguf_metadata(g.metadata)), name, h, path
         return "generic", dict(g.weights), name, h, None
     weights = models.load_weights(path)
     if any(k.endswith("attention.self.query.weight") for k in weights):
-        from nmaccel.models.bert import MiniLM, WordPiece
         vocab = os.path.join(os.path.dirname(os.path.abspath(path)), "vocab.txt")
         tok = WordPiece(vocab) if os.path.isfile(vocab) else None
         return "bert", MiniLM(weights), name, h, tok
@@ -73,7 +73,6 @@ def _load_model(model):
 
 
 def _linear_names(kind, obj):
-    from nmaccel.models import loaders as models
     if kind == "llama":
         return obj.linear_names()
     if kind == "bert":
@@ -83,11 +82,9 @@ def _linear_names(kind, obj):
 
 def calibration_tokens(kind, obj, tok, calibration, n_tokens, ctx=256, seed=0):
     """Calibration input for the model: Llama -> (B, ctx) int array; BERT -> list of id arrays."""
-    from nmaccel.models import loaders as models
     require(isinstance(n_tokens, int) and n_tokens >= 1, f"calib_tokens={n_tokens!r}: use a positive integer")
     if kind == "llama":
         if calibration == "self":
-            from nmaccel.models.generate import self_generated
             return self_generated(obj, n_tokens, ctx=ctx, seed=seed)
         text = _calibration_text(calibration)
         require(tok is not None, "text calibration of an in-memory Llama needs its tokenizer: use "
@@ -103,7 +100,6 @@ def calibration_tokens(kind, obj, tok, calibration, n_tokens, ctx=256, seed=0):
 
 
 def _calibration_text(calibration):
-    from nmaccel.models import loaders as models
     if calibration == "pydoc":
         return models.calibration_text()
     require(isinstance(calibration, str) and os.path.isfile(calibration),
@@ -137,7 +133,6 @@ def check_output_dir(out_dir):
     require(not entries or ours, f"output directory {out_dir} exists and is not a previous "
             "`nmaccel compress` output: choose a new or empty -o DIR")
     if ours and MANIFEST_NAME in entries:
-        import json
         try:
             with open(os.path.join(out_dir, MANIFEST_NAME), encoding="utf-8") as f:
                 fmt = json.load(f).get("format")
@@ -148,7 +143,6 @@ def check_output_dir(out_dir):
 
 
 def _read_state(out_dir):
-    import json
     p = os.path.join(out_dir, STATE_NAME)
     if not os.path.isfile(p):
         return None
@@ -215,12 +209,10 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
     say = progress or (lambda msg: None)
 
     # run state: resume when a previous run had the same model and settings
-    import json
     state = {"model_hash": mhash, "settings": settings}
     old = _read_state(out_dir) if os.path.isdir(out_dir) else None
     reuse = bool(resume and old == state)
     if resume and old is None and os.path.isfile(os.path.join(out_dir, MANIFEST_NAME)):
-        from nmaccel.pack.manifest import read_manifest
         try:
             done = read_manifest(out_dir)
         except NmaccelError:
@@ -310,7 +302,6 @@ def compress_model(model, out_dir, *, n_keep=2, m_group=4, bits=4, group_size=12
     for f in os.listdir(os.path.join(out_dir, LAYER_DIR)):
         if f.endswith(".nmpack") and f not in keep_files:
             os.unlink(os.path.join(out_dir, LAYER_DIR, f))
-    from nmaccel.pack.manifest import read_manifest
     return read_manifest(out_dir)
 
 

@@ -21,8 +21,9 @@ from typing import Optional
 
 import numpy as np
 
+from nmaccel.arch.config import M_GROUP_MAX
 from nmaccel.errors import NmaccelError, require
-from nmaccel.fileio import write_output
+from nmaccel.fileio import os_error_message, write_output
 from nmaccel.pack.bitpack import IntType, pack_fields, pack_words, unpack_fields, words_to_memh
 
 MAGIC = b"NMACCEL\x00"
@@ -30,7 +31,6 @@ FORMAT_VERSION = 1
 QUANTIZERS = ("uniform", "lloyd-max")
 GRANULARITIES = ("tensor", "channel", "group")
 WEIGHT_BITS = (2, 4, 8)
-M_GROUP_MAX = 16
 SCALE_BITS = 16          # scales are stored as IEEE FP16
 CODEBOOK_BITS = 8        # codebook levels are INT8
 
@@ -362,7 +362,6 @@ class PackedWeights:
         except IsADirectoryError:
             raise NmaccelError(f"{path} is a directory: pass a .nmpack file") from None
         except OSError as exc:
-            from nmaccel.fileio import os_error_message
             raise NmaccelError(os_error_message(exc, path, "read")) from None
         return cls.from_bytes(data, source=path)
 

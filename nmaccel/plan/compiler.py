@@ -15,13 +15,16 @@ import hashlib
 import os
 
 import numpy as np
+from tqdm import tqdm
 
 from nmaccel.errors import require
 from nmaccel.fileio import atomic_write
 from nmaccel.pack import manifest as mf
+from nmaccel.pack.format import PackedWeights
 from nmaccel.plan import target as tg
 from nmaccel.plan.policy import load_plan
 from nmaccel.plan.profile import ModelSource, pack_config
+from nmaccel.program.encoder import encode_gemm
 
 PRODUCER = "compile"
 
@@ -32,22 +35,17 @@ def _sha(data):
 
 def layer_stream(packed, target, cfg):
     """(config words, weight words) of one decode job of `packed` on the target top."""
-    from nmaccel.program.encoder import encode_gemm
     p = target.top
     gs = packed.granularity == "group"
-    words, jobs, mode = encode_gemm(packed, np.zeros((1, packed.in_features), dtype=np.int64), p,
-                                         None, group_scales=gs)
-    require(mode == tg.mode_of(cfg), f"layer packs to mode {mode}, the plan expects {tg.mode_of(cfg)}")
-    hw = p.words("header")
-    n_act = jobs[0].n_kt * jobs[0].n_steps * p.words("act", int4=mode == "int4")
-    words = [int(w) for w in words]
-    return words[:hw], words[hw + n_act:]
+    prog = encode_gemm(packed, np.zeros((1, packed.in_features), dtype=np.int64), p, None, group_scales=gs)
+    require(prog.mode == tg.mode_of(cfg), f"layer packs to mode {prog.mode}, the plan expects {tg.mode_of(cfg)}")
+    require(len(prog.jobs) == 1, "one decode token is one job")
+    return [int(w) for w in prog.headers[0]], [int(w) for w in prog.body]
 
 
 def _reusable(reuse, model_sha, target):
     """{(layer name, config name): (PackedWeights, config words, weight words)} of earlier programs
     of the same model and target (their files verified against their manifests)."""
-    from nmaccel.pack.format import PackedWeights
     out = {}
     for d in reuse:
         doc = mf.read_manifest(d)
@@ -70,7 +68,6 @@ def compile_program(model_spec, plan_path, out, *, array=None, progress=True, re
     """Write the program of `plan_path` for `model_spec` into the new directory `out`.
     `reuse`: earlier program directories of the same model and target whose layers with the same
     configuration are taken over (files verified by sha256) instead of being packed again."""
-    from tqdm import tqdm
     plan = load_plan(plan_path)
     target = tg.Target.from_dict(plan["target"])
     if array is not None:

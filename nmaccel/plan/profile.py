@@ -17,9 +17,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from nmaccel.errors import require
 from nmaccel.fileio import atomic_write
+from nmaccel.models.bert import MiniLM, WordPiece
+from nmaccel.models.llama import Llama
+from nmaccel.models.loaders import (BUILTIN_MODELS, builtin_path, calibration_text, gguf_tokenizer,
+                                    load_safetensors)
 from nmaccel.pack.api import pack_weights
 from nmaccel.plan import target as tg
 
@@ -83,11 +88,8 @@ class ModelSource:
     """A loaded model: kind ('llama' or 'minilm'), forward object, tokenizer, file and hash."""
 
     def __init__(self, spec):
-        from nmaccel.models.loaders import BUILTIN_MODELS, builtin_path
         self.spec = str(spec)
         if self.spec == "minilm" or self.spec.endswith(".safetensors"):
-            from nmaccel.models.bert import MiniLM, WordPiece
-            from nmaccel.models.loaders import load_safetensors
             path = builtin_path("minilm") if self.spec == "minilm" else Path(self.spec)
             require(path.is_file(), f"model file {self.spec!r} does not exist: pass smollm2, minilm or a .gguf/.safetensors file")
             self.kind, self.model = "minilm", MiniLM(load_safetensors(path))
@@ -95,8 +97,6 @@ class ModelSource:
             require(vocab.is_file(), f"{path} has no vocab.txt beside it: MiniLM needs its WordPiece vocabulary")
             self.tokenizer = WordPiece(vocab)
         else:
-            from nmaccel.models.llama import Llama
-            from nmaccel.models.loaders import gguf_tokenizer
             path = builtin_path(self.spec) if self.spec in BUILTIN_MODELS else Path(self.spec)
             require(path.is_file() and path.suffix == ".gguf",
                     f"model {self.spec!r}: use smollm2, minilm, a .gguf (Llama) or a .safetensors (BERT) file")
@@ -116,7 +116,6 @@ class ModelSource:
 
     def texts(self, n_cal, n_sens):
         """(calibration ids, sensitivity ids, description): disjoint slices of the calibration text."""
-        from nmaccel.models.loaders import calibration_text
         text = calibration_text()
         if self.kind == "llama":
             ids = np.asarray(self.tokenizer.encode(text[:40 * (n_cal + n_sens)]), dtype=np.int64)
@@ -164,7 +163,6 @@ def _job(args):
 def run_profile(model_spec, out, *, quick=False, n_cal=None, n_sens=None, prefill_tokens=256,
                 n_blocks=None, configs=None, jobs=1, sensitivity=True, target=None, progress=True):
     """Profile `model_spec` into `out` (JSON); returns the profile dict."""
-    from tqdm import tqdm
     src = ModelSource(model_spec)
     n_cal = n_cal or (128 if quick else 512)
     n_sens = n_sens or (128 if quick else 256)

@@ -17,8 +17,11 @@ import numpy as np
 
 from nmaccel.errors import require
 from nmaccel.golden.groupscale import groupscale_params
+from nmaccel.models.llama import Llama
+from nmaccel.models.loaders import heldout_text
 from nmaccel.plan import target as tg
 from nmaccel.plan.profile import DENSE_INT8, ModelSource, pack_config
+from nmaccel.run.runner import reference, run_gemm
 
 A_MAX = 127
 _BASELINES = {}
@@ -41,7 +44,6 @@ def out_scale(packed):
 
 def integer_linear(packed, x):
     """y (T, out) float32 of x (T, in) through the integer pipeline; also (x_q, acc)."""
-    from nmaccel.run.runner import reference
     gs, osc = out_scale(packed)
     x_q, xs = quantize_tokens(x)
     acc = reference(packed, x_q, group_scales=gs)
@@ -51,7 +53,6 @@ def integer_linear(packed, x):
 def integer_model(model, packed_layers, capture=None):
     """A copy of Llama `model` whose linears in `packed_layers` run through integer_linear.
     capture: optional dict filled with the first call's (x_q, acc) per layer."""
-    from nmaccel.models.llama import Llama
 
     class IntLlama(Llama):
         def _linear(self, name, x, on_input):
@@ -89,7 +90,6 @@ def totals(costs, phase):
 def run_program(prog, *, backend="golden", rtl_layers=(), rtl_tokens=2, text=None, n_tokens=512,
                 ctx=256, fmax_file=None, progress=True):
     """Run a loaded program (nmaccel.plan.compiler.load_program) on a text; returns a result dict."""
-    from nmaccel.models.loaders import heldout_text
     require(backend in ("golden", "pyrtl", "verilator"), f"backend {backend!r}: use golden, pyrtl or verilator")
     t0 = time.time()
     target = tg.Target.from_dict(prog["manifest"]["target"])
@@ -129,7 +129,6 @@ def run_program(prog, *, backend="golden", rtl_layers=(), rtl_tokens=2, text=Non
                        "dense_int8_cycles_decode": base[n]["decode"]["cycles"]})
     rtl = []
     for n in rtl_layers:
-        from nmaccel.run.runner import run_gemm
         x_q, acc = capture[n]
         x_q, acc = x_q[:rtl_tokens], acc[:rtl_tokens]
         pk = packed[n]

@@ -9,10 +9,13 @@ per token tile (T > t_max steps: the next job re-streams the weights):
   records (array row rows-1 first), a group-scale record after each K tile that ends a scale
   group (group-scale tops), then the epilogue record
 
-Host words come back as uint64 (host_bits <= 64) or Python ints (wider hosts). `decode_outputs`
-turns the top's output words back into the (T, N) result.
+It returns a `Program`: per job the header (the job's runtime configuration) and activation
+words, the weight / group-scale / epilogue words every job streams (`body`), the whole host word
+stream (`words`: uint64 for host_bits <= 64, Python ints for wider hosts) and `decode`, which
+turns the top's output words back into the (T, N) result (`decode_outputs`).
 """
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -34,6 +37,40 @@ class EpilogueSpec:
     shift: object = None
     bias: object = None
     relu: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """One GEMM encoded for the accelerator top (nmaccel.hdl.top's host protocol).
+
+    `jobs[i]` (nmaccel.golden.cyclemodel job shape) is token tile i; its stream is `headers[i]`
+    (the header record), `acts[i]` (its activation records), then `body` (weights, group scales,
+    epilogue: the same for every job). `words`: the whole host stream. `kt_per_group`: K tiles per
+    scale group on a group-scale top, else None."""
+    top_cfg: TopConfig
+    mode: str
+    jobs: tuple
+    headers: tuple
+    acts: tuple
+    body: np.ndarray
+    tokens: int
+    out_features: int
+    kt_per_group: object = None
+
+    @cached_property
+    def words(self):
+        """The host word stream of every job: header, activations, body."""
+        return np.concatenate([w for h, a in zip(self.headers, self.acts) for w in (h, a, self.body)]) \
+            .astype(self.body.dtype)
+
+    @property
+    def n_out_words(self):
+        """Output words the top sends for this program."""
+        return sum(j.n_nt * j.n_steps for j in self.jobs) * self.top_cfg.words("out")
+
+    def decode(self, out_words):
+        """The top's output words -> int64 (tokens, out_features)."""
+        return decode_outputs(out_words, self.jobs, self.top_cfg, self.mode, self.tokens, self.out_features)
 
 
 class _WholeArray:
@@ -104,8 +141,7 @@ def _pad_cols(v, n_cols):
 
 
 def encode_gemm(packed, x_q, top_cfg, epilogue=None, mode=None, group_scales=None):
-    """Host words of the whole GEMM and its job list: (words, jobs, mode); words an array of
-    uint64 (host_bits <= 64) or Python ints."""
+    """The whole GEMM as a Program (its host words: uint64 for host_bits <= 64, else Python ints)."""
     require(isinstance(top_cfg, TopConfig), f"top_cfg must be a TopConfig, got {type(top_cfg).__name__}")
     a, H = top_cfg.array, top_cfg.host_bits
     x = check_activations(x_q, packed.in_features, a.act_bits)
@@ -158,20 +194,21 @@ def encode_gemm(packed, x_q, top_cfg, epilogue=None, mode=None, group_scales=Non
     hdr_lay = layout.header_layout(top_cfg)
     tps = 2 if mode == "int4" else 1
     act_lay = layout.activation_layout(top_cfg, int4=mode == "int4")
-    out, t0 = [], 0
+    headers, acts_words, t0 = [], [], 0
     for job in jobs:
         tok = min(job.n_steps * tps, T - t0)
         hdr = {"mode": MODE_CODE[mode], "n_keep": packed.n_keep, "m_group": packed.m_group,
                "relu": int(relu), "raw": int(raw), "n_steps": job.n_steps, "n_kt": n_kt, "n_nt": n_nt,
                "kt_per_group": gk or 0}
-        out.append(hdr_lay.to_words(H, n=1, **{k: hdr[k] for k, _ in top_cfg.hdr_fields}).ravel())
+        headers.append(hdr_lay.to_words(H, n=1, **{k: hdr[k] for k, _ in top_cfg.hdr_fields}).ravel()
+                       .astype(dtype))
         xs = gb.activation_steps(plan, x[t0:t0 + tok], whole)        # (steps, n_kt*R, tps, m)
         S = job.n_steps
         acts = xs[:S, :, :tps].reshape(S, n_kt, R, tps, -1).transpose(1, 0, 3, 2, 4).reshape(n_kt * S, -1)
-        out.append(act_lay.to_words(H, x=acts).ravel())
-        out.append(body)
+        acts_words.append(act_lay.to_words(H, x=acts).ravel().astype(dtype))
         t0 += tok
-    return np.concatenate(out).astype(dtype), jobs, mode
+    return Program(top_cfg=top_cfg, mode=mode, jobs=tuple(jobs), headers=tuple(headers),
+                   acts=tuple(acts_words), body=body, tokens=T, out_features=N, kt_per_group=gk)
 
 
 def decode_outputs(out_words, jobs, top_cfg, mode, T, N):

@@ -18,15 +18,31 @@ vs the device, fmax, the dense-equivalent GMAC/s at fmax and where each artefact
 """
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyrtl
+from tabulate import tabulate
+from tqdm import tqdm
 
+from nmaccel.arch.config import ArrayConfig, TopConfig
 from nmaccel.errors import NmaccelError, require
 from nmaccel.fileio import atomic_write
+from nmaccel.golden.groupscale import groupscale_params
+from nmaccel.hdl.top import make_top_ports
+from nmaccel.models.bert import MiniLM
+from nmaccel.models.loaders import heldout_text
+from nmaccel.pack import pack_weights
+from nmaccel.pack.quant import quantize_activations
+from nmaccel.provenance import provenance
+from nmaccel.run.runner import reference, run_gemm, trace_top_vcd
+from nmaccel.verilog import export, synth
+from nmaccel.verilog.export import memory_images
 
 DEFAULT_LAYER = "encoder.layer.0.attention.self.query.weight"
 TARGETS = ("ecp5", "ice40")
@@ -78,8 +94,6 @@ def sqnr_db(ref, approx):
 def layer_inputs(name, tokens):
     """(weight (out, in) float32, activations (tokens, in) float32): the MiniLM layer and its
     real inputs on the held-out text (the first `tokens` WordPiece tokens)."""
-    from nmaccel.models.bert import MiniLM
-    from nmaccel.models.loaders import heldout_text
     model, tok = MiniLM.builtin()
     if name not in model.linear_names():
         near = [n for n in model.linear_names() if name in n][:3] or model.linear_names()[:3]
@@ -92,8 +106,6 @@ def layer_inputs(name, tokens):
 
 def top_config(cfg, packs):
     """One TopConfig that runs every packing in `packs` (sized for the largest K / N tiling)."""
-    from nmaccel.golden.top import TopConfig
-    from nmaccel.arch.config import ArrayConfig
     a = ArrayConfig(rows=cfg.rows, cols=cfg.cols, n_max=cfg.n_max, m_max=cfg.m_max)
     kt = max(-(-p.k_padded // (a.rows * a.window(p.n_keep, p.m_group))) for p in packs)
     nt = max(-(-p.out_features // a.cols) for p in packs)
@@ -106,7 +118,6 @@ def top_config(cfg, packs):
 
 def float_outputs(packed, acc, x_scale):
     """Real-valued layer outputs the integer sums stand for (group-scaled or per-channel)."""
-    from nmaccel.golden.groupscale import groupscale_params
     if packed.granularity == "group":
         lsb = groupscale_params(packed).acc_scale
     else:
@@ -118,7 +129,6 @@ class Steps:
     """A tqdm bar over the demo's named steps (quiet: no bar); `.times` records each step's wall time."""
 
     def __init__(self, names, quiet):
-        from tqdm import tqdm
         self.bar = tqdm(total=len(names), disable=quiet, file=sys.stderr, unit="step",
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
         self.times, self._t, self._name = {}, None, None
@@ -140,7 +150,6 @@ class Steps:
 
 
 def _run(packed, x_q, a, top, backend):
-    from nmaccel.run.runner import reference, run_gemm
     group = packed.granularity == "group"
     res = run_gemm(packed, x_q, a, backend=backend, top_cfg=top, group_scales=group)
     ref = reference(packed, x_q, None, group_scales=group)
@@ -157,7 +166,6 @@ def _run_row(label, res, ref):
 
 def write_images(packed, out):
     """$readmemh images of every packed section (nmaccel.export.memory_images) under `out`."""
-    from nmaccel.verilog.export import memory_images
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in memory_images(packed).items():
@@ -168,9 +176,6 @@ def write_images(packed, out):
 
 def export_top(top, out, name="nmaccel_top"):
     """Elaborate the top with pyrtl ports, write <name>.v (+ .ports.json) and a FuseSoC core."""
-    import pyrtl
-    from nmaccel.verilog import export
-    from nmaccel.hdl.top import make_top_ports
     pyrtl.reset_working_block()
     make_top_ports(top)
     text = export.verilog_text(None, module_name=name)
@@ -202,7 +207,6 @@ OWNED = ("rtl", "mem", "synth", "report.json", "report.md", "report.png", "spars
 def _publish(stage, out):
     """Move the staged artefacts into `out` (created if absent); only the names the demo owns
     (OWNED) are replaced, anything else in `out` is left alone."""
-    import shutil
     out.mkdir(parents=True, exist_ok=True)
     for name in OWNED:
         src, dst = stage / name, out / name
@@ -231,7 +235,6 @@ def run_demo(cfg: DemoConfig, out, *, quiet=False):
     """Run the demo; write report.json / report.md / report.png and the artefacts under `out`
     (built in a staging folder next to it and moved in at the end: no partial output).
     Returns the report dict (artefact paths point into `out`)."""
-    import tempfile
     out = check_out(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -239,15 +242,12 @@ def run_demo(cfg: DemoConfig, out, *, quiet=False):
         report = _run_demo(cfg, stage, out, quiet)
         _publish(stage, out)
     except BaseException:
-        import shutil
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return report
 
 
 def _run_demo(cfg, stage, out, quiet):
-    from nmaccel.pack import pack_weights
-    from nmaccel.pack.quant import quantize_activations
     sparse_label = f"{cfg.n_keep}:{cfg.m_group} INT{cfg.bits}" + (f" g{cfg.group_size}" if cfg.bits == 4 else "")
     names = ["load MiniLM layer", f"pack {sparse_label}", "pack dense INT8", f"PyRTL top: {sparse_label}",
              "PyRTL top: dense INT8"]
@@ -284,20 +284,17 @@ def _run_demo(cfg, stage, out, quiet):
         vcd_path = None
         if cfg.vcd:
             steps.start("VCD trace")
-            from nmaccel.run.runner import trace_top_vcd
             vcd_path = trace_top_vcd(sparse, x_q, top, Path(cfg.vcd).resolve(), cfg.vcd_cycles,
                                      group_scales=sparse.granularity == "group")
         steps.start("export Verilog")
         vpath, io = export_top(top, stage / "rtl")
         images = write_images(sparse, stage / "mem")
         steps.start(synth_step)
-        from nmaccel.verilog import synth
         rep = synth.synthesize(vpath, "nmaccel_top", cfg.target, pnr=cfg.pnr, keep_dir=stage / "synth")
     finally:
         steps.close()
     report = build_report(cfg, w, x, x_q, x_scale, sparse, dense, runs, rows, top, rep, io)
     report["seconds"] = {**steps.times, "total": round(time.perf_counter() - t_all, 1)}
-    from nmaccel.provenance import provenance
     report["provenance"] = provenance()
 
     def final(path):
@@ -405,7 +402,6 @@ def summary_rows(r):
 
 
 def report_markdown(r):
-    from tabulate import tabulate
     return ("# nmaccel demo report\n\n" + tabulate(summary_rows(r), headers=("", "figure", "value"), tablefmt="github")
             + "\n\n## Runs\n\n" + tabulate(r["runs"], headers="keys", tablefmt="github")
             + f"\n\nSeconds per step: {json.dumps(r['seconds'])}\n\nProvenance: `{json.dumps(r['provenance'])}`\n")
@@ -413,7 +409,7 @@ def report_markdown(r):
 
 def plot(r, path):
     """Headless PNG: measured cycles per run and resources vs the device."""
-    import matplotlib
+    import matplotlib                        # lazy: heavy, needed only for the figure
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))

@@ -24,13 +24,14 @@ import pyrtl
 
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig
 from nmaccel.errors import require
+from nmaccel.fileio import open_output
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.epilogue import epilogue as golden_epilogue
 from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.golden.groupscale import group_scaled_gemm, groupscale_params
 from nmaccel.golden.top import run_stream
 from nmaccel.hdl.top import make_accelerator_top
-from nmaccel.program.encoder import EpilogueSpec, decode_outputs, encode_gemm, group_layout  # noqa: F401
+from nmaccel.program.encoder import EpilogueSpec, Program, decode_outputs, encode_gemm, group_layout  # noqa: F401
 from nmaccel.verilog.cosim_top import TopVerilatorModel
 
 BACKENDS = ("pyrtl", "verilator", "golden")
@@ -208,7 +209,6 @@ def write_vcd(tracer, trace):
     if hasattr(trace, "write"):
         tracer.print_vcd(trace)
         return
-    from nmaccel.fileio import open_output
     with open_output(trace, "w") as f:
         tracer.print_vcd(f)
 
@@ -223,7 +223,7 @@ def trace_top_vcd(packed, x_q, top_cfg, path, window, *, epilogue=None, group_sc
     the array. The cycles before A run untraced in the compiled kernel. Returns the path."""
     a, b = (int(v) for v in window)
     require(0 <= a < b, f"VCD window {a}:{b}: use A:B with 0 <= A < B")
-    words, _, _ = encode_gemm(packed, x_q, top_cfg, epilogue, group_scales=group_scales)
+    words = encode_gemm(packed, x_q, top_cfg, epilogue, group_scales=group_scales).words
     rom_bits = _rom_bits(len(words))
     require(top_cfg.host_bits <= 64, "the PyRTL harness drives host_bits <= 64: trace a 64-bit-host top")
     block = harness_block(top_cfg, rom_bits)
@@ -282,13 +282,12 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
             f"array_cfg must be an ArrayConfig, got {type(array_cfg).__name__}")
     p = top_cfg if top_cfg is not None else default_top(array_cfg)
     require(p.array == array_cfg, "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
-    words, jobs, mode = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)
-    gk, _ = group_layout(packed, p, mode, group_scales)
-    T = np.asarray(x_q).shape[0]
-    shape = (T, packed.in_features, packed.out_features)
+    prog = encode_gemm(packed, x_q, p, epilogue, group_scales=group_scales)
+    words, mode = prog.words, prog.mode
+    shape = (prog.tokens, packed.in_features, packed.out_features)
     rt = RuntimeConfig(mode, packed.n_keep, packed.m_group)
-    model = cm.cycles(shape, array_cfg, rt, p, kt_per_group=gk)
-    n_out = sum(j.n_nt * j.n_steps for j in jobs) * p.words("out")
+    model = cm.cycles(shape, array_cfg, rt, p, kt_per_group=prog.kt_per_group)
+    n_out = prog.n_out_words
     elab = 0.0
     if backend == "golden":
         t = time.perf_counter()
@@ -304,7 +303,7 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
             _CACHE.pop((p, sim.rom_bits, backend), None)     # its state is mid-job: rebuild next time
             raise
         dt = time.perf_counter() - t
-    y = decode_outputs(out_words, jobs, p, mode, T, packed.out_features)
+    y = prog.decode(out_words)
     return GemmResult(outputs=y, cycles=ncyc, utilization=cm.utilization(shape, array_cfg, rt, ncyc),
                       backend=backend, model_cycles=model, mode=mode, out_words=out_words,
                       sim_s=dt, elaboration_s=elab)

@@ -20,15 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyrtl
+import pyrtl.compilesim as cs
 
+from nmaccel.arch import layout
+from nmaccel.arch.config import MODE_CODE, ArrayConfig
+from nmaccel.arch.layout import to_signed
 from nmaccel.errors import require
 from nmaccel.golden import blocks as gb
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.array import input_widths, make_array_top, output_widths
 from nmaccel.run import runner as top_runner
-from nmaccel.arch import layout
-from nmaccel.arch.config import MODE_CODE, ArrayConfig
-from nmaccel.arch.layout import to_signed
 
 SIMULATORS = ("compiled", "fast", "python")
 MODEL_SUFFIXES = (".safetensors", ".gguf", ".npy", ".npz")
@@ -114,7 +115,6 @@ class _gcc_o0:
             return getattr(self.real, name)
 
     def __enter__(self):
-        import pyrtl.compilesim as cs
         self.cs, self.real = cs, cs.subprocess
         cs.subprocess = self._Shim(self.real)
 

@@ -44,7 +44,7 @@ def tile_stream(cfg, x, w, strassen):
     s["cfg_load"][0], s["cfg_strassen"][0] = 1, int(strassen)
     xq = quadrants(pad_to(np.asarray(x, dtype=np.int64), padded_shape(x.shape, 1)))
     pe_word = layout.pe_word_layout(A)
-    quad_row = layout.Layout([("x", cfg.act_bits, cfg.lanes, True)])
+    quad_row = layout.quad_row_layout(cfg)
     for j, (_, wop, _) in enumerate(ops):
         plan = gst.block_plan(cfg, wop)
         for i in range(A.rows):
@@ -114,7 +114,7 @@ def run_strassen_tile(x_q, w_int, cfg, *, strassen=True, simulator="fast"):
             valid.append(sim.inspect("out_valid"))
         dt = time.perf_counter() - t0
         blocks = []
-        out_row = layout.Layout([("y", cfg.comb_bits, cfg.array.cols, True)])
+        out_row = layout.block_row_layout(cfg)
         for q in QUADS:
             rows = [out_row.decode(sim.inspect(f"c{q}_out_{i}"))["y"][:n] for i in range(t)]
             blocks.append(np.array(rows, dtype=np.int64).reshape(t, n))

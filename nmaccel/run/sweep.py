@@ -41,7 +41,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import pyrtl
+import yaml
+from tqdm import tqdm
+
+from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options, window_groups
 from nmaccel.errors import NmaccelError, require
+from nmaccel.golden import cyclemodel as cm
+from nmaccel.pack import pack_weights
+from nmaccel.provenance import provenance
+from nmaccel.run.runner import reference, run_gemm
+from nmaccel.verilog import export, synth
+from nmaccel.verilog.synth import DEVICES, TARGETS
 
 AXES = ("array", "nm", "bits", "target", "pe", "pipeline")
 JOBS = ("model", "rtl", "synth", "pnr")
@@ -64,7 +76,6 @@ def _pair(text, sep, what, example):
 
 
 def _check_axis(key, value):
-    from nmaccel.verilog.synth import TARGETS
     if key == "array":
         r, c = _pair(value, "x", "array", "'4x4'")
         require(1 <= r <= 64 and 1 <= c <= 64, f"grid: array {value!r}: use rows, cols in 1..64")
@@ -137,7 +148,6 @@ def parse_grid(data, source="grid"):
     require(cfg["device"] is None or isinstance(cfg["device"], str),
             f"{source}: device {cfg['device']!r}: use a device name such as 85k")
     if "pnr" in jobs:
-        from nmaccel.verilog.synth import DEVICES
         bad = [t for t in axes["target"] if t not in DEVICES]
         require(not bad, f"{source}: job pnr needs a place-and-route target (ecp5, ice40), not "
                 f"{', '.join(bad)}: drop pnr or those targets")
@@ -147,7 +157,6 @@ def parse_grid(data, source="grid"):
 
 
 def load_grid(path):
-    import yaml
     path = Path(path)
     require(path.is_file(), f"grid file {path} not found: give a YAML grid (see docs/SWEEP.md)")
     try:
@@ -176,7 +185,6 @@ def _runtime(point):
 
 
 def _array_config(hw):
-    from nmaccel.arch.config import ArrayConfig, pipeline_options
     return ArrayConfig(rows=hw["rows"], cols=hw["cols"], n_max=hw["n_max"], m_max=hw["m_max"],
                        modes=tuple(hw["modes"]), double_buffer=True,
                        **pipeline_options(hw["pipeline"]))
@@ -184,7 +192,6 @@ def _array_config(hw):
 
 def _top_sizes(grid, hw, nms):
     """TopConfig sizes holding the grid's GEMM for every runtime N:M this hardware runs."""
-    from nmaccel.arch.config import window_groups
     T, K, N = grid.shape
     kts = [1]
     for n, m in nms:
@@ -196,7 +203,6 @@ def _top_sizes(grid, hw, nms):
 
 
 def _top_config(hw, sizes):
-    from nmaccel.arch.config import TopConfig
     return TopConfig(array=_array_config(hw), **sizes)
 
 
@@ -210,8 +216,6 @@ _BUILD_LOCK = threading.Lock()      # PyRTL's working block is process-global
 
 def synth_task(spec):
     """Synthesize one piece of hardware; {'status': ok | does_not_fit | error, resources...}."""
-    from nmaccel.verilog import export, synth
-    import pyrtl
     hw, block, target = spec["hw"], spec["block"], spec["target"]
     t0 = time.perf_counter()
     try:
@@ -237,8 +241,6 @@ def synth_task(spec):
 
 def sim_task(spec):
     """Cycle model (and PyRTL top cycles with 'rtl') of one point's GEMM."""
-    from nmaccel.golden import cyclemodel as cm
-    from nmaccel.arch.config import RuntimeConfig
     hw, (mode, n, m) = spec["hw"], spec["runtime"]
     t0 = time.perf_counter()
     try:
@@ -259,9 +261,6 @@ def sim_task(spec):
 
 
 def _rtl_cycles(spec, p, rt, model_cycles):
-    import numpy as np
-    from nmaccel.pack import pack_weights
-    from nmaccel.run.runner import reference, run_gemm
     T, K, N = spec["shape"]
     rng = np.random.default_rng(spec["seed"])
     w = rng.standard_normal((N, K)).astype(np.float32)
@@ -315,7 +314,7 @@ def run_task(task):
 def connect(address, timeout=10):
     """A Dask distributed client for `address`; unreachable -> NmaccelError naming the fix."""
     try:
-        from distributed import Client
+        from distributed import Client       # lazy: heavy (Dask), only for --cluster
     except ImportError:
         raise NmaccelError("--cluster needs Dask distributed: pip install 'dask[distributed]'") from None
     try:
@@ -387,7 +386,7 @@ def pareto_front(rows, x, y):
 
 def plot(rows, path, area="lut"):
     """Pareto plot: area vs cycles (colour: fmax), and area vs latency at fmax when measured."""
-    import matplotlib
+    import matplotlib                        # lazy: heavy, needed only for the plot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     ok = [r for r in rows if r["status"] == "ok" and r.get(area) is not None and r.get("cycles")]
@@ -440,8 +439,6 @@ def _prepare_out(out):
 
 def run_sweep(grid, out, *, workers=None, cluster=None, timeout=10, progress=True, argv=None):
     """Run (or resume) a sweep; return {'rows', 'computed', 'cached', 'paths'}."""
-    from tqdm import tqdm
-    from nmaccel.provenance import provenance
     points, tasks = plan(grid)
     out = _prepare_out(out)
     cache = out / "cache"

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyrtl
 
 from nmaccel.arch.layout import to_signed
-from nmaccel.verilog import tools, verilator
 from nmaccel.errors import NmaccelError, require
+from nmaccel.verilog import tools, verilator
 from nmaccel.verilog.export import VerilogExport, load_export, parse_module, verilog_text
 
 CLOCK = "clk"
@@ -383,7 +384,6 @@ def run_pyrtl(stimulus, block=None, *, cycles=None, export=None):
 
     `export` (a VerilogExport of the same block) maps Verilog names to PyRTL names.
     """
-    import pyrtl
     block = block if block is not None else pyrtl.working_block()
     ins = {w.name: w for w in block.wirevector_subset(pyrtl.Input)}
     outs = {w.name: w for w in block.wirevector_subset(pyrtl.Output)}

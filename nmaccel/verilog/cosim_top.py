@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pyrtl
+from pyrtl import memory, wire
 
-from nmaccel.verilog import tools, verilator
-from nmaccel.errors import require
-from nmaccel.verilog.export import parse_module, verilog_text
 from nmaccel.arch.config import TopConfig
+from nmaccel.errors import require
 from nmaccel.hdl.top import make_top_ports
+from nmaccel.verilog import tools, verilator
+from nmaccel.verilog.export import parse_module, verilog_text
 
 MODULE = "nmaccel_top"
 TAIL_CYCLES = 64          # cycles run past the last expected word, to catch extra output words
@@ -127,7 +128,6 @@ int main(int argc, char** argv) {{
 def _fresh_names():
     """PyRTL's global tmp / const / memory name counters start from 0 inside (restored after),
     so the same TopConfig always exports the same Verilog (a stable build cache key)."""
-    from pyrtl import memory, wire
     saved = (wire._wvIndexer, wire._constIndexer, memory._memIndex)
     wire._reset_wire_indexers()
     memory._reset_memory_indexer()

@@ -6,6 +6,7 @@
 contents are exported). Every file is written atomically (temporary file + os.replace).
 """
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyrtl
+from tabulate import tabulate
 
 from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP, ArrayConfig, TopConfig, pipeline_options
 from nmaccel.errors import NmaccelError, ToolFailedError, require
@@ -179,7 +181,6 @@ def verilog_text(block=None, *, module_name="toplevel", add_reset=True,
 
 def port_table(ports):
     """Markdown table of ports (name, direction, width, PyRTL name)."""
-    from tabulate import tabulate
     rows = [(p.name, p.direction, p.width, p.pyrtl_name) for p in ports]
     return tabulate(rows, headers=("port", "direction", "width", "PyRTL wire"), tablefmt="github")
 
@@ -313,7 +314,6 @@ def build_block(block, **kw):
 
 def build_from_builder(spec):
     """Call 'package.module:function' (no arguments) to build into the working block."""
-    import importlib
     require(":" in spec, f"--builder {spec!r}: use package.module:function")
     mod, func = spec.split(":", 1)
     try:

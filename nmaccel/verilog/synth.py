@@ -13,8 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from nmaccel.verilog import tools
+from tabulate import tabulate
+
 from nmaccel.errors import NmaccelError, ToolFailedError, require
+from nmaccel.verilog import tools
 
 TARGETS = ("generic", "ice40", "ecp5", "xc7", "xcup")
 SCRIPT_DIR = Path(__file__).resolve().parent.parent.parent / "synth"
@@ -246,7 +248,6 @@ COLUMNS = ("target", "device", "lut", "ff", "carry", "mux", "dsp", "bram", "lutr
 
 def table(reports):
     """Resource table (github markdown) of synthesis reports."""
-    from tabulate import tabulate
     rows = [[r.get("top")] + [("-" if r.get(c) is None else
                                (f"{r[c]:.1f}" if isinstance(r.get(c), float) else r.get(c)))
                               for c in COLUMNS] for r in reports]

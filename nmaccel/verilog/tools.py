@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -166,7 +167,6 @@ def run_tool(cmd, *, cwd=None, timeout, what, env=None, check=True):
 
 
 def _kill_group(proc):
-    import signal
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
