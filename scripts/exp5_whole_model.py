@@ -3,7 +3,7 @@ uniform configurations (every linear layer the same N:M / bits, masks by magnitu
 SparseGPT) and for the planner's outputs at several budgets.
 
     python scripts/exp5_whole_model.py --profile PROFILE.json [--whole-model benchmarks/results/whole_model.json]
-        [--methods magnitude,wanda,sparsegpt] [--tokens 512] [--work DIR]
+        [--methods magnitude,wanda,sparsegpt] [--sparse-bits 8,4] [--tokens 512] [--work DIR]
 
 PROFILE.json: `nmaccel profile smollm2 -o PROFILE.json` (the planner rows' profile; its target top,
 calibration text and prefill T are used for the uniform rows too). Every uniform row is
@@ -28,12 +28,12 @@ from nmaccel.plan.runner import run_program
 from nmaccel.fileio import atomic_write
 
 
-def uniform_configs(methods):
-    """(label, config) of the uniform rows: dense baselines, then each N:M x bits x mask method."""
+def uniform_configs(methods, sparse_bits=(8, 4)):
+    """(label, config) of the uniform rows: dense baselines, then per mask method each N:M x bits."""
     out = [("dense INT8", config(1, 1, 8)), ("dense INT4 g128", config(1, 1, 4, group_size=128))]
-    for n, m in ((2, 4), (4, 8)):
-        for bits in (8, 4):
-            for meth in methods:
+    for meth in methods:
+        for n, m in ((2, 4), (4, 8)):
+            for bits in sparse_bits:
                 if bits == 8 and meth == "sparsegpt":
                     continue            # SparseGPT's joint quantization is run at INT4 only
                 c = config(n, m, bits, group_size=128 if bits == 4 else None, method=meth)
@@ -100,6 +100,7 @@ def main(argv=None):
     ap.add_argument("--whole-model", default="benchmarks/results/whole_model.json",
                     help="benchmarks/whole_model.py output with the planner rows ('' to leave them out)")
     ap.add_argument("--methods", default="magnitude,wanda,sparsegpt")
+    ap.add_argument("--sparse-bits", default="8,4", help="weight bits of the N:M rows")
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--work", default="exp5_work")
     ap.add_argument("--out-dir", help="results directory (default benchmarks/results)")
@@ -107,7 +108,7 @@ def main(argv=None):
     prof = load_profile(args.profile)
     os.makedirs(args.work, exist_ok=True)
     programs, rows = [], []
-    for label, cfg in uniform_configs(args.methods.split(",")):
+    for label, cfg in uniform_configs(args.methods.split(","), [int(b) for b in args.sparse_bits.split(",")]):
         rows.append(run_uniform(prof, args.profile, label, cfg, args.work, args.tokens, programs))
     src = None
     if args.whole_model:
