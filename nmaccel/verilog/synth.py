@@ -171,8 +171,10 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
     """Synthesize Verilog file `verilog` (module `top`) for `target`; optionally place and route.
 
     Returns a report dict: target, top, device, cells {type: n}, lut, ff, carry, dsp, bram,
-    lutram, other, fmax_mhz (None without pnr), utilization {bel: [used, available]},
-    critical_path, seconds {synth, pnr}, log_tail.
+    lutram, other, fmax_mhz (None without pnr), device_utilization {lut|ff|dsp|bram: [Yosys
+    count, device capacity]} (the same with or without pnr), utilization (without pnr: as
+    device_utilization; with pnr: nextpnr's {bel: [used, available]}), critical_path,
+    seconds {synth, pnr}, log_tail.
     """
     require(target in TARGETS, f"unknown synthesis target {target!r}: use one of {', '.join(TARGETS)}")
     verilog = Path(verilog)
@@ -208,9 +210,11 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
         report["fmax_mhz"] = None
         report["utilization"] = {}
         report["critical_path"] = None
+        report["device_utilization"] = {}
         cap = CAPACITY.get((target, device))
         if cap:
             over = {k: (report[k], c) for k, c in cap.items() if report[k] > c}
+            report["device_utilization"] = {k: [report[k], c] for k, c in cap.items()}
             report["utilization"] = {k: [report[k], c] for k, c in cap.items()}
             require(not over, f"design too large for {target} {device}: " + ", ".join(
                 f"{k} {u}/{c} ({100 * u / c:.0f}%)" for k, (u, c) in over.items()))
