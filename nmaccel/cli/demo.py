@@ -1,6 +1,5 @@
 """`nmaccel demo`: the main job end to end on a real MiniLM layer (library: nmaccel.run.demo)."""
 import json
-import sys
 
 from nmaccel.cli.sim import _parse_pair
 from nmaccel.errors import NmaccelError
@@ -21,7 +20,7 @@ def cmd_demo(args):
                      bits=args.bits, group_size=args.group_size, tokens=args.tokens, layer=args.layer,
                      target=args.target, pnr=not args.no_pnr, verilator=not args.no_verilator,
                      seed=0, vcd=args.vcd, vcd_cycles=(a, b))
-    quiet = args.quiet or args.json or not sys.stderr.isatty()
+    quiet = args.quiet or args.json
     report = run_demo(cfg, args.out, quiet=quiet)
     if args.json:
         print(json.dumps(report, indent=1, default=str))
@@ -59,6 +58,6 @@ def register_cli(subparsers):
     p.add_argument("--vcd-cycles", default="0:2000", help="cycle window A:B of --vcd (default 0:2000)")
     p.add_argument("--out", default="nmaccel-demo", help="output directory (default ./nmaccel-demo)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (also off when stderr is not a TTY)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (also off when stdout is not a TTY)")
     p.set_defaults(func=cmd_demo)
     return p

@@ -70,7 +70,7 @@ def compile_program(model_spec, plan_path, out, *, array=None, progress=True, re
     """Write the program of `plan_path` for `model_spec` into the new directory `out`.
     `reuse`: earlier program directories of the same model and target whose layers with the same
     configuration are taken over (files verified by sha256) instead of being packed again."""
-    from tqdm import tqdm
+    from nmaccel.progress import bar as tqdm
     plan = load_plan(plan_path)
     target = tg.Target.from_dict(plan["target"])
     if array is not None:
@@ -95,7 +95,7 @@ def compile_program(model_spec, plan_path, out, *, array=None, progress=True, re
     entries = []
     T = plan["prefill_tokens"]
     hb = target.host_bits
-    for i, l in enumerate(tqdm(plan["layers"], desc="compile", disable=not progress)):
+    for i, l in enumerate(tqdm(plan["layers"], desc="compile", quiet=not progress)):
         n, cfg = l["name"], l["config"]
         w = src.weight(n)
         if (n, cfg["name"]) in old:

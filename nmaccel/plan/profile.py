@@ -164,7 +164,7 @@ def _job(args):
 def run_profile(model_spec, out, *, quick=False, n_cal=None, n_sens=None, prefill_tokens=256,
                 n_blocks=None, configs=None, jobs=1, sensitivity=True, target=None, progress=True):
     """Profile `model_spec` into `out` (JSON); returns the profile dict."""
-    from tqdm import tqdm
+    from nmaccel.progress import bar as tqdm
     src = ModelSource(model_spec)
     n_cal = n_cal or (128 if quick else 512)
     n_sens = n_sens or (128 if quick else 256)
@@ -199,7 +199,7 @@ def run_profile(model_spec, out, *, quick=False, n_cal=None, n_sens=None, prefil
 
     dense_sens = None
     xs = None
-    for c in tqdm(configs, desc="configs", disable=not progress):
+    for c in tqdm(configs, desc="configs", quiet=not progress):
         todo = [n for n in names if c["name"] not in prof["entries"].get(n, {})]
         want_sens = sensitivity and src.kind == "llama" and c["name"] not in prof["sensitivity"]
         if not todo and not want_sens:
@@ -210,7 +210,7 @@ def run_profile(model_spec, out, *, quick=False, n_cal=None, n_sens=None, prefil
         deq = {}
         todo_all = names if want_sens else todo
         args = [(n, c, tgt.as_dict(), prefill_tokens) for n in todo_all]
-        bar = tqdm(total=len(args), desc=c["name"], leave=False, disable=not progress)
+        bar = tqdm(total=len(args), desc=c["name"], leave=False, quiet=not progress)
         if jobs > 1:
             with ProcessPoolExecutor(max_workers=jobs) as ex:
                 results = ex.map(_job, args)

@@ -18,7 +18,6 @@ vs the device, fmax, the dense-equivalent GMAC/s at fmax and where each artefact
 """
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,9 +117,9 @@ class Steps:
     """A tqdm bar over the demo's named steps (quiet: no bar); `.times` records each step's wall time."""
 
     def __init__(self, names, quiet):
-        from tqdm import tqdm
-        self.bar = tqdm(total=len(names), disable=quiet, file=sys.stderr, unit="step",
-                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+        from nmaccel.progress import bar
+        self.bar = bar(total=len(names), quiet=quiet, unit="step",
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
         self.times, self._t, self._name = {}, None, None
 
     def start(self, name):

@@ -440,7 +440,7 @@ def _prepare_out(out):
 
 def run_sweep(grid, out, *, workers=None, cluster=None, timeout=10, progress=True, argv=None):
     """Run (or resume) a sweep; return {'rows', 'computed', 'cached', 'paths'}."""
-    from tqdm import tqdm
+    from nmaccel.progress import bar as tqdm
     from nmaccel.provenance import provenance
     points, tasks = plan(grid)
     out = _prepare_out(out)
@@ -461,7 +461,7 @@ def run_sweep(grid, out, *, workers=None, cluster=None, timeout=10, progress=Tru
         todo.sort(key=lambda t: t.kind != "synth")
         with _Executor(workers, cluster, timeout) as pool, \
                 tqdm(total=len(tasks), initial=cached, desc="sweep", unit="job",
-                     disable=None if progress else True) as bar:
+                     quiet=not progress) as bar:
             futs = {pool.submit(run_task, t): t for t in todo}
             for fut in cf.as_completed(futs):
                 t = futs[fut]
