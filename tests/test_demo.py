@@ -108,6 +108,7 @@ def test_report_files_and_artefacts(demo):
     (["--nm", "5:4"], "N must be between 1 and M"),
     (["--array", "2"], "--array"),
     (["--vcd-cycles", "9:3"], "--vcd-cycles"),
+    (["--vcd", "t.vcd", "--vcd-backend", "verilator"], "drop --no-verilator"),
     (["--layer", "encoder.layer.0.nope"], "no MiniLM linear layer"),
 ])
 def test_bad_input_exits_2_without_output(tmp_path, capsys, argv, msg):

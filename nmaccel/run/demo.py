@@ -53,6 +53,7 @@ class DemoConfig:
     seed: int = 0
     vcd: str = None
     vcd_cycles: tuple = (0, 2000)
+    vcd_backend: str = "pyrtl"
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -65,6 +66,10 @@ class DemoConfig:
         require(self.target in TARGETS, f"--target {self.target!r}: use one of {', '.join(TARGETS)}")
         a, b = self.vcd_cycles
         require(0 <= a < b, f"--vcd-cycles {a}:{b}: use A:B with 0 <= A < B")
+        require(self.vcd_backend in ("pyrtl", "verilator"),
+                f"--vcd-backend {self.vcd_backend!r}: use pyrtl or verilator")
+        require(self.vcd_backend != "verilator" or self.verilator,
+                "--vcd-backend verilator traces a Verilator run: drop --no-verilator")
 
 
 def sqnr_db(ref, approx):
@@ -252,8 +257,9 @@ def _run_demo(cfg, stage, out, quiet):
              "PyRTL top: dense INT8"]
     if cfg.verilator:
         names += [f"Verilator top: {sparse_label}", "Verilator top: dense INT8"]
+    vcd_step = f"VCD trace ({cfg.vcd_backend})"
     if cfg.vcd:
-        names.append("VCD trace")
+        names.append(vcd_step)
     synth_step = f"synthesize ({cfg.target})" + (" + place and route" if cfg.pnr else "")
     names += ["export Verilog", synth_step]
     steps = Steps(names, quiet)
@@ -282,10 +288,10 @@ def _run_demo(cfg, stage, out, quiet):
                 for (be, k), (r, ref) in runs.items()]
         vcd_path = None
         if cfg.vcd:
-            steps.start("VCD trace")
+            steps.start(vcd_step)
             from nmaccel.run.runner import trace_top_vcd
             vcd_path = trace_top_vcd(sparse, x_q, top, Path(cfg.vcd).resolve(), cfg.vcd_cycles,
-                                     group_scales=sparse.granularity == "group")
+                                     group_scales=sparse.granularity == "group", backend=cfg.vcd_backend)
         steps.start("export Verilog")
         vpath, io = export_top(top, stage / "rtl")
         images = write_images(sparse, stage / "mem")
