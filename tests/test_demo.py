@@ -81,6 +81,9 @@ def test_resources_and_fmax_are_the_tool_reports(demo):
     for k, (used, c) in expect.items():
         assert f"| {used} / {c} ({100 * used / c:.1f}%)" in md, k
     assert f"{syn['fmax_mhz']:.1f} MHz" in md
+    log = (out / "synth" / "nextpnr.log").read_text()
+    assert syn["seconds"]["pnr_stages"] == synth.pnr_stages(log)
+    assert set(syn["seconds"]["pnr_stages"]) == {"place_heap", "place_sa", "route"}
     th = r["throughput"]
     assert th["dense_equivalent_gmac_per_s_at_fmax"] == pytest.approx(
         th["dense_equivalent_macs"] / r["cycles"]["sparse"] * syn["fmax_mhz"] / 1e3)

@@ -311,7 +311,7 @@ def _run_demo(cfg, stage, out, quiet):
                            "fusesoc_core": final(vpath.with_suffix(".core")),
                            "memory_images": [final(i) for i in images],
                            "packed": [str(out / "sparse.nmpack"), str(out / "dense.nmpack")],
-                           "synthesis_reports": [str(out / "synth" / n) for n in ("stat.json", "report.json")
+                           "synthesis_reports": [str(out / "synth" / n) for n in ("stat.json", "report.json", "nextpnr.log")
                                                  if (stage / "synth" / n).exists()],
                            "vcd": vcd_path, "report_json": str(out / "report.json"),
                            "report_md": str(out / "report.md"), "plot": str(out / "report.png")}
@@ -426,7 +426,8 @@ def report_markdown(r):
     from tabulate import tabulate
     return ("# nmaccel demo report\n\n" + tabulate(summary_rows(r), headers=("", "figure", "value"), tablefmt="github")
             + "\n\n## Runs\n\n" + tabulate(r["runs"], headers="keys", tablefmt="github")
-            + f"\n\nSeconds per step: {json.dumps(r['seconds'])}\n\nProvenance: `{json.dumps(r['provenance'])}`\n")
+            + f"\n\nSeconds per step: {json.dumps(r['seconds'])}\n\n"
+            f"Synthesis / place and route seconds: {json.dumps(r['synthesis']['seconds'])}\n\nProvenance: `{json.dumps(r['provenance'])}`\n")
 
 
 def plot(r, path):
