@@ -54,15 +54,36 @@ def test_storage_is_the_packed_files_accounting(demo):
 
 
 def test_resources_and_fmax_are_the_tool_reports(demo):
+    """After place and route every resource row is the synthesis report's count against the
+    device's capacity (LUT / FF / DSP / BRAM from Yosys' stat.json, IO = the exported port bits
+    against the package's user pins), in report.json, report.md and the plot's data alike; the
+    placed BEL counts and fmax are nextpnr's report.json."""
     r, out, _ = demo
     syn = r["synthesis"]
+    assert syn["pnr"] and syn["device"] == "85k"
     cells = synth._parse_stat(out / "synth" / "stat.json")
     counts = synth.classify(cells, "ecp5")
+    cap = synth.CAPACITY[("ecp5", "85k")]
+    ports = json.loads(Path(r["artefacts"]["ports"]).read_text())["ports"]
+    io = sum(p["width"] for p in ports)                     # clk and rst included
+    assert {"clk", "rst"} <= {p["name"] for p in ports} and r["top"]["io_pins"] == io
+    expect = {**{k: [counts[k], cap[k]] for k in ("lut", "ff", "dsp", "bram")}, "io": [io, synth.PINS[("ecp5", "85k")]]}
+    assert syn["resources_vs_device"] == expect
     for k in ("lut", "ff", "dsp", "bram"):
         assert syn[k] == counts[k]
     fmax, util, _ = synth._parse_report(out / "synth" / "report.json")
     assert syn["fmax_mhz"] == min(f for f in fmax.values() if f)
-    assert syn["utilization_vs_device"]["MULT18X18D"] == list(util["MULT18X18D"])
+    assert syn["nextpnr_utilization"] == {k: list(v) for k, v in util.items()}
+    # what nextpnr placed is what Yosys mapped (one BEL per DSP / block RAM / FF cell)
+    assert util["MULT18X18D"][0] == counts["dsp"] and util["DP16KD"][0] == counts["bram"]
+    assert util["TRELLIS_FF"][0] == counts["ff"]
+    md = (out / "report.md").read_text()
+    for k, (used, c) in expect.items():
+        assert f"| {used} / {c} ({100 * used / c:.1f}%)" in md, k
+    assert f"{syn['fmax_mhz']:.1f} MHz" in md
+    log = (out / "synth" / "nextpnr.log").read_text()
+    assert syn["seconds"]["pnr_stages"] == synth.pnr_stages(log)
+    assert set(syn["seconds"]["pnr_stages"]) == {"place_heap", "place_sa", "route"}
     th = r["throughput"]
     assert th["dense_equivalent_gmac_per_s_at_fmax"] == pytest.approx(
         th["dense_equivalent_macs"] / r["cycles"]["sparse"] * syn["fmax_mhz"] / 1e3)
@@ -90,6 +111,7 @@ def test_report_files_and_artefacts(demo):
     (["--nm", "5:4"], "N must be between 1 and M"),
     (["--array", "2"], "--array"),
     (["--vcd-cycles", "9:3"], "--vcd-cycles"),
+    (["--vcd", "t.vcd", "--vcd-backend", "verilator"], "drop --no-verilator"),
     (["--layer", "encoder.layer.0.nope"], "no MiniLM linear layer"),
 ])
 def test_bad_input_exits_2_without_output(tmp_path, capsys, argv, msg):

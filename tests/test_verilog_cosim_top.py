@@ -97,3 +97,64 @@ def test_missing_cxx(_no_tool):
     _no_tool("g++")
     with pytest.raises(ToolMissingError, match="g\\+\\+"):
         cosim_top.TopVerilatorModel(PALL)
+
+
+def read_vcd(path):
+    """({name: id}, {time: {id: int value}} with every id's value held at every time)."""
+    ids, times, cur, now = {}, {}, {}, None
+    with open(path) as f:
+        for line in f:
+            w = line.split()
+            if not w:
+                continue
+            if w[0] == "$var":
+                ids.setdefault(w[4], w[3])
+            elif w[0][0] == "#":
+                if now is not None:
+                    times[now] = dict(cur)
+                now = int(w[0][1:])
+            elif w[0][0] in "bB":
+                cur[w[1]] = int(w[0][1:], 2)
+            elif w[0][0] in "01":                     # scalar change: 0<id> / 1<id>
+                cur[w[0][1:]] = int(w[0][0])
+    if now is not None:
+        times[now] = dict(cur)
+    return ids, times
+
+
+@pytest.mark.tools
+def test_verilator_vcd_window(rng, tmp_path):
+    """Verilator --trace build of the top (the one builder, its own cache key): the VCD holds
+    exactly cycles [A, B) (two samples each), only named signals, and its values equal the run's
+    output words and, signal by signal and cycle by cycle, the PyRTL trace of the same window."""
+    from nmaccel.run.runner import trace_top_vcd
+    packed, x = random_gemm(rng, 2, 4, 4, "uniform", PALL)
+    words, jobs, _ = encode_gemm(packed, x, PALL)
+    n_out = sum(j.n_nt * j.n_steps for j in jobs) * PALL.words("out")
+    plain = cosim_top.TopVerilatorModel(PALL)
+    full = plain.run(words, n_out, 100000)
+    a = full.cycles_run - cosim_top.TAIL_CYCLES - 30         # the window holds the last output words
+    b = a + 40
+    traced = cosim_top.TopVerilatorModel(PALL, trace=True)
+    assert traced.exe != plain.exe                            # a separate cache entry
+    vpath = tmp_path / "v.vcd"
+    run = traced.run(words, n_out, 100000, vcd=vpath, window=(a, b))
+    assert run.out_words == full.out_words and run.cycles == full.cycles
+    ids, times = read_vcd(vpath)
+    assert sorted(times) == sorted([10 * c for c in range(b - a)] + [10 * c + 5 for c in range(b - a)])
+    assert not [n for n in ids if n.startswith(("tmp", "const_"))]
+    assert {"in_data", "in_valid", "in_ready", "out_data", "out_valid", "busy", "top_s_step"} <= set(ids)
+    low = [times[10 * c] for c in range(b - a)]
+    valid = [c for c in range(b - a) if low[c][ids["out_valid"]]]
+    assert valid and full.cycles_run - cosim_top.TAIL_CYCLES - 1 - a == valid[-1]     # last word's cycle
+    assert [low[c][ids["out_data"]] for c in valid] == full.out_words[-len(valid):]
+    ppath = tmp_path / "p.vcd"
+    trace_top_vcd(packed, x, PALL, ppath, (a, b), backend="pyrtl")
+    pids, ptimes = read_vcd(ppath)
+    common = sorted(set(ids) & set(pids) - {"clk"})
+    assert len(common) > 50
+    for c in range(b - a):
+        for n in common:
+            assert low[c][ids[n]] == ptimes[10 * c][pids[n]], (n, a + c)
+    with pytest.raises(NmaccelError, match="VCD window"):
+        traced.run(words, n_out, 100000, vcd=vpath, window=(5, 5))

@@ -266,3 +266,49 @@ def test_epilogue_rounding_saturation_proof_and_seeded_bug():
         assert not res.proved, what
         caught += 1
     assert caught >= 2
+
+
+# ---------------------------------------------------------------- INT4 packed operand + split
+
+def build_int4_lane(cfg):
+    """One PE lane's arithmetic as a combinational top, built from the PE's own functions:
+    b = packed_operand(int4, a_lo, a_hi); P = w * b (the DSP split of hdl/pe._multiply);
+    (lo, hi) = split_products(int4, P) with the sign correction."""
+    from nmaccel.hdl.pe import _multiply, packed_operand, split_products
+    int4, w = pyrtl.Input(1, "int4"), pyrtl.Input(cfg.weight_bits, "w")
+    a_lo, a_hi = pyrtl.Input(cfg.act_bits, "a_lo"), pyrtl.Input(cfg.act_bits, "a_hi")
+    p = _multiply(cfg, w, packed_operand(cfg, int4, a_lo, a_hi), "mul")[:cfg.mult_bits]
+    lo, hi = split_products(cfg, int4, p)
+    o_lo, o_hi = pyrtl.Output(len(lo), "lo"), pyrtl.Output(len(hi), "hi")
+    o_lo <<= lo
+    o_hi <<= hi
+    return pyrtl.working_block()
+
+
+INT4_SPEC = {"lo": "$signed(w) * $signed(a_lo)", "hi": "int4 ? $signed(w) * $signed(a_hi) : 0"}
+INT4_WEIGHTS = "!int4 || ($signed(w) >= -8 && $signed(w) <= 7)"
+
+
+@pytest.mark.slow
+def test_int4_packed_operand_and_sign_correction_for_all_inputs():
+    """At the deployed widths (INT8 activations, 8-bit weight port, 18-bit DSP split, 29-bit
+    product, S = 12), for every a_lo, a_hi, w and mode: INT8 mode gives lo = w * a_lo, hi = 0;
+    INT4 mode (w an INT4 value, as the packer stores it) gives lo = w * a_lo and hi = w * a_hi
+    from ONE multiplication. Without the INT4 weight range the split is wrong (a real
+    counterexample), and a seeded bug in the sign correction fails the proof."""
+    from nmaccel.arch.config import ArrayConfig
+    cfg = ArrayConfig(rows=1, cols=1, n_max=4, m_max=8)
+    assert (cfg.act_bits, cfg.weight_bits, cfg.dsp_width, cfg.pack_shift, cfg.mult_bits) == (8, 8, 18, 12, 29)
+    block = build_int4_lane(cfg)
+    assert formal.prove_equivalent(INT4_SPEC, assume=INT4_WEIGHTS).proved
+    res = formal.prove_equivalent(INT4_SPEC)
+    assert not res.proved and res.counterexample["int4"] == 1
+    w = res.counterexample["w"] - (res.counterexample["w"] >> 7 << 8)
+    assert not -8 <= w <= 7
+    # seeded bugs: each adder / subtractor of the operand build and the sign correction
+    nets = formal.mutable_nets(block)
+    adders = [i for i, n in enumerate(nets) if n.op in "+-"]
+    assert adders
+    for i in adders:
+        mutant, what = formal.mutate(block, i)
+        assert not formal.prove_equivalent(INT4_SPEC, mutant, assume=INT4_WEIGHTS).proved, what

@@ -1,6 +1,5 @@
 """`nmaccel demo`: the main job end to end on a real MiniLM layer (library: nmaccel.run.demo)."""
 import json
-import sys
 
 from tabulate import tabulate
 
@@ -12,6 +11,7 @@ EXAMPLE = """example:
   nmaccel demo                                   # 2:4 INT4 g128 on a 1x1-array top, ECP5-85k
   nmaccel demo --array 2x2 --nm 4:8 --bits 8 --out /tmp/d --vcd /tmp/d/top.vcd --vcd-cycles 0:500
   nmaccel demo --no-pnr --json                   # synthesis only, JSON report on stdout
+  nmaccel demo --no-pnr --vcd top.vcd --vcd-cycles 1000:1400 --vcd-backend verilator
 """
 
 
@@ -22,8 +22,8 @@ def cmd_demo(args):
     cfg = DemoConfig(rows=rows, cols=cols, n_max=args.n_max, m_max=args.m_max, n_keep=n_keep, m_group=m_group,
                      bits=args.bits, group_size=args.group_size, tokens=args.tokens, layer=args.layer,
                      target=args.target, pnr=not args.no_pnr, verilator=not args.no_verilator,
-                     seed=0, vcd=args.vcd, vcd_cycles=(a, b))
-    quiet = args.quiet or args.json or not sys.stderr.isatty()
+                     seed=0, vcd=args.vcd, vcd_cycles=(a, b), vcd_backend=args.vcd_backend)
+    quiet = args.quiet or args.json
     report = run_demo(cfg, args.out, quiet=quiet)
     if args.json:
         print(json.dumps(report, indent=1, default=str))
@@ -56,10 +56,13 @@ def register_cli(subparsers):
     p.add_argument("--target", default="ecp5", choices=TARGETS, help="FPGA family (default ecp5)")
     p.add_argument("--no-pnr", action="store_true", help="synthesis only: no place and route, no fmax")
     p.add_argument("--no-verilator", action="store_true", help="PyRTL only (skip the Verilator runs)")
-    p.add_argument("--vcd", help="write a VCD of the top (PyRTL, sparse run) to this file")
-    p.add_argument("--vcd-cycles", default="0:2000", help="cycle window A:B of --vcd (default 0:2000)")
+    p.add_argument("--vcd", help="write a VCD of the top (the sparse run) to this file")
+    p.add_argument("--vcd-cycles", default="0:2000", help="cycle window A:B of --vcd, cycle 0 = the first "
+                   "host word offered (default 0:2000)")
+    p.add_argument("--vcd-backend", default="pyrtl", choices=("pyrtl", "verilator"),
+                   help="simulator that writes --vcd: PyRTL's tracer or a Verilator --trace build (default pyrtl)")
     p.add_argument("--out", default="nmaccel-demo", help="output directory (default ./nmaccel-demo)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (also off when stderr is not a TTY)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (also off when stdout is not a TTY)")
     p.set_defaults(func=cmd_demo)
     return p

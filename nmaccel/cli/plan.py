@@ -11,6 +11,8 @@ from nmaccel.plan.policy import plan_file
 from nmaccel.plan.profile import CONFIG_SETS, ModelSource, run_profile
 from nmaccel.plan.runner import run_program
 
+QUIET_HELP = "no progress bar (also off when stdout is not a TTY)"
+
 
 def parse_array(text):
     try:
@@ -37,7 +39,7 @@ def _cmd_profile(args):
     prof = run_profile(args.model, args.output, quick=args.quick, n_cal=args.calib_tokens,
                        n_sens=args.sens_tokens, prefill_tokens=args.prefill_tokens, n_blocks=args.blocks,
                        configs=CONFIG_SETS[args.configs] if args.configs else None, jobs=args.jobs,
-                       sensitivity=not args.no_sensitivity, target=target)
+                       sensitivity=not args.no_sensitivity, target=target, progress=not args.quiet)
     print(f"profiled {len(prof['layers'])} layers x {len(prof['configs'])} configurations of "
           f"{prof['model']['spec']} -> {args.output}")
     return 0
@@ -57,7 +59,7 @@ def _cmd_plan(args):
 
 def _cmd_compile(args):
     path = compile_program(args.model, args.plan, args.output,
-                           array=parse_array(args.array) if args.array else None)
+                           array=parse_array(args.array) if args.array else None, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
 
@@ -105,6 +107,7 @@ def register_cli(sub):
     p.add_argument("--no-sensitivity", action="store_true")
     p.add_argument("--array", default=None, help="ROWSxCOLS of the top (default 2x2, the measured top)")
     p.add_argument("--pipeline", default="all", choices=("all", "default"))
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser("plan", help="DFKE planner: one configuration per layer under a budget (MILP)")
@@ -119,6 +122,7 @@ def register_cli(sub):
     p.add_argument("plan")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--array", default=None, help="check the plan targets this ROWSxCOLS array")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("run", help="run a compiled program on the whole model (perplexity, cycles, energy)")

@@ -97,7 +97,10 @@ def cmd_sim(args):
             "--epilogue runs in the accelerator top: use --backend pyrtl, verilator or golden")
     require(not layer or args.simulator == "compiled",
             f"--simulator {args.simulator} applies to --backend tile; the top runs compiled only")
-    require(not layer or args.vcd is None, "--vcd traces --backend tile only")
+    require(args.backend != "golden" or args.vcd is None,
+            "--vcd traces the RTL: use --backend tile, pyrtl or verilator (golden has no signals)")
+    vcd_window = _parse_pair(args.vcd_cycles, ":", "--vcd-cycles", "0:2000 (first:last cycle)")
+    require(0 <= vcd_window[0] < vcd_window[1], f"--vcd-cycles {args.vcd_cycles}: use A:B with 0 <= A < B")
     if args.vcd is not None:
         check_output(args.vcd, [args.weights] if args.weights else [])
     cfg = ArrayConfig(rows=rows, cols=cols, n_max=args.n_max, m_max=args.m_max,
@@ -133,6 +136,9 @@ def cmd_sim(args):
         ep = _calibrated_epilogue(packed, x_q, args.relu) if args.epilogue else None
         res = run_gemm(packed, x_q, cfg, backend=args.backend, epilogue=ep, top_cfg=top)
         ref = reference(packed, x_q, ep)
+        if args.vcd is not None:
+            from nmaccel.run.runner import trace_top_vcd
+            trace_top_vcd(packed, x_q, top, args.vcd, vcd_window, epilogue=ep, backend=args.backend)
         info.update(mode=res.mode, tokens=args.tokens,
                     weights=f"{packed.out_features}x{packed.in_features}",
                     epilogue="int8" if ep is not None else "raw", cycles=res.cycles,
@@ -194,7 +200,10 @@ def register_cli(subparsers):
     p.add_argument("--simulator", default="compiled", choices=SIMULATORS,
                    help="simulator of --backend tile (the top runs compiled)")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="activation RNG seed")
-    p.add_argument("--vcd", help="write a VCD trace to this file (--backend tile)")
+    p.add_argument("--vcd", help="write a VCD trace to this file (tile: the whole run; pyrtl / verilator: "
+                   "the top, cycles --vcd-cycles, with PyRTL's tracer or a Verilator --trace build)")
+    p.add_argument("--vcd-cycles", default="0:2000", help="cycle window A:B of --vcd on the top, cycle 0 = "
+                   "the first host word offered (default 0:2000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_sim)
     return p

@@ -37,5 +37,5 @@ def register_cli(subparsers):
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="Dask scheduler address (tcp://host:8786) instead of local processes")
     p.add_argument("--cluster-timeout", type=float, default=10, help="seconds to reach the scheduler")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (also off when stdout is not a TTY)")
     p.set_defaults(func=cmd_sweep)

@@ -44,6 +44,16 @@ def packed_operand(cfg, int4, a_lo, a_hi):
     return pyrtl.concat(pyrtl.select(int4, hi, sext(sign, top_bits)), sext(a_lo, S))
 
 
+def split_products(cfg, int4, prod):
+    """(lo, hi) of a lane product `prod` (cfg.mult_bits): `int4`: lo = sext(P[S-1:0]) (token A),
+    hi = (P >>> S) + P[S-1] (token B, with the sign correction); else lo = P, hi = 0."""
+    S = cfg.pack_shift
+    lo = pyrtl.select(int4, sext(prod[:S], cfg.mult_bits), prod)
+    hi_bits = cfg.mult_bits - S
+    hi = sadd(prod[S:], prod[S - 1].zero_extended(hi_bits), hi_bits)
+    return lo, pyrtl.select(int4, hi, pyrtl.Const(0, bitwidth=hi_bits))
+
+
 def _multiply(cfg, w, b, name):
     """Signed w * b as signed.smul_dsp; with cfg.pipeline_dsp, one register stage sits right
     after the DSP multiplier (and its parallel LUT partial products), before the combining adds."""
@@ -109,7 +119,6 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
         if cfg.double_buffer:   # keep weights aligned with their step across a swap
             weights = [delay(w, 1, f"{name}.wq{lane}") for lane, w in enumerate(weights)]
 
-    S = cfg.pack_shift
     elem = element_layout(cfg)
     los, his = [], []
     for lane in range(cfg.n_max):
@@ -126,10 +135,8 @@ def make_pe(name, cfg, rt, x_in, psum_in, w_in, w_load, swap_in=None, forward=Tr
         prod = pyrtl.WireVector(cfg.mult_bits, name=f"{name}.p{lane}")
         prod <<= p
         if cfg.has_int4:
-            lo = pyrtl.select(rt.int4, sext(prod[:S], cfg.mult_bits), prod)
-            hi_bits = cfg.mult_bits - S
-            hi = sadd(prod[S:], prod[S - 1].zero_extended(hi_bits), hi_bits)
-            his.append(pyrtl.select(rt.int4, hi, pyrtl.Const(0, bitwidth=hi_bits)))
+            lo, hi = split_products(cfg, rt.int4, prod)
+            his.append(hi)
         else:
             lo = prod
         los.append(lo)

@@ -15,7 +15,6 @@ import hashlib
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from nmaccel.errors import require
 from nmaccel.fileio import atomic_write
@@ -25,6 +24,7 @@ from nmaccel.plan import target as tg
 from nmaccel.plan.policy import load_plan
 from nmaccel.plan.profile import ModelSource, pack_config
 from nmaccel.program.encoder import encode_gemm
+from nmaccel.progress import bar as tqdm
 
 PRODUCER = "compile"
 
@@ -92,7 +92,7 @@ def compile_program(model_spec, plan_path, out, *, array=None, progress=True, re
     entries = []
     T = plan["prefill_tokens"]
     hb = target.host_bits
-    for i, l in enumerate(tqdm(plan["layers"], desc="compile", disable=not progress)):
+    for i, l in enumerate(tqdm(plan["layers"], desc="compile", quiet=not progress)):
         n, cfg = l["name"], l["config"]
         w = src.weight(n)
         if (n, cfg["name"]) in old:

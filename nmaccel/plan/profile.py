@@ -17,7 +17,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from nmaccel.errors import require
 from nmaccel.fileio import atomic_write
@@ -27,6 +26,7 @@ from nmaccel.models.loaders import (BUILTIN_MODELS, builtin_path, calibration_te
                                     load_safetensors)
 from nmaccel.pack.api import pack_weights
 from nmaccel.plan import target as tg
+from nmaccel.progress import bar as tqdm
 
 SCHEMA = "nmaccel.profile/1"
 LLAMA_TYPES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -197,7 +197,7 @@ def run_profile(model_spec, out, *, quick=False, n_cal=None, n_sens=None, prefil
 
     dense_sens = None
     xs = None
-    for c in tqdm(configs, desc="configs", disable=not progress):
+    for c in tqdm(configs, desc="configs", quiet=not progress):
         todo = [n for n in names if c["name"] not in prof["entries"].get(n, {})]
         want_sens = sensitivity and src.kind == "llama" and c["name"] not in prof["sensitivity"]
         if not todo and not want_sens:
@@ -208,7 +208,7 @@ def run_profile(model_spec, out, *, quick=False, n_cal=None, n_sens=None, prefil
         deq = {}
         todo_all = names if want_sens else todo
         args = [(n, c, tgt.as_dict(), prefill_tokens) for n in todo_all]
-        bar = tqdm(total=len(args), desc=c["name"], leave=False, disable=not progress)
+        bar = tqdm(total=len(args), desc=c["name"], leave=False, quiet=not progress)
         if jobs > 1:
             with ProcessPoolExecutor(max_workers=jobs) as ex:
                 results = ex.map(_job, args)
@@ -258,7 +258,6 @@ def reference_config(prof):
 def _layer_sensitivity(prof, src, names, sens_ids, tgt, prefill_tokens, save, progress):
     """prof['layer_sensitivity']: log(PPL / dense) on the sensitivity slice when only that one layer
     uses the reference configuration (resumable; blocks before the layer are not re-run)."""
-    from tqdm import tqdm
     ref = reference_config(prof)
     ls = prof.get("layer_sensitivity")
     if not ls or ls.get("config") != ref["name"]:
@@ -270,7 +269,7 @@ def _layer_sensitivity(prof, src, names, sens_ids, tgt, prefill_tokens, save, pr
     tok = sens_ids[None, :]
     hs = src.model.block_inputs(tok)
     nll0, count = src.model.nll_from(tok, 0, hs[0])
-    for k, n in enumerate(tqdm(todo, desc=f"layer sensitivity ({ref['name']})", disable=not progress)):
+    for k, n in enumerate(tqdm(todo, desc=f"layer sensitivity ({ref['name']})", quiet=not progress)):
         _, _, dq = _job((n, ref, tgt.as_dict(), prefill_tokens))
         b = int(n.split(".")[1])
         nll, _ = src.model.with_linears({n: dq}).nll_from(tok, b, hs[b])

@@ -19,7 +19,6 @@ vs the device, fmax, the dense-equivalent GMAC/s at fmax and where each artefact
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pyrtl
 from tabulate import tabulate
-from tqdm import tqdm
 
 from nmaccel.arch.config import ArrayConfig, TopConfig
 from nmaccel.errors import NmaccelError, require
@@ -39,6 +37,7 @@ from nmaccel.models.bert import MiniLM
 from nmaccel.models.loaders import heldout_text
 from nmaccel.pack import pack_weights
 from nmaccel.pack.quant import quantize_activations
+from nmaccel.progress import bar
 from nmaccel.provenance import provenance
 from nmaccel.run.runner import reference, run_gemm, trace_top_vcd
 from nmaccel.verilog import export, synth
@@ -70,6 +69,7 @@ class DemoConfig:
     seed: int = 0
     vcd: str = None
     vcd_cycles: tuple = (0, 2000)
+    vcd_backend: str = "pyrtl"
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -82,6 +82,10 @@ class DemoConfig:
         require(self.target in TARGETS, f"--target {self.target!r}: use one of {', '.join(TARGETS)}")
         a, b = self.vcd_cycles
         require(0 <= a < b, f"--vcd-cycles {a}:{b}: use A:B with 0 <= A < B")
+        require(self.vcd_backend in ("pyrtl", "verilator"),
+                f"--vcd-backend {self.vcd_backend!r}: use pyrtl or verilator")
+        require(self.vcd_backend != "verilator" or self.verilator,
+                "--vcd-backend verilator traces a Verilator run: drop --no-verilator")
 
 
 def sqnr_db(ref, approx):
@@ -129,8 +133,8 @@ class Steps:
     """A tqdm bar over the demo's named steps (quiet: no bar); `.times` records each step's wall time."""
 
     def __init__(self, names, quiet):
-        self.bar = tqdm(total=len(names), disable=quiet, file=sys.stderr, unit="step",
-                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+        self.bar = bar(total=len(names), quiet=quiet, unit="step",
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
         self.times, self._t, self._name = {}, None, None
 
     def start(self, name):
@@ -253,8 +257,9 @@ def _run_demo(cfg, stage, out, quiet):
              "PyRTL top: dense INT8"]
     if cfg.verilator:
         names += [f"Verilator top: {sparse_label}", "Verilator top: dense INT8"]
+    vcd_step = f"VCD trace ({cfg.vcd_backend})"
     if cfg.vcd:
-        names.append("VCD trace")
+        names.append(vcd_step)
     synth_step = f"synthesize ({cfg.target})" + (" + place and route" if cfg.pnr else "")
     names += ["export Verilog", synth_step]
     steps = Steps(names, quiet)
@@ -283,9 +288,9 @@ def _run_demo(cfg, stage, out, quiet):
                 for (be, k), (r, ref) in runs.items()]
         vcd_path = None
         if cfg.vcd:
-            steps.start("VCD trace")
+            steps.start(vcd_step)
             vcd_path = trace_top_vcd(sparse, x_q, top, Path(cfg.vcd).resolve(), cfg.vcd_cycles,
-                                     group_scales=sparse.granularity == "group")
+                                     group_scales=sparse.granularity == "group", backend=cfg.vcd_backend)
         steps.start("export Verilog")
         vpath, io = export_top(top, stage / "rtl")
         images = write_images(sparse, stage / "mem")
@@ -303,7 +308,7 @@ def _run_demo(cfg, stage, out, quiet):
                            "fusesoc_core": final(vpath.with_suffix(".core")),
                            "memory_images": [final(i) for i in images],
                            "packed": [str(out / "sparse.nmpack"), str(out / "dense.nmpack")],
-                           "synthesis_reports": [str(out / "synth" / n) for n in ("stat.json", "report.json")
+                           "synthesis_reports": [str(out / "synth" / n) for n in ("stat.json", "report.json", "nextpnr.log")
                                                  if (stage / "synth" / n).exists()],
                            "vcd": vcd_path, "report_json": str(out / "report.json"),
                            "report_md": str(out / "report.md"), "plot": str(out / "report.png")}
@@ -330,7 +335,9 @@ def build_report(cfg, w, x, x_q, x_scale, sparse, dense, runs, rows, top, rep, i
     speedup = cyc["dense"] / cyc["sparse"]
     fmax = rep.get("fmax_mhz")
     macs = cfg.tokens * sparse.in_features * sparse.out_features
-    util = {k: list(v) for k, v in rep.get("utilization", {}).items()}
+    resources = device_resources(rep, io)
+    placed = "fmax_by_clock" in rep                  # nextpnr ran: rep["utilization"] is its BEL usage
+    bels = {k: list(v) for k, v in rep.get("utilization", {}).items()} if placed else {}
     report = {
         "config": {**{k: v for k, v in asdict(cfg).items() if k != "extra"},
                    "vcd_cycles": list(cfg.vcd_cycles)},
@@ -349,14 +356,25 @@ def build_report(cfg, w, x, x_q, x_scale, sparse, dense, runs, rows, top, rep, i
                    "utilization_dense": float(runs[("pyrtl", "dense")][0].utilization)},
         "synthesis": {"target": rep["target"], "device": rep.get("device"), "lut": rep["lut"], "ff": rep["ff"],
                       "carry": rep.get("carry"), "dsp": rep["dsp"], "bram": rep["bram"], "lutram": rep.get("lutram"),
-                      "fmax_mhz": fmax, "utilization_vs_device": util,
-                      "seconds": rep.get("seconds"), "pnr": fmax is not None},
+                      "fmax_mhz": fmax, "resources_vs_device": resources, "nextpnr_utilization": bels,
+                      "seconds": rep.get("seconds"), "pnr": placed},
         "throughput": {"dense_equivalent_macs": macs,
                        "dense_equivalent_gmac_per_s_at_fmax":
                            (macs / cyc["sparse"] * fmax * 1e6 / 1e9) if fmax else None,
                        "dense_int8_gmac_per_s_at_fmax": (macs / cyc["dense"] * fmax * 1e6 / 1e9) if fmax else None},
     }
     return report
+
+
+def device_resources(rep, io):
+    """{lut|ff|dsp|bram|io: [used, device capacity or None]}: LUT / FF / DSP / BRAM are Yosys' cell
+    counts of the synthesis report (its device_utilization, identical before and after place and
+    route), IO the exported top's port bits (clk and rst included) against the package's user pins."""
+    from nmaccel.verilog import synth
+    du = rep.get("device_utilization") or {}
+    out = {k: [int(rep[k]), du[k][1] if k in du else None] for k in ("lut", "ff", "dsp", "bram")}
+    out["io"] = [int(io["io_pins"]), synth.PINS.get((rep["target"], rep.get("device")))]
+    return out
 
 
 def summary_rows(r):
@@ -370,7 +388,7 @@ def summary_rows(r):
              f"T={r['layer']['tokens']} real tokens"),
             ("layer", "top", f"{r['top']['array']} array (n_max {r['top']['n_max']}, m_max {r['top']['m_max']}), "
              f"t_max {r['top']['t_max']}, k_tiles_max {r['top']['k_tiles_max']}, {r['top']['host_bits']}-bit host, "
-             f"{r['top']['io_pins']} IO pins + clk"),
+             f"{r['top']['io_pins']} IO pins (clk, rst included)"),
             ("storage", f"{lab} bits/weight", f"{s['bits_per_weight']:.3f} ({s['x_smaller_than_fp16']:.2f}x smaller than FP16)"),
             ("storage", "dense INT8 bits/weight", f"{d['bits_per_weight']:.3f} ({d['x_smaller_than_fp16']:.2f}x)"),
             ("fidelity", f"{lab} weight / output SQNR", f"{fs['weight_sqnr_db']:.2f} dB / {fs['output_sqnr_db']:.2f} dB"),
@@ -384,13 +402,13 @@ def summary_rows(r):
     rows.append(("RTL", f"speed-up {lab} vs dense INT8", f"{c['speedup_vs_dense_int8']:.3f}x "
                  f"({c['dense_int8']:,} / {c['sparse']:,} measured cycles)"))
     dev = f"{syn['target']} {syn['device'] or ''}".strip()
-    ut = syn["utilization_vs_device"]
-    for k in ("lut", "ff", "dsp", "bram"):
-        u = ut.get(k)
-        rows.append(("FPGA", f"{k.upper()} ({dev})", f"{syn[k]}" + (f" / {u[1]} ({100 * syn[k] / u[1]:.1f}%)" if u and u[1] else "")))
-    for bel, (used, avail) in sorted(ut.items()):
-        if bel not in ("lut", "ff", "dsp", "bram"):
-            rows.append(("FPGA", f"nextpnr {bel}", f"{used} / {avail}" + (f" ({100 * used / avail:.1f}%)" if avail else "")))
+    what = {"lut": "LUT4 (Yosys)", "ff": "FF (Yosys)", "dsp": "DSP (Yosys)", "bram": "BRAM (Yosys)",
+            "io": "IO pins (package user IO)"}
+    for k, (used, cap) in syn["resources_vs_device"].items():
+        rows.append(("FPGA", f"{what[k]} of {dev}", f"{used}" + (f" / {cap} ({100 * used / cap:.1f}%)" if cap else "")))
+    for bel, (used, avail) in sorted(syn["nextpnr_utilization"].items()):
+        if used:
+            rows.append(("FPGA", f"nextpnr {bel} (placed)", f"{used} / {avail}" + (f" ({100 * used / avail:.1f}%)" if avail else "")))
     rows.append(("FPGA", "fmax (nextpnr)", f"{syn['fmax_mhz']:.1f} MHz" if syn["fmax_mhz"] else "not placed (--no-pnr)"))
     if th["dense_equivalent_gmac_per_s_at_fmax"]:
         rows.append(("FPGA", f"dense-equivalent GMAC/s at fmax ({lab})",
@@ -404,7 +422,8 @@ def summary_rows(r):
 def report_markdown(r):
     return ("# nmaccel demo report\n\n" + tabulate(summary_rows(r), headers=("", "figure", "value"), tablefmt="github")
             + "\n\n## Runs\n\n" + tabulate(r["runs"], headers="keys", tablefmt="github")
-            + f"\n\nSeconds per step: {json.dumps(r['seconds'])}\n\nProvenance: `{json.dumps(r['provenance'])}`\n")
+            + f"\n\nSeconds per step: {json.dumps(r['seconds'])}\n\n"
+            f"Synthesis / place and route seconds: {json.dumps(r['synthesis']['seconds'])}\n\nProvenance: `{json.dumps(r['provenance'])}`\n")
 
 
 def plot(r, path):
@@ -420,8 +439,8 @@ def plot(r, path):
     ax1.set_title(f"{r['layer']['shape'][0]}x{r['layer']['shape'][1]}, T={r['layer']['tokens']}: "
                   f"{r['cycles']['speedup_vs_dense_int8']:.2f}x vs dense INT8")
     ax1.tick_params(axis="x", labelsize=7)
-    ut = r["synthesis"]["utilization_vs_device"]
-    keys = [k for k in ("lut", "ff", "dsp", "bram") if ut.get(k) and ut[k][1]]
+    ut = r["synthesis"]["resources_vs_device"]
+    keys = [k for k in ("lut", "ff", "dsp", "bram", "io") if ut.get(k) and ut[k][1]]
     ax2.bar([k.upper() for k in keys], [100 * ut[k][0] / ut[k][1] for k in keys], color="tab:blue")
     ax2.set_ylabel(f"% of {r['synthesis']['target']} {r['synthesis']['device'] or ''}")
     fm = r["synthesis"]["fmax_mhz"]

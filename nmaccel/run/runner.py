@@ -213,17 +213,33 @@ def write_vcd(tracer, trace):
         tracer.print_vcd(f)
 
 
-def trace_top_vcd(packed, x_q, top_cfg, path, window, *, epilogue=None, group_scales=None):
-    """Write a VCD of the PyRTL top running y = x_q @ W.T, cycles [A, B) of `window` only.
+def trace_top_vcd(packed, x_q, top_cfg, path, window, *, epilogue=None, group_scales=None, backend="pyrtl"):
+    """Write a VCD of the top running y = x_q @ W.T, cycles [A, B) of `window` only.
+
+    backend "verilator": the exported top in a Verilator --trace build of the one builder
+    (nmaccel.verilog.verilator; the host harness of nmaccel.verilog.cosim_top), cycle c at VCD
+    times 10 (c - A) (clock low, inputs settled) and 10 (c - A) + 5 (after the edge); the signals
+    are the exported module's ports (in_data, in_valid, in_ready, out_data, out_valid, busy) and
+    its named registers / wires as Verilog identifiers (top_s_step, ...). The whole job runs
+    (a window past its end just ends early). backend "pyrtl", below:
 
     Cycle 0 (VCD time 0 is cycle A) is the first cycle the host offers a word (after the
     harness ROM is loaded). Traced: the host handshake (in_data, in_valid, accept, out_data,
     out_valid, busy) and every named register / wire of the top (hierarchical names such as
     top.s.step, top.in.state, top.array.pe_0_0.psum0), so GTKWave shows the controller and
     the array. The cycles before A run untraced in the compiled kernel. Returns the path."""
+    require(backend in ("pyrtl", "verilator"), f"VCD backend {backend!r}: use pyrtl or verilator")
     a, b = (int(v) for v in window)
     require(0 <= a < b, f"VCD window {a}:{b}: use A:B with 0 <= A < B")
-    words = encode_gemm(packed, x_q, top_cfg, epilogue, group_scales=group_scales).words
+    prog = encode_gemm(packed, x_q, top_cfg, epilogue, group_scales=group_scales)
+    words = prog.words
+    if backend == "verilator":
+        shape = (np.asarray(x_q).shape[0], packed.in_features, packed.out_features)
+        model = cm.cycles(shape, top_cfg.array, RuntimeConfig(prog.mode, packed.n_keep, packed.m_group), top_cfg,
+                          kt_per_group=prog.kt_per_group)
+        TopVerilatorModel(top_cfg, trace=True).run(words, prog.n_out_words, 4 * model + 100000, vcd=path,
+                                                   window=(a, b))
+        return str(path)
     rom_bits = _rom_bits(len(words))
     require(top_cfg.host_bits <= 64, "the PyRTL harness drives host_bits <= 64: trace a 64-bit-host top")
     block = harness_block(top_cfg, rom_bits)

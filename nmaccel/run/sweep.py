@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 import pyrtl
 import yaml
-from tqdm import tqdm
 
 from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options, window_groups
 from nmaccel.errors import NmaccelError, require
@@ -54,6 +53,7 @@ from nmaccel.provenance import provenance
 from nmaccel.run.runner import reference, run_gemm
 from nmaccel.verilog import export, synth
 from nmaccel.verilog.synth import DEVICES, TARGETS
+from nmaccel.progress import bar as tqdm
 
 AXES = ("array", "nm", "bits", "target", "pe", "pipeline")
 JOBS = ("model", "rtl", "synth", "pnr")
@@ -458,7 +458,7 @@ def run_sweep(grid, out, *, workers=None, cluster=None, timeout=10, progress=Tru
         todo.sort(key=lambda t: t.kind != "synth")
         with _Executor(workers, cluster, timeout) as pool, \
                 tqdm(total=len(tasks), initial=cached, desc="sweep", unit="job",
-                     disable=None if progress else True) as bar:
+                     quiet=not progress) as bar:
             futs = {pool.submit(run_task, t): t for t in todo}
             for fut in cf.as_completed(futs):
                 t = futs[fut]

@@ -149,6 +149,20 @@ def _parse_util_log(log):
     return util
 
 
+_STAGES = (("place_heap", r"HeAP Placer Time: ([\d.]+)s"), ("place_sa", r"SA placement time ([\d.]+)s"),
+           ("route", r"Router[12] time ([\d.]+)s"))
+
+
+def pnr_stages(log):
+    """{stage: seconds} nextpnr printed for its placer / router stages (those it ran)."""
+    out = {}
+    for stage, pat in _STAGES:
+        m = re.findall(pat, log)
+        if m:
+            out[stage] = float(m[-1])
+    return out
+
+
 def _too_large(util):
     return {k: v for k, v in util.items() if v[1] and v[0] > v[1]}
 
@@ -173,8 +187,11 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
     """Synthesize Verilog file `verilog` (module `top`) for `target`; optionally place and route.
 
     Returns a report dict: target, top, device, cells {type: n}, lut, ff, carry, dsp, bram,
-    lutram, other, fmax_mhz (None without pnr), utilization {bel: [used, available]},
-    critical_path, seconds {synth, pnr}, log_tail.
+    lutram, other, fmax_mhz (None without pnr), device_utilization {lut|ff|dsp|bram: [Yosys
+    count, device capacity]} (the same with or without pnr), utilization (without pnr: as
+    device_utilization; with pnr: nextpnr's {bel: [used, available]}), critical_path,
+    seconds {synth, pnr, pnr_stages {place_heap, place_sa, route}}, log_tail (with keep_dir,
+    nextpnr's log is kept there as nextpnr.log).
     """
     require(target in TARGETS, f"unknown synthesis target {target!r}: use one of {', '.join(TARGETS)}")
     verilog = Path(verilog)
@@ -210,9 +227,11 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
         report["fmax_mhz"] = None
         report["utilization"] = {}
         report["critical_path"] = None
+        report["device_utilization"] = {}
         cap = CAPACITY.get((target, device))
         if cap:
             over = {k: (report[k], c) for k, c in cap.items() if report[k] > c}
+            report["device_utilization"] = {k: [report[k], c] for k, c in cap.items()}
             report["utilization"] = {k: [report[k], c] for k, c in cap.items()}
             require(not over, f"design too large for {target} {device}: " + ", ".join(
                 f"{k} {u}/{c} ({100 * u / c:.0f}%)" for k, (u, c) in over.items()))
@@ -223,6 +242,8 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
             rc, plog = tools.run_yowasp_raw(f"nextpnr-{target}", args, work, timeout=timeout,
                                             what=f"nextpnr-{target}")
             report["seconds"]["pnr"] = round(time.perf_counter() - t1, 2)
+            report["seconds"]["pnr_stages"] = pnr_stages(plog)
+            (work / "nextpnr.log").write_text(plog)
             if rc != 0 or not (work / "report.json").is_file():
                 over = _too_large(_parse_util_log(plog))
                 if over or "no BELs remaining" in plog:

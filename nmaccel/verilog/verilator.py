@@ -17,6 +17,9 @@ Flags, one set for every build:
                                 value and buys no measurable speed on these designs.
   -O3 + C++ -O2 (CXX_OPT)      fast model, moderate g++ time; -Wno-fatal/-lint/-style: PyRTL's
                                 Verilog is linted separately (nmaccel.verilog.export.lint).
+  --trace (trace=True only)    the VCD-tracing variant (its harness includes verilated_vcd_c.h);
+                                the flags are part of the cache key, so traced and untraced
+                                builds of the same design are separate cache entries.
 """
 import os
 from dataclasses import dataclass
@@ -40,8 +43,8 @@ def version(ver):
     return ver.version()
 
 
-def flags(ver):
-    return list(FLAGS) + list(ver.extra_args) + [
+def flags(ver, trace=False):
+    return list(FLAGS) + (["--trace"] if trace else []) + list(ver.extra_args) + [
         "-CFLAGS", CXX_OPT, "-MAKEFLAGS", f"OPT_FAST={CXX_OPT} OPT_SLOW={CXX_OPT} OPT_GLOBAL={CXX_OPT}"]
 
 
@@ -52,13 +55,13 @@ class Build:
     cached: bool
 
 
-def build(verilog, harness, top, *, jobs=2):
+def build(verilog, harness, top, *, jobs=2, trace=False):
     """Build (or fetch from the cache) Verilog text `verilog` with C++ main `harness`, top module
-    `top`. Raises ToolMissingError naming the fix when Verilator or the C++ toolchain is missing,
+    `top` (`trace`: with Verilator --trace, for a harness that writes a VCD). Raises ToolMissingError naming the fix when Verilator or the C++ toolchain is missing,
     ToolFailedError (one line + log tail) when the build fails or times out."""
     ver = tools.find_verilator()
     tools.require_cxx_toolchain()
-    fl = flags(ver)
+    fl = flags(ver, trace)
     cxx = tools.tool_version([os.environ.get("CXX", "g++"), "--version"])
 
     def compile_into(work):
