@@ -129,8 +129,8 @@ def test_verilator_vcd_window(rng, tmp_path):
     output words and, signal by signal and cycle by cycle, the PyRTL trace of the same window."""
     from nmaccel.run.runner import trace_top_vcd
     packed, x = random_gemm(rng, 2, 4, 4, "uniform", PALL)
-    words, jobs, _ = encode_gemm(packed, x, PALL)
-    n_out = sum(j.n_nt * j.n_steps for j in jobs) * PALL.words("out")
+    prog = encode_gemm(packed, x, PALL)
+    words, n_out = prog.words, prog.n_out_words
     plain = cosim_top.TopVerilatorModel(PALL)
     full = plain.run(words, n_out, 100000)
     a = full.cycles_run - cosim_top.TAIL_CYCLES - 30         # the window holds the last output words
