@@ -22,9 +22,6 @@ K = N = 4096
 CLAIM = 1.71
 GPU_METHODS = ("dense_fp16", "dense_int8", "dense_fp8", "int4_wo", "sp24_fp16", "sp24_int8", "sp24_fp8",
                "packed_nm24", "packed_nm24_cuda", "packed_nm24_mma")
-# the dense method of the same precision each method is also compared with
-SAME_PRECISION = {"sp24_fp16": "dense_fp16", "sp24_int8": "dense_int8", "sp24_fp8": "dense_fp8",
-                  "packed_nm24": "int4_wo", "packed_nm24_cuda": "int4_wo", "packed_nm24_mma": "int4_wo"}
 
 
 def strassen_rows(tokens, rows=2, cols=2, n_max=4, t_max=64):
@@ -56,11 +53,11 @@ def gpu_rows():
     return {"file": str(path.relative_to(RESULTS.parent.parent)), **d.get("meta", {})}, rows
 
 
-def same_precision(r, gpu):
-    """'1.23x (dense_int8)': the ratio to the dense method of the same precision at the same T."""
-    b = SAME_PRECISION.get(r["method"])
-    base = [g for g in gpu if g["method"] == b and g["T"] == r["T"]]
-    return f"{base[0]['ms'] / r['ms']:.3f}x ({b})" if base else "-"
+def same_precision(r):
+    """'1.23x (dense_int8)': the benchmark's own ratio to the dense method of the same precision."""
+    if "ratio_same_precision" not in r:
+        return "-"
+    return f"{r['ratio_same_precision']:.3f}x ({r['same_precision_baseline']})"
 
 
 def main(argv=None):
@@ -107,7 +104,7 @@ def main(argv=None):
     if gpu:
         md += [f"**GPU, same shape, committed measurement** (`{gmeta['file']}`, {gmeta.get('device')}, "
                f"{gmeta.get('utc')}, `{gmeta.get('command')}`; not re-run here):", "",
-               md_table([[r["T"], r["method"], r["ms"], r["ratio_vs_dense_fp16"], same_precision(r, gpu)]
+               md_table([[r["T"], r["method"], r["ms"], r["ratio_vs_dense_fp16"], same_precision(r)]
                          for r in gpu],
                         ["T", "method", "ms", "x vs dense FP16", "x vs same precision (baseline)"],
                         floatfmt=".4g"), ""]

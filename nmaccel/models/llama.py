@@ -186,9 +186,12 @@ class Llama:
     def hidden(self, tokens, on_input=None):
         """Final normalized hidden states (B, T, d_model)."""
         tokens = self._check_tokens(tokens)
-        h = self.weights["token_embd.weight"][tokens]
-        for i in range(self.config.n_layers):
-            h = self.block(i, h, on_input)
+        return self._blocks_from(0, self.weights["token_embd.weight"][tokens], on_input)
+
+    def _blocks_from(self, i, h, on_input=None):
+        """Blocks i.. on h (the input of block i), then the final norm."""
+        for j in range(i, self.config.n_layers):
+            h = self.block(j, h, on_input)
         return _rms_norm(h, self.weights["output_norm.weight"], self.config.rms_eps)
 
     def logits(self, tokens):
@@ -210,9 +213,7 @@ class Llama:
         """`nll(tokens)` computed from h, the input of block i (from `block_inputs` of a model whose
         blocks before i equal this one's)."""
         tokens = self._check_tokens(tokens)
-        for j in range(i, self.config.n_layers):
-            h = self.block(j, h)
-        return self._nll_of(_rms_norm(h, self.weights["output_norm.weight"], self.config.rms_eps), tokens)
+        return self._nll_of(self._blocks_from(i, h), tokens)
 
     def nll(self, tokens):
         """(sum of -log p(token[t] | tokens[:t]) over t >= 1, count) for (B, T) tokens."""

@@ -132,21 +132,28 @@ def solve(prof, budget, phase="prefill"):
                             "predicted": {"dlog_ppl": float(dd[i, pick[i]]), "sqnr_db": e["sqnr_db"],
                                           "storage_bits": e["storage_bits"], "cycles_prefill": e["cycles_prefill"],
                                           "cycles_decode": e["cycles_decode"]}})
-    tot = lambda k: sum(l["predicted"][k] for l in plan_layers)
-    dense_tot = lambda k: sum(ent[n][cnames[base]][k] for n in layers)
-    return {
-        "schema": SCHEMA, "budget": budget, "phase": phase,
-        "objective": {"ppl": "minimize modelled cycles s.t. predicted log PPL ratio <= ln(budget)",
+    return _plan_doc(prof, budget, phase, plan_layers,
+                     {"ppl": "minimize modelled cycles s.t. predicted log PPL ratio <= ln(budget)",
                       "speedup": "minimize predicted log PPL ratio s.t. cycles <= dense INT8 cycles / budget",
                       "sqnr": "minimize modelled cycles s.t. every layer's weight SQNR >= budget"}[kind],
-        "solver": "scipy.optimize.milp (HiGHS), multiple-choice knapsack", "solver_status": res.message,
-        "model": prof["model"], "target": prof["target"], "calibration": prof["calibration"],
-        "prefill_tokens": prof["prefill_tokens"], "profile_sha256": profile_hash(prof),
-        "layers": plan_layers,
-        "predicted": {"ppl_ratio": None if np.isnan(d[idx, pick]).any() else math.exp(float(dd[idx, pick].sum())),
-                      "speedup_prefill": dense_tot("cycles_prefill") / tot("cycles_prefill"),
+                     "scipy.optimize.milp (HiGHS), multiple-choice knapsack", res.message,
+                     ppl_ratio=None if np.isnan(d[idx, pick]).any() else math.exp(float(dd[idx, pick].sum())),
+                     min_sqnr_db=float(sq[idx, pick].min()), storage_bits=sum(
+                         l["predicted"]["storage_bits"] for l in plan_layers))
+
+
+def _plan_doc(prof, budget, phase, plan_layers, objective, solver, status, **predicted):
+    """The plan file's document: header, layers, and predicted totals (speed-ups vs every layer
+    in dense INT8, from the profile's cycles) plus `predicted`."""
+    tot = lambda k: sum(l["predicted"][k] for l in plan_layers)
+    dense_tot = lambda k: sum(prof["entries"][l["name"]][DENSE_INT8["name"]][k] for l in prof["layers"])
+    return {
+        "schema": SCHEMA, "budget": budget, "phase": phase, "objective": objective, "solver": solver,
+        "solver_status": status, "model": prof["model"], "target": prof["target"],
+        "calibration": prof["calibration"], "prefill_tokens": prof["prefill_tokens"],
+        "profile_sha256": profile_hash(prof), "layers": plan_layers,
+        "predicted": {**predicted, "speedup_prefill": dense_tot("cycles_prefill") / tot("cycles_prefill"),
                       "speedup_decode": dense_tot("cycles_decode") / tot("cycles_decode"),
-                      "min_sqnr_db": float(sq[idx, pick].min()), "storage_bits": tot("storage_bits"),
                       "configs": count_configs(plan_layers)},
     }
 
@@ -171,23 +178,13 @@ def uniform(prof, cfg, phase="prefill"):
         e = prof["entries"][l["name"]].get(cfg["name"], {})
         pred = {"dlog_ppl": float(d[i, j]) if profiled and not math.isnan(d[i, j]) else None,
                 "sqnr_db": e.get("sqnr_db"), "storage_bits": e.get("storage_bits"),
-                "cycles_prefill": e.get("cycles_prefill", tg.gemm_cycles(cfg, target, T, K, N)),
-                "cycles_decode": e.get("cycles_decode", tg.gemm_cycles(cfg, target, 1, K, N))}
+                "cycles_prefill": e["cycles_prefill"] if e else tg.gemm_cycles(cfg, target, T, K, N),
+                "cycles_decode": e["cycles_decode"] if e else tg.gemm_cycles(cfg, target, 1, K, N)}
         plan_layers.append({"name": l["name"], "type": l["type"], "config": dict(cfg), "predicted": pred})
-    ent, base = prof["entries"], DENSE_INT8["name"]
-    tot = lambda k: sum(l["predicted"][k] for l in plan_layers)
-    dense_tot = lambda k: sum(ent[l["name"]][base][k] for l in prof["layers"])
     dl = [l["predicted"]["dlog_ppl"] for l in plan_layers]
-    return {
-        "schema": SCHEMA, "budget": f"uniform:{cfg['name']}", "phase": phase,
-        "objective": "none: every layer in one configuration", "solver": None, "solver_status": None,
-        "model": prof["model"], "target": prof["target"], "calibration": prof["calibration"],
-        "prefill_tokens": T, "profile_sha256": profile_hash(prof), "layers": plan_layers,
-        "predicted": {"ppl_ratio": math.exp(sum(dl)) if None not in dl else None,
-                      "speedup_prefill": dense_tot("cycles_prefill") / tot("cycles_prefill"),
-                      "speedup_decode": dense_tot("cycles_decode") / tot("cycles_decode"),
-                      "min_sqnr_db": None, "storage_bits": None, "configs": count_configs(plan_layers)},
-    }
+    return _plan_doc(prof, f"uniform:{cfg['name']}", phase, plan_layers, "none: every layer in one configuration",
+                     None, None, ppl_ratio=math.exp(sum(dl)) if None not in dl else None,
+                     min_sqnr_db=None, storage_bits=None)
 
 
 def count_configs(plan_layers):

@@ -109,7 +109,11 @@ class ModelSource:
         names = self.model.linear_names()
         if n_blocks is None:
             return names
-        return [n for n in names if int(n.split(".")[1 if self.kind == "llama" else 2]) < n_blocks]
+        return [n for n in names if self.block_of(n) < n_blocks]
+
+    def block_of(self, name):
+        """Index of the block (Llama) or encoder layer (BERT) that holds linear `name`."""
+        return int(name.split(".")[1 if self.kind == "llama" else 2])
 
     def layer_type(self, name):
         return name.split(".")[2] if self.kind == "llama" else ".".join(name.split(".")[3:-1])
@@ -271,7 +275,7 @@ def _layer_sensitivity(prof, src, names, sens_ids, tgt, prefill_tokens, save, pr
     nll0, count = src.model.nll_from(tok, 0, hs[0])
     for k, n in enumerate(tqdm(todo, desc=f"layer sensitivity ({ref['name']})", quiet=not progress)):
         _, _, dq = _job((n, ref, tgt.as_dict(), prefill_tokens))
-        b = int(n.split(".")[1])
+        b = src.block_of(n)
         nll, _ = src.model.with_linears({n: dq}).nll_from(tok, b, hs[b])
         ls["dlog_ppl"][n] = float((nll - nll0) / count)
         if k % 10 == 9:
