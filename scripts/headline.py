@@ -186,7 +186,8 @@ def demo_rows():
              f"{top['array']} top", f"RTL (PyRTL + Verilator), {exact}; Yosys + nextpnr",
              f"{lab}: {c['speedup_vs_dense_int8']:.3f}x cycles vs dense INT8 on the same top, {st['bits_per_weight']:.3f} "
              f"bits/weight, output SQNR {fi['output_sqnr_db']:.1f} dB; {syn['lut']} LUT, {syn['ff']} FF, {syn['dsp']} DSP, "
-             f"{syn['bram']} BRAM, {fm}" + (f"{gm:.3f} GMAC/s dense-equivalent at fmax" if gm else "not placed"),
+             f"{syn['bram']} BRAM, {fm}" + (f"{gm:.3f} GMAC/s dense-equivalent at fmax" if gm else "not placed")
+             + (f"; demo wall {r['seconds']['total']:.1f} s" if r.get("seconds", {}).get("total") else ""),
              "demo.json")]
 
 
