@@ -1,6 +1,7 @@
 """`nmaccel sweep`: grid validation, local process pool, Dask LocalCluster, resume, per-point verdicts."""
 import csv
 import json
+import math
 
 import pytest
 import yaml
@@ -136,3 +137,27 @@ def test_rtl_job_equals_cycle_model(tmp_path):
     (row,) = sweep.run_sweep(grid, tmp_path / "out", workers=1, progress=False)["rows"]
     assert row["status"] == "ok", row["message"]
     assert row["rtl_cycles"] == row["cycles"] == expected_cycles(grid, 2, 2, "int4", 2, 4)
+
+
+@pytest.mark.parametrize("rows", [
+    [{"status": "ok", "lut": 306, "cycles": 187, "fmax_mhz": None}],                   # one point
+    [{"status": "ok", "lut": 306, "cycles": 187, "fmax_mhz": 50.0, "latency_us": 3.7},
+     {"status": "ok", "lut": 306, "cycles": 187, "fmax_mhz": 50.0, "latency_us": 3.7}],  # two equal
+    [{"status": "ok", "lut": float("nan"), "cycles": 9},                                # no finite point
+     {"status": "does_not_fit", "cycles": 5}],
+])
+def test_plot_limits_are_finite(tmp_path, rows):
+    """The Pareto plot never autoscales a degenerate axis: its limits are finite and non-empty."""
+    import matplotlib.pyplot as plt
+    for r in rows:
+        r.update(array="2x2", nm="2:4", bits=8)
+    seen = []
+    real_close = plt.close
+    plt.close = lambda fig: seen.append([ax.get_xlim() + ax.get_ylim() for ax in fig.axes]) or real_close(fig)
+    try:
+        sweep.plot(rows, tmp_path / "p.png")
+    finally:
+        plt.close = real_close
+    assert (tmp_path / "p.png").stat().st_size > 0
+    for lims in seen[0]:
+        assert all(math.isfinite(v) for v in lims) and lims[0] < lims[1] and lims[2] < lims[3]

@@ -33,6 +33,8 @@ import csv
 import hashlib
 import itertools
 import json
+import math
+import numbers
 import os
 import re
 import tempfile
@@ -384,19 +386,32 @@ def pareto_front(rows, x, y):
     return front
 
 
+def _finite(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _padded(vals, *, log):
+    """Axis limits around `vals` that are finite and never zero-width (one point is fine)."""
+    lo, hi = min(vals), max(vals)
+    if log:
+        return lo / 2, hi * 2
+    pad = max(abs(hi - lo) * 0.1, abs(hi) * 0.05, 1.0)
+    return lo - pad, hi + pad
+
+
 def plot(rows, path, area="lut"):
     """Pareto plot: area vs cycles (colour: fmax), and area vs latency at fmax when measured."""
     import matplotlib                        # lazy: heavy, needed only for the plot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    ok = [r for r in rows if r["status"] == "ok" and r.get(area) is not None and r.get("cycles")]
-    lat = [r for r in ok if r.get("latency_us")]
+    ok = [r for r in rows if r["status"] == "ok" and _finite(r.get(area)) and _finite(r.get("cycles"))]
+    lat = [r for r in ok if _finite(r.get("latency_us"))]
     panels = [("cycles", "cycles")] + ([("latency_us", "latency at fmax (us)")] if lat else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (ykey, ylabel) in zip(axes[0], panels):
-        sel = [r for r in ok if r.get(ykey)]
-        has_f = [r for r in sel if r.get("fmax_mhz")]
-        no_f = [r for r in sel if not r.get("fmax_mhz")]
+        sel = [r for r in ok if _finite(r.get(ykey)) and r[ykey] > 0]
+        has_f = [r for r in sel if _finite(r.get("fmax_mhz"))]
+        no_f = [r for r in sel if not _finite(r.get("fmax_mhz"))]
         if has_f:
             sc = ax.scatter([r[area] for r in has_f], [r[ykey] for r in has_f],
                             c=[r["fmax_mhz"] for r in has_f], cmap="viridis", zorder=3)
@@ -412,8 +427,10 @@ def plot(rows, path, area="lut"):
                         xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(f"area ({area})")
         ax.set_ylabel(ylabel)
-        if sel:
+        if sel:             # explicit finite limits: autoscaling one point flaked in parallel CI runs
             ax.set_yscale("log")
+            ax.set_xlim(*_padded([r[area] for r in sel], log=False))
+            ax.set_ylim(*_padded([r[ykey] for r in sel], log=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if not ok:              # nothing to draw (e.g. model-only sweeps have no area): a note, no axes
