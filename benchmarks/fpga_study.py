@@ -87,7 +87,7 @@ def run_record(part, argv):
             "versions": _versions()}
 
 
-def pnr_top(name, seeds, freq, timeout=1800):
+def pnr_top(name, seeds, freq, timeout=1800, router="router1", keep=None):
     p = top_cfg(name)
     est = synth.check_fit(p)
     pyrtl.reset_working_block()
@@ -100,10 +100,11 @@ def pnr_top(name, seeds, freq, timeout=1800):
         for seed in seeds:
             t0 = time.perf_counter()
             rep = synth.synthesize(path, "nmaccel_top", "ecp5", pnr=True, freq_mhz=freq, seed=seed,
-                                  timeout=timeout)
+                                  timeout=timeout, router=router,
+                                  keep_dir=Path(keep) / f"{name}_seed{seed}" if keep else None)
             cp = dict(rep.get("critical_path") or {})
             cp["steps"] = [s for s in cp.get("steps", []) if float(s.rsplit("(", 1)[1].split()[0]) >= 0.3]
-            runs.append({"seed": seed, "fmax_mhz": rep["fmax_mhz"], "critical_path": cp,
+            runs.append({"seed": seed, "router": router, "fmax_mhz": rep["fmax_mhz"], "critical_path": cp,
                          "utilization": rep["utilization"], "seconds": round(time.perf_counter() - t0, 1),
                          **{k: rep[k] for k in ("lut", "ff", "carry", "mux", "dsp", "bram", "lutram")}})
             print(f"{name} seed {seed}: {rep['fmax_mhz']:.1f} MHz, {cp.get('from')} -> {cp.get('to')}",
@@ -188,6 +189,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=1, help="nextpnr seeds 1..N")
     ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per tool run (yosys, nextpnr)")
+    ap.add_argument("--router", choices=synth.ROUTERS, default="router1", help="nextpnr router")
+    ap.add_argument("--keep", help="keep each P&R's work directory (with nextpnr.log as it runs) here")
     ap.add_argument("--backend", choices=("verilator", "model"), default="verilator")
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--seed", type=int, default=0)
@@ -208,7 +211,8 @@ def main(argv=None):
             ap.error(f"unknown top {t!r}: use {', '.join(TOPS)}")
     if args.part == "pnr":
         for t in tops:
-            d["tops"][t] = pnr_top(t, range(1, args.seeds + 1), args.freq, args.timeout)
+            d["tops"][t] = pnr_top(t, range(1, args.seeds + 1), args.freq, args.timeout,
+                                   router=args.router, keep=args.keep)
     elif args.part == "cycles":
         rng = np.random.default_rng(args.seed)
         for t in tops:

@@ -182,8 +182,11 @@ def _parse_report(path):
     return fmax, util, crit
 
 
+ROUTERS = ("router1", "router2")
+
+
 def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_mhz=200.0,
-               seed=1, timeout=1800, keep_dir=None):
+               seed=1, timeout=1800, keep_dir=None, router="router1"):
     """Synthesize Verilog file `verilog` (module `top`) for `target`; optionally place and route.
 
     Returns a report dict: target, top, device, cells {type: n}, lut, ff, carry, dsp, bram,
@@ -191,9 +194,11 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
     count, device capacity]} (the same with or without pnr), utilization (without pnr: as
     device_utilization; with pnr: nextpnr's {bel: [used, available]}), critical_path,
     seconds {synth, pnr, pnr_stages {place_heap, place_sa, route}}, log_tail (with keep_dir,
-    nextpnr's log is kept there as nextpnr.log).
+    nextpnr's log is kept there as nextpnr.log, written as nextpnr runs). `router`: nextpnr's
+    router1 (its default) or router2 (faster on large designs).
     """
     require(target in TARGETS, f"unknown synthesis target {target!r}: use one of {', '.join(TARGETS)}")
+    require(router in ROUTERS, f"unknown nextpnr router {router!r}: use one of {', '.join(ROUTERS)}")
     verilog = Path(verilog)
     require(verilog.is_file(), f"Verilog file {verilog} does not exist: export it first "
             "(nmaccel export)")
@@ -238,7 +243,8 @@ def synthesize(verilog, top, target, *, dsp=True, pnr=False, device=None, freq_m
         if pnr:
             t1 = time.perf_counter()
             args = [*DEVICES[target][device], "--json", "netlist.json", "--report", "report.json",
-                    "--freq", str(freq_mhz), "--timing-allow-fail", "--seed", str(seed)]
+                    "--freq", str(freq_mhz), "--timing-allow-fail", "--seed", str(seed),
+                    "--router", router, "--log", "nextpnr.log"]
             rc, plog = tools.run_yowasp_raw(f"nextpnr-{target}", args, work, timeout=timeout,
                                             what=f"nextpnr-{target}")
             report["seconds"]["pnr"] = round(time.perf_counter() - t1, 2)
