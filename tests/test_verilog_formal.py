@@ -312,3 +312,156 @@ def test_int4_packed_operand_and_sign_correction_for_all_inputs():
     for i in adders:
         mutant, what = formal.mutate(block, i)
         assert not formal.prove_equivalent(INT4_SPEC, mutant, assume=INT4_WEIGHTS).proved, what
+
+
+# ------------------------------------------- epilogue stages at the deployed widths (compositional)
+# The whole epilogue at deployed widths (32/16/32, shift 62) is out of SAT's reach: its product is
+# a 33 x 16 multiply checked against two partial products (a 12-bit acc / 6-bit mult epilogue
+# already ran past 300 s). So it is proved in three stage blocks at the deployed widths, each
+# against an independent spec of its contract, plus the product's value at the small widths above
+# (the same decomposition code: L = min(16, sum_bits - 2), one signed and one unsigned partial
+# product; p = s * m is an identity of integers for every width, so only the code path matters).
+
+DEPLOYED = dict()          # EpilogueConfig() defaults: acc 32, mult 16, bias 32, max_shift 62, out 8, raw 32
+
+
+def _inputs(spec):
+    return {n: pyrtl.Input(w, n) for n, w in spec}
+
+
+def _outputs(**wires):
+    for n, w in wires.items():
+        o = pyrtl.Output(len(w), n)
+        o <<= w
+
+
+def _delayed_spec(ins, outs, body, latency):
+    """`module spec`: `ins` delayed `latency` cycles (zero initial), `body` (Verilog over the
+    delayed inputs named `<in>_`) assigns the combinational `<out>_n`, registered into `<out>`;
+    outputs are 0 until the pipeline has filled (the implementation's registers start at 0)."""
+    width = sum(w for _, w in ins)
+    cat = "{" + ", ".join(n for n, _ in ins) + "}"
+    decl = ", ".join(f"input [{w - 1}:0] {n}" for n, w in ins)
+    odecl = ", ".join(f"output [{w - 1}:0] {n}" for n, w in outs)
+    dl = "\n".join(f"    wire [{w - 1}:0] {n}_;" for n, w in ins)
+    regs = "\n".join(f"    reg [{w - 1}:0] {n}_r = 0;\n    assign {n} = {n}_r;" for n, w in outs)
+    full = f"fill[{latency - 2}]" if latency > 1 else "1'b1"
+    upd = " ".join(f"{n}_r <= {full} ? {n}_n[{w - 1}:0] : 0;" for n, w in outs)
+    return f"""module spec(input clk, {decl}, {odecl});
+    reg [{width - 1}:0] d [0:{max(latency - 2, 0)}];
+    reg [7:0] fill = 0;
+    integer i;
+    initial for (i = 0; i <= {max(latency - 2, 0)}; i = i + 1) d[i] = 0;
+    always @(posedge clk) begin
+        fill <= {{fill[6:0], 1'b1}};
+        d[0] <= {cat};
+        for (i = 1; i <= {latency - 2}; i = i + 1) d[i] <= d[i - 1];
+    end
+{dl}
+    assign {{{", ".join(n + "_" for n, _ in ins)}}} = {"d[" + str(latency - 2) + "]" if latency > 1 else cat};
+{body}
+{regs}
+    always @(posedge clk) begin {upd} end
+endmodule
+"""
+
+
+@pytest.mark.tools
+def test_epilogue_head_proof_deployed_widths():
+    """Stage 1 at the deployed widths, every input: s = acc + bias (33 bits, exact); raw mode
+    forces mult = 1 and shift = 0; ctl = {valid, relu, raw}; one cycle later."""
+    from nmaccel.arch.config import EpilogueConfig
+    from nmaccel.hdl.epilogue import make_epilogue_head
+    cfg = EpilogueConfig(**DEPLOYED)
+    ins = [("acc", cfg.acc_bits), ("mult", cfg.mult_bits), ("shift", cfg.shift_bits),
+           ("bias", cfg.bias_bits), ("relu", 1), ("out_mode", 1), ("valid", 1)]
+    w = _inputs(ins)
+    h = make_epilogue_head("epi", cfg, **w)
+    _outputs(s=h.s, m=h.mult, sh=h.shift, ctl=h.ctl)
+    outs = [("s", cfg.sum_bits), ("m", cfg.mult_bits), ("sh", cfg.shift_bits), ("ctl", 3)]
+    body = f"""    wire signed [63:0] s_n = $signed(acc_) + $signed(bias_);
+    wire [{cfg.mult_bits - 1}:0] m_n = out_mode_ ? 1 : mult_;
+    wire [{cfg.shift_bits - 1}:0] sh_n = out_mode_ ? 0 : shift_;
+    wire [2:0] ctl_n = {{valid_, relu_, out_mode_}};"""
+    spec = _delayed_spec(ins, outs, body, 1)
+    res = formal.prove_equivalent(spec, seq=3)
+    assert res.proved, res.counterexample
+    # the spec can disagree: a head whose raw mode keeps the shift fails
+    mutant = spec.replace("out_mode_ ? 0 : shift_", "shift_")
+    assert not formal.prove_equivalent(mutant, seq=3).proved
+
+
+@pytest.mark.tools
+def test_epilogue_product_sideband_proof_deployed_widths():
+    """Stage 2 at the deployed widths: shift - 1 (mod 2^shift_bits), shift == 0 and ctl arrive with
+    the product two cycles later (the product's value: the small-width proofs)."""
+    from nmaccel.arch.config import EpilogueConfig
+    from nmaccel.hdl.epilogue import EpilogueHead, make_epilogue_product
+    cfg = EpilogueConfig(**DEPLOYED)
+    ins = [("s", cfg.sum_bits), ("m", cfg.mult_bits), ("sh", cfg.shift_bits), ("ctl", 3)]
+    w = _inputs(ins)
+    pr = make_epilogue_product("epi", cfg, EpilogueHead(s=w["s"], mult=w["m"], shift=w["sh"], ctl=w["ctl"]))
+    _outputs(p=pr.p, sm=pr.shift_m1, z=pr.shift0, ctl_o=pr.ctl)
+    outs = [("p", cfg.product_bits), ("sm", cfg.shift_bits), ("z", 1), ("ctl_o", 3)]
+    body = f"""    wire [63:0] p_n = 0;
+    wire [{cfg.shift_bits - 1}:0] sm_n = sh_ - 1;
+    wire z_n = sh_ == 0;
+    wire [2:0] ctl_o_n = ctl_;"""
+    spec = _delayed_spec(ins, outs, body, 2)
+    res = formal.prove_equivalent(spec, outputs=["sm", "z", "ctl_o"], seq=4)
+    assert res.proved, res.counterexample
+
+
+def _product_top(cfg):
+    from nmaccel.hdl.epilogue import EpilogueHead, make_epilogue_product
+    ins = [("s", cfg.sum_bits), ("m", cfg.mult_bits), ("sh", cfg.shift_bits), ("ctl", 3)]
+    w = _inputs(ins)
+    pr = make_epilogue_product("epi", cfg, EpilogueHead(s=w["s"], mult=w["m"], shift=w["sh"], ctl=w["ctl"]))
+    _outputs(p=pr.p)
+    body = "    wire signed [127:0] p_n = $signed(s_) * $signed(m_);"
+    return _delayed_spec(ins, [("p", cfg.product_bits)], body, 2)
+
+
+@pytest.mark.tools
+def test_epilogue_product_value_proof():
+    """Stage 2's value p = s * m (signed, exact) for every s and m at acc/bias 8, mult 5 bits: both
+    partial products (L = 7 low bits unsigned, the signed high part) and the negative-mantissa
+    correction; a mutant of the recombination fails."""
+    from nmaccel.arch.config import EpilogueConfig
+    cfg = EpilogueConfig(acc_bits=8, mult_bits=5, bias_bits=8, max_shift=7, out_bits=4, raw_bits=8)
+    spec = _product_top(cfg)
+    res = formal.prove_equivalent(spec, seq=3)
+    assert res.proved, res.counterexample
+    assert not formal.prove_equivalent(spec.replace("$signed(m_)", "($signed(m_) + 1)"), seq=3).proved
+
+
+@pytest.mark.tools
+def test_epilogue_tail_proof_deployed_widths():
+    """Stages 3-5 at the deployed widths (49-bit product, 6-bit shift), every input sequence:
+    r = (p + 2^(shift-1)) >> shift (p when shift = 0; shift = shift0 ? 0 : shift_m1 + 1, any
+    port value, also shifts past the product width), ReLU, saturate to 8 bits sign-extended to 32
+    (scaled) or to 32 bits (raw); valid alongside; three cycles later."""
+    from nmaccel.arch.config import EpilogueConfig
+    from nmaccel.hdl.epilogue import EpilogueProduct, make_epilogue_tail
+    cfg = EpilogueConfig(**DEPLOYED)
+    ins = [("p", cfg.product_bits), ("sm", cfg.shift_bits), ("z", 1), ("ctl", 3)]
+    w = _inputs(ins)
+    out, ov = make_epilogue_tail("epi", cfg, EpilogueProduct(p=w["p"], shift_m1=w["sm"], shift0=w["z"], ctl=w["ctl"]))
+    _outputs(out=out, out_valid=ov)
+    lo_o, hi_o = -(1 << (cfg.out_bits - 1)), (1 << (cfg.out_bits - 1)) - 1
+    lo_r, hi_r = -(1 << (cfg.raw_bits - 1)), (1 << (cfg.raw_bits - 1)) - 1
+    body = f"""    wire [7:0] shift = z_ ? 8'd0 : {{2'b0, sm_}} + 8'd1;
+    wire signed [127:0] pw = $signed(p_);
+    wire signed [127:0] r = (shift == 0) ? pw : ((pw + (128'sd1 <<< (shift - 1))) >>> shift);
+    wire raw = ctl_[0], relu = ctl_[1];
+    wire signed [127:0] y = (relu && r < 0) ? 128'sd0 : r;
+    wire signed [127:0] lo = raw ? {lo_r} : {lo_o};
+    wire signed [127:0] hi = raw ? {hi_r} : {hi_o};
+    wire signed [127:0] out_n = y < lo ? lo : (y > hi ? hi : y);
+    wire out_valid_n = ctl_[2];"""
+    spec = _delayed_spec(ins, [("out", cfg.raw_bits), ("out_valid", 1)], body, 3)
+    res = formal.prove_equivalent(spec, seq=5)
+    assert res.proved, res.counterexample
+    # rounding half down instead of half up must fail
+    assert not formal.prove_equivalent(spec.replace("(128'sd1 <<< (shift - 1))",
+                                                    "((128'sd1 <<< (shift - 1)) - 1)"), seq=5).proved

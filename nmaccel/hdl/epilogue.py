@@ -54,25 +54,32 @@ def _saturate(x, lo, hi, bits):
     return y[:bits]
 
 
-def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_mode,
-                  valid=None) -> Epilogue:
-    """One output channel's epilogue (instantiate one per output lane).
+@dataclass
+class EpilogueHead:
+    """Stage 1 registers: `s` (sum_bits, signed acc + bias), `mult` (mult_bits, 1 in raw mode),
+    `shift` (shift_bits, 0 in raw mode), `ctl` = concat(valid, relu, raw)."""
 
-    Ports (signed unless noted): `acc` (<= acc_bits), `mult` (mult_bits, mantissa >= 0),
-    `shift` (shift_bits, unsigned), `bias` (<= bias_bits), `relu` (1), `out_mode` (1: 0 scaled
-    to out_bits, 1 raw to raw_bits), `valid` (1, optional). Output `out` (raw_bits, signed):
-    golden ``epilogue(acc, mult, shift, bias, relu, out_bits)`` (scaled) or
-    ``epilogue(acc, None, None, bias, relu, raw_bits)`` (raw), `EPILOGUE_LATENCY` cycles later.
-    """
-    require(len(acc) <= cfg.acc_bits, f"{name}: acc is {len(acc)} bits, cfg.acc_bits={cfg.acc_bits}")
-    require(len(bias) <= cfg.bias_bits, f"{name}: bias is {len(bias)} bits, cfg.bias_bits={cfg.bias_bits}")
-    require(len(mult) <= cfg.mult_bits, f"{name}: mult is {len(mult)} bits, cfg.mult_bits={cfg.mult_bits}")
-    require(len(shift) <= cfg.shift_bits, f"{name}: shift is {len(shift)} bits, cfg.shift_bits={cfg.shift_bits}")
-    require(len(relu) == 1 and len(out_mode) == 1, f"{name}: relu and out_mode must be 1 bit")
-    if valid is None:
-        valid = pyrtl.Const(1, bitwidth=1)
+    s: pyrtl.WireVector
+    mult: pyrtl.WireVector
+    shift: pyrtl.WireVector
+    ctl: pyrtl.WireVector
 
-    # stage 1: bias add; raw mode forces mult = 1, shift = 0
+
+@dataclass
+class EpilogueProduct:
+    """Stage 2 registers: `p` (product_bits, signed s * mult, exact), `shift_m1` (shift - 1,
+    shift_bits, mod 2^shift_bits), `shift0` (shift == 0), `ctl` (as the head's)."""
+
+    p: pyrtl.WireVector
+    shift_m1: pyrtl.WireVector
+    shift0: pyrtl.WireVector
+    ctl: pyrtl.WireVector
+
+
+def make_epilogue_head(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_mode,
+                       valid) -> EpilogueHead:
+    """Stage 1 (1 cycle): s = acc + bias (sum_bits, exact); raw mode (`out_mode` = 1) forces
+    mult = 1 and shift = 0. Ports as `make_epilogue`'s."""
     raw = out_mode == OUT_MODE_RAW
     s1 = _reg(pyrtl.signed_add(sext(acc, cfg.acc_bits), sext(bias, cfg.bias_bits))
               [:cfg.sum_bits], f"{name}.s1_sum")
@@ -81,7 +88,13 @@ def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_m
     sh1 = _reg(pyrtl.select(raw, pyrtl.Const(0, bitwidth=cfg.shift_bits),
                             shift.zero_extended(cfg.shift_bits)), f"{name}.s1_shift")
     ctl1 = _reg(pyrtl.concat(valid, relu, raw), f"{name}.s1_ctl")
+    return EpilogueHead(s=s1, mult=m1, shift=sh1, ctl=ctl1)
 
+
+def make_epilogue_product(name, cfg: EpilogueConfig, head: EpilogueHead) -> EpilogueProduct:
+    """Stages 2a, 2b (2 cycles): p = s * mult from two DSP-sized partial products, exact;
+    shift - 1 and shift == 0 precomputed for the tail; ctl delayed alongside."""
+    s1, m1, sh1, ctl1 = head.s, head.mult, head.shift, head.ctl
     # stage 2a: two registered partial products (each one DSP multiply, no adder after it):
     # s = hi * 2^L + lo with lo = s[:L] unsigned; shift - 1 and shift == 0 for stage 3
     # the low part is an unsigned multiply by the mantissa's low mult_bits - 1 bits (a
@@ -105,7 +118,14 @@ def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_m
     sm2 = _reg(sm2, f"{name}.s2b_shift_m1")
     z2 = _reg(z2a, f"{name}.s2_shift0")
     ctl2 = _reg(ctl2a, f"{name}.s2_ctl")
+    return EpilogueProduct(p=p2, shift_m1=sm2, shift0=z2, ctl=ctl2)
 
+
+def make_epilogue_tail(name, cfg: EpilogueConfig, prod: EpilogueProduct):
+    """Stages 3, 4, 5 (3 cycles): r = (p + 2^(shift-1)) >> shift (half_up; p when shift is 0),
+    ReLU, saturate to out_bits (scaled, sign-extended to raw_bits) or raw_bits (raw).
+    Returns (out, out_valid), both registered."""
+    p2, sm2, z2, ctl2 = prod.p, prod.shift_m1, prod.shift0, prod.ctl
     # stage 3: arithmetic shift by shift - 1 (barrel shifter only)
     pb = cfg.product_bits
     t3 = _reg(pyrtl.select(z2, p2, pyrtl.shift_right_arithmetic(p2, sm2)), f"{name}.s3_t")
@@ -126,6 +146,26 @@ def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_m
     lo_r, hi_r = -(1 << (cfg.raw_bits - 1)), (1 << (cfg.raw_bits - 1)) - 1
     y = pyrtl.select(raw3, _saturate(r4, lo_r, hi_r, cfg.raw_bits),
                      sext(_saturate(r4, lo_o, hi_o, cfg.out_bits), cfg.raw_bits))
-    out = _reg(y, f"{name}.out")
-    out_valid = _reg(v3, f"{name}.out_valid")
+    return _reg(y, f"{name}.out"), _reg(v3, f"{name}.out_valid")
+
+
+def make_epilogue(name, cfg: EpilogueConfig, acc, mult, shift, bias, relu, out_mode,
+                  valid=None) -> Epilogue:
+    """One output channel's epilogue (instantiate one per output lane): head -> product -> tail.
+
+    Ports (signed unless noted): `acc` (<= acc_bits), `mult` (mult_bits, mantissa >= 0),
+    `shift` (shift_bits, unsigned), `bias` (<= bias_bits), `relu` (1), `out_mode` (1: 0 scaled
+    to out_bits, 1 raw to raw_bits), `valid` (1, optional). Output `out` (raw_bits, signed):
+    golden ``epilogue(acc, mult, shift, bias, relu, out_bits)`` (scaled) or
+    ``epilogue(acc, None, None, bias, relu, raw_bits)`` (raw), `EPILOGUE_LATENCY` cycles later.
+    """
+    require(len(acc) <= cfg.acc_bits, f"{name}: acc is {len(acc)} bits, cfg.acc_bits={cfg.acc_bits}")
+    require(len(bias) <= cfg.bias_bits, f"{name}: bias is {len(bias)} bits, cfg.bias_bits={cfg.bias_bits}")
+    require(len(mult) <= cfg.mult_bits, f"{name}: mult is {len(mult)} bits, cfg.mult_bits={cfg.mult_bits}")
+    require(len(shift) <= cfg.shift_bits, f"{name}: shift is {len(shift)} bits, cfg.shift_bits={cfg.shift_bits}")
+    require(len(relu) == 1 and len(out_mode) == 1, f"{name}: relu and out_mode must be 1 bit")
+    if valid is None:
+        valid = pyrtl.Const(1, bitwidth=1)
+    head = make_epilogue_head(name, cfg, acc, mult, shift, bias, relu, out_mode, valid)
+    out, out_valid = make_epilogue_tail(name, cfg, make_epilogue_product(name, cfg, head))
     return Epilogue(cfg=cfg, out=out, out_valid=out_valid, latency=EPILOGUE_LATENCY)
