@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.errors import NmaccelError
 from nmaccel.golden import gemm
 from nmaccel.arch.config import ArrayConfig
@@ -21,10 +21,10 @@ def make_packed(rng, out, k, n, m, mode, bits, edge=False):
 def check_tile(pw, x, cfg, simulator="fast"):
     res = run_tile(pw, x, cfg, simulator=simulator)
     ref = gemm(pw, x)
-    plan = gb.load_plan(pw, cfg)
+    plan = ga.load_plan(pw, cfg)
     np.testing.assert_array_equal(res.outputs, ref)
-    np.testing.assert_array_equal(gb.array_tile(cfg, plan, x), ref)
-    assert res.cycles == gb.tile_cycles(cfg, x.shape[0], plan.int4)
+    np.testing.assert_array_equal(ga.array_tile(cfg, plan, x), ref)
+    assert res.cycles == ga.tile_cycles(cfg, x.shape[0], plan.int4)
     steps = -(-x.shape[0] // 2) if plan.int4 else x.shape[0]
     assert res.cycles == 1 + cfg.rows + steps + cfg.rows + cfg.cols - 1 + cfg.pipeline_stages
     return res
@@ -116,18 +116,18 @@ def test_double_buffered_back_to_back_tiles(rng, shape, pipe):
         for (pw, x), y in zip(tiles, res.outputs):
             np.testing.assert_array_equal(y, gemm(pw, x))
         steps = [-(-x.shape[0] // 2) if mode == "int4" else x.shape[0] for _, x in tiles]
-        assert res.cycles == gb.tile_schedule(cfg, steps)[2]
+        assert res.cycles == ga.tile_schedule(cfg, steps)[2]
         single = run_tile(*tiles[0], cfg, simulator="fast")
-        assert single.cycles == gb.tile_cycles(cfg, tiles[0][1].shape[0], mode == "int4")
+        assert single.cycles == ga.tile_cycles(cfg, tiles[0][1].shape[0], mode == "int4")
 
 
 def test_tile_schedule_streams_without_bubbles():
     cfg = ArrayConfig(rows=8, cols=8, double_buffer=True)
     s = 2 * cfg.rows + cfg.cols - 2
-    ls, ss, total = gb.tile_schedule(cfg, [s] * 5)
+    ls, ss, total = ga.tile_schedule(cfg, [s] * 5)
     assert total == 1 + cfg.rows + 5 * s + cfg.latency
     assert np.all(np.diff(ss) == s)
-    _, _, slow = gb.tile_schedule(cfg, [s - 1] * 5)
+    _, _, slow = ga.tile_schedule(cfg, [s - 1] * 5)
     assert slow > 1 + cfg.rows + 5 * (s - 1) + cfg.latency
 
 

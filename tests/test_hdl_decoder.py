@@ -3,7 +3,8 @@ import numpy as np
 import pyrtl
 import pytest
 
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
+from nmaccel.golden import decoder as gdec
 from nmaccel.arch.config import ArrayConfig
 from nmaccel.hdl.decoder import make_nm_decoder
 from nmtest import random_packed
@@ -32,7 +33,7 @@ def test_decoder_matches_golden(rng, n_max, m_max, elem_bits):
         sim.step({"dense": int(d), **{f"x{k}": int(v) for k, v in enumerate(x)},
                   **{f"i{lane}": int(v) for lane, v in enumerate(i)}})
         got = np.array([sim.inspect(f"y{lane}") for lane in range(n_max)])
-        np.testing.assert_array_equal(got, gb.nm_decode(x, i, d, m_max))
+        np.testing.assert_array_equal(got, gdec.nm_decode(x, i, d, m_max))
 
 
 NMS = [(1, 2), (2, 4), (1, 4), (3, 8), (4, 8), (2, 8), (4, 4), (2, 2), (1, 1)]
@@ -47,7 +48,7 @@ def test_load_plan_places_every_kept_weight(rng, nm, arr):
     cfg = ArrayConfig(rows=3, cols=2, n_max=n_max, m_max=m_max)
     window = cfg.window(n, m)
     pw = random_packed(rng, 2, 3 * window - 1, n, m)
-    plan = gb.load_plan(pw, cfg)
+    plan = ga.load_plan(pw, cfg)
     assert plan.window == window and plan.keep.sum() == pw.values.size
     w = pw.int_weights(padded=True)
     rebuilt = np.zeros((2, 3 * window), dtype=np.int64)

@@ -1,9 +1,10 @@
-"""PE and codebook decoder: RTL vs golden twins (nmaccel.golden.blocks), bit for bit."""
+"""PE and codebook decoder: RTL vs golden twins (nmaccel.golden.pe, nmaccel.golden.codebook), bit for bit."""
 import numpy as np
 import pyrtl
 import pytest
 
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import codebook as gcb
+from nmaccel.golden import pe as gpe
 from nmaccel.golden.intops import wrap
 from nmaccel.arch import layout
 from nmaccel.arch.config import ArrayConfig
@@ -17,12 +18,12 @@ def test_int4_packing_exhaustive():
     cfg = ArrayConfig(rows=1, cols=1)
     w = np.arange(-8, 8)[:, None, None]
     a = np.arange(-128, 128)
-    lo, hi = gb.pe_products(cfg, w, a[None, :, None], a[None, None, :], int4=True)
+    lo, hi = gpe.pe_products(cfg, w, a[None, :, None], a[None, None, :], int4=True)
     np.testing.assert_array_equal(lo, np.broadcast_to(w * a[None, :, None], lo.shape))
     np.testing.assert_array_equal(hi, np.broadcast_to(w * a[None, None, :], hi.shape))
     # INT8 mode: one exact INT8 x INT8 product
     w8 = np.arange(-128, 128)[:, None]
-    lo8, hi8 = gb.pe_products(cfg, w8, a[None, :], None, int4=False)
+    lo8, hi8 = gpe.pe_products(cfg, w8, a[None, :], None, int4=False)
     np.testing.assert_array_equal(lo8, w8 * a[None, :])
     assert not hi8.any()
 
@@ -34,7 +35,7 @@ def test_int4_packing_widths_are_minimal():
 
     def run(S, operand_bits, a_lo, a_hi):
         P.pack_shift, P.operand_bits, P.mult_bits = S, operand_bits, 8 + operand_bits
-        return gb.pe_products(P, np.array([-8]), np.array([a_lo]), np.array([a_hi]), int4=True)
+        return gpe.pe_products(P, np.array([-8]), np.array([a_lo]), np.array([a_hi]), int4=True)
 
     assert run(11, 20, -128, 0)[0][0] != 1024            # low field collides
     assert run(12, 20, -128, -128)[1][0] != 1024         # packed operand overflows
@@ -85,7 +86,7 @@ def test_pe_matches_golden(rng, n_max, m_max, int4_build, pipe):
                 if s < steps:
                     assert sim.inspect("x_out") == (0 if s == 0 else pack_fields(x[s - 1].T.reshape(-1), 8))
             got = wrap(np.array(got[cfg.pipeline_stages + 1:], dtype=np.int64), cfg.acc_bits)
-            want = gb.pe_step(cfg, w, idx, x, ps, int4, dense)
+            want = gpe.pe_step(cfg, w, idx, x, ps, int4, dense)
             np.testing.assert_array_equal(got, want)
 
 
@@ -107,7 +108,7 @@ def test_codebook_decoder_matches_golden(rng):
             sim.step({"load": int(step == 0), "data": pack_fields(tab, 8),
                       **{f"code{i}": int(c) for i, c in enumerate(cs)}})
             got = wrap(np.array([sim.inspect(f"val{i}") for i in range(3)]), 8)
-            np.testing.assert_array_equal(got, gb.codebook_decode(tab, cs, cfg.codebook_bits))
+            np.testing.assert_array_equal(got, gcb.codebook_decode(tab, cs, cfg.codebook_bits))
 
 
 @pytest.mark.parametrize("dsp_width,b_bits", [(18, 21), (12, 21), (27, 21), (18, 18), (9, 12)])

@@ -8,7 +8,7 @@ import pyrtl
 import pytest
 
 from nmaccel import golden
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.golden import gemm
 from nmaccel.arch.config import TopConfig
 from nmaccel.arch.config import ArrayConfig
@@ -57,9 +57,9 @@ def _tile_check(rng, cfg, mode, bits, n, m, T):
     x[0] = -128
     res = run_tile(pw, x, cfg, simulator="fast")
     np.testing.assert_array_equal(res.outputs, gemm(pw, x))
-    plan = gb.load_plan(pw, cfg)
-    np.testing.assert_array_equal(gb.array_tile(cfg, plan, x), gemm(pw, x))
-    assert res.cycles == gb.tile_cycles(cfg, T, mode == "int4")
+    plan = ga.load_plan(pw, cfg)
+    np.testing.assert_array_equal(ga.array_tile(cfg, plan, x), gemm(pw, x))
+    assert res.cycles == ga.tile_cycles(cfg, T, mode == "int4")
     assert res.cycles == 1 + cfg.rows + (-(-T // 2) if mode == "int4" else T) + cfg.latency
 
 
@@ -91,7 +91,7 @@ def test_double_buffer_with_new_flags(rng, combo):
     res = run_tiles(tiles, cfg, simulator="fast")
     for (pw, x), y in zip(tiles, res.outputs):
         np.testing.assert_array_equal(y, gemm(pw, x))
-    assert res.cycles == gb.tile_schedule(cfg, [-(-x.shape[0] // 2) for _, x in tiles])[2]
+    assert res.cycles == ga.tile_schedule(cfg, [-(-x.shape[0] // 2) for _, x in tiles])[2]
 
 
 @pytest.mark.parametrize("combo,db", [

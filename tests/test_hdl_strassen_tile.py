@@ -4,7 +4,7 @@ import pyrtl
 import pytest
 
 from nmaccel.errors import NmaccelError
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.golden import strassen_tile as gst
 from nmaccel.golden.strassen import strassen_bit_growth, strassen_gemm, strassen_matmul
 from nmaccel.hdl import strassen_tile as hst
@@ -68,7 +68,7 @@ def test_nine_bit_array_extremes_match_golden():
     a = cfg.array
     wop = np.array([[-256, 255, -255, -256], [255, -256, 254, 1]])
     x = np.array([[-256, -256, 255, -256], [255, 255, -256, 254], [-256, 0, 0, 255]])
-    want = gb.array_tile(a, gst.block_plan(cfg, wop), x)
+    want = ga.array_tile(a, gst.block_plan(cfg, wop), x)
     np.testing.assert_array_equal(want, x @ wop.T)
     make_array_top(a)
     sim = pyrtl.Simulation()
@@ -76,7 +76,7 @@ def test_nine_bit_array_extremes_match_golden():
     pe_word, act_row = layout.pe_word_layout(a), layout.Layout([("x", a.act_bits, a.n_max, True)])
     start = 1 + a.rows
     got = []
-    for cyc in range(gb.tile_cycles(a, x.shape[0], False)):
+    for cyc in range(ga.tile_cycles(a, x.shape[0], False)):
         v = {n: 0 for n in input_widths(a)}
         if cyc == 0:
             v.update({"cfg_load": 1, "cfg_n_keep": a.n_max, "cfg_m_group": a.n_max})

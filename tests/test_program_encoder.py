@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nmaccel.arch.config import MODES, ArrayConfig, TopConfig
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import check_activations
 from nmaccel.golden.top import run_stream
@@ -39,13 +39,13 @@ def oracle_encode(packed, x_q, p, epilogue=None, group_scales=None):
     """Record by record with Python ints, field positions from the protocol description."""
     a, H = p.array, p.host_bits
     x = check_activations(x_q, packed.in_features, a.act_bits)
-    mode = gb.tile_mode(packed)
+    mode = ga.tile_mode(packed)
     T, N = x.shape[0], packed.out_features
     jobs = cm.job_shapes((T, packed.in_features, N), p, mode, packed.n_keep, packed.m_group)
     n_kt, n_nt = jobs[0].n_kt, jobs[0].n_nt
     R, C = a.rows, a.cols
     whole = _WholeArray(a, n_kt * R, n_nt * C)
-    plan = gb.load_plan(packed, whole, mode)
+    plan = ga.load_plan(packed, whole, mode)
     mult, shift, bias, relu, raw = epilogue_params(epilogue, N, p)
     gk, gmult = group_layout(packed, p, mode, group_scales)
     wb, ib, cbk = a.weight_bits, a.idx_bits, mode == "codebook"
@@ -85,7 +85,7 @@ def oracle_encode(packed, x_q, p, epilogue=None, group_scales=None):
             hv |= hdr[k] << pos
             pos += w
         words += _split(hv, p.hdr_bits, H)
-        xs = gb.activation_steps(plan, x[t0:t0 + tok], whole)
+        xs = ga.activation_steps(plan, x[t0:t0 + tok], whole)
         for kt in range(n_kt):
             for s in range(job.n_steps):
                 v = _pack(xs[s, kt * R:(kt + 1) * R, 0], a.act_bits)

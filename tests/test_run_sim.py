@@ -31,7 +31,7 @@ def test_compiled_batch_equals_stepping(rng):
     """The one-call C kernel path equals CompiledSimulation.step per cycle on every output."""
     pw = random_packed(rng, 2, 16, 2, 4, 4)
     x = rng.integers(-128, 128, size=(6, 16))
-    plan = sim.gb.load_plan(pw, CFG)
+    plan = sim.ga.load_plan(pw, CFG)
     stream, _, _ = sim.input_stream(CFG, [plan], [x])
     ncyc = len(stream["cfg_load"])
     batched = sim._Runner(CFG, "compiled").run(stream, ncyc)
@@ -168,10 +168,10 @@ def test_cli_sim_bad_input(capsys, argv, match):
 def test_tile_cycles_are_measured_from_out_valid(rng, monkeypatch):
     """Cycles come from the array's out_valid, not from the stream length: a stream that starts
     two idle cycles late (same schedule otherwise) finishes two cycles later than the formula."""
-    from nmaccel.golden import blocks as gb
+    from nmaccel.golden import array as ga
     pw = random_packed(rng, 2, CFG.rows * CFG.window(2, 4), 2, 4, 8)
     x = rng.integers(-128, 128, size=(5, pw.in_features))
-    formula = gb.tile_cycles(CFG, 5, False)
+    formula = ga.tile_cycles(CFG, 5, False)
     assert sim.run_tile(pw, x, CFG).cycles == formula
     real = sim.input_stream
 

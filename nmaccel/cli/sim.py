@@ -15,7 +15,7 @@ from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_
 from nmaccel.cli import argtypes
 from nmaccel.errors import NmaccelError, require, require_memory
 from nmaccel.fileio import check_output
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.epilogue import quantize_multiplier
 from nmaccel.golden.gemm import gemm
@@ -130,7 +130,7 @@ def cmd_sim(args):
     info = {"array": f"{rows}x{cols}", "backend": args.backend, "layer": name,
             "nm": f"{packed.n_keep}:{packed.m_group}", "bits": packed.bits}
     if layer:
-        mode = gb.tile_mode(packed)
+        mode = ga.tile_mode(packed)
         RuntimeConfig(mode, packed.n_keep, packed.m_group).check(cfg)
         top = _layer_top(cfg, packed, mode, args.tokens)
         ep = _calibrated_epilogue(packed, x_q, args.relu) if args.epilogue else None
@@ -148,8 +148,8 @@ def cmd_sim(args):
     else:
         res = run_tile(packed, x_q, cfg, simulator=args.simulator, trace=args.vcd)
         ref = gemm(packed, x_q)
-        plan = gb.load_plan(packed, cfg)
-        formula = gb.tile_cycles(cfg, args.tokens, plan.int4)
+        plan = ga.load_plan(packed, cfg)
+        formula = ga.tile_cycles(cfg, args.tokens, plan.int4)
         info.update(mode=res.mode, tokens=args.tokens,
                     weights=f"{packed.out_features}x{packed.in_features}", window=plan.window,
                     cycles=res.cycles, model_cycles=formula, formula_cycles=formula,

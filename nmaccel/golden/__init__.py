@@ -1,8 +1,11 @@
 """Bit-exact integer numpy models of the hardware (never imports nmaccel.hdl).
 
-Submodules: intops (wrap/saturate/round_shift), accum (accumulator widths), gemm (packed GEMM),
-groupscale (fixed-point group scales), epilogue (requantization), strassen (exact Strassen),
-blocks (hardware-block twins), top (host-stream twin), cyclemodel (`cycles`: exact cycle model).
+One golden module per hardware block, named like the block's module in nmaccel.hdl: decoder
+(`nm_decode`), codebook (`codebook_decode`), pe (`lane_weight`, `pe_products`, `pe_step`), array
+(`load_plan`, `array_tile`, `tile_cycles`, `tile_schedule`), epilogue (requantization), strassen
+(exact Strassen), strassen_tile (Strassen tile on one array), top (host-stream twin).
+Shared models: intops (wrap/saturate/round_shift), accum (accumulator widths), gemm (packed GEMM),
+groupscale (fixed-point group scales), cyclemodel (`cycles`: exact cycle model).
 Note: the functions `gemm` and `epilogue` re-exported here shadow their submodules as package
 attributes; reach the modules with `from nmaccel.golden.gemm import ...` or
 `importlib.import_module("nmaccel.golden.gemm")`.

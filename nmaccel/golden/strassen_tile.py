@@ -5,7 +5,7 @@ A11..A22 of x and B11..B22 of B = w.T. Strassen mode streams the 7 products
 M_i = (A-operand i) @ (B-operand i) (A_COEF pre-adders in hardware, W_COEF weight sums from
 pack) through the array and accumulates them with C_COEF; plain mode streams the 8 block
 products of `PLAIN_A` x `PLAIN_W` into block `PLAIN_C`. Every stage mirrors the hardware:
-pre-added operands (act_bits + 1), array tiles (`nmaccel.golden.blocks.array_tile`, PE by PE,
+pre-added operands (act_bits + 1), array tiles (`nmaccel.golden.array.array_tile`, PE by PE,
 wrapped to the array's acc_bits), combiner accumulators wrapped to `comb_bits`.
 `p` is any object with the StrassenTileConfig fields (`array`, `t_max`, `comb_bits`,
 `act_bits`); this module never imports nmaccel.hdl.
@@ -14,7 +14,7 @@ import numpy as np
 
 from nmaccel.arch.config import COMBINER_LATENCY, PLAIN_A, PLAIN_C, PLAIN_W
 from nmaccel.errors import require
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.golden.intops import wrap
 from nmaccel.golden.strassen import A_COEF, C_COEF
 from nmaccel.pack.strassen import pad_to, padded_shape, quadrants, strassen_weight_blocks
@@ -79,7 +79,7 @@ def block_plan(tile_cfg, wop):
     codes[kk // a.n_max, :n, kk % a.n_max] = wop.T
     keep[kk // a.n_max, :n, kk % a.n_max] = True
     index = np.broadcast_to(np.arange(a.n_max), codes.shape).copy()
-    return gb.LoadPlan(mode=gb.MODE_INT8, n_keep=a.n_max, m_group=a.n_max, window=a.n_max,
+    return ga.LoadPlan(mode=ga.MODE_INT8, n_keep=a.n_max, m_group=a.n_max, window=a.n_max,
                        codes=codes, index=index, keep=keep, tables=None, out_features=a.cols,
                        in_features=a.rows * a.n_max)
 
@@ -97,7 +97,7 @@ def strassen_tile(tile_cfg, x, w, strassen=True):
                 f"operands exceed {ob} / {a.weight_bits} bits: use INT8 inputs")
         xa = np.zeros((t, a.rows * a.n_max), dtype=np.int64)
         xa[:, :k] = aop
-        prod = gb.array_tile(a, block_plan(tile_cfg, wop), xa)             # (t, cols), array acc_bits
+        prod = ga.array_tile(a, block_plan(tile_cfg, wop), xa)             # (t, cols), array acc_bits
         for j in range(4):
             base = np.zeros_like(prod) if i == 0 else blocks[j]
             blocks[j] = wrap(base + int(col[j]) * prod, tile_cfg.comb_bits)
@@ -110,12 +110,12 @@ def strassen_tile_cycles(tile_cfg, tokens, strassen=True):
     """Cycles of one tile job (what nmaccel.hdl.strassen_tile.run_strassen_tile measures).
 
     Cycle 0 loads the runtime config; the products run as back-to-back double-buffered array
-    tiles of t = ceil(tokens / 2) steps each (`golden.blocks.tile_schedule`); the activation
+    tiles of t = ceil(tokens / 2) steps each (`golden.array.tile_schedule`); the activation
     quadrants enter PREADD_LATENCY cycles before their array step, and the last product reaches
     the combiner registers COMBINER_LATENCY cycles after it leaves the array. With
     t >= 2 * rows + cols - 2 no product waits for its weights:
     cycles = 1 + rows + P * t + latency + COMBINER_LATENCY, P = 7 (Strassen) or 8 (plain).
     """
     t = -(-int(tokens) // 2)
-    _, _, total = gb.tile_schedule(tile_cfg.array, [t] * n_products(strassen))
+    _, _, total = ga.tile_schedule(tile_cfg.array, [t] * n_products(strassen))
     return total + COMBINER_LATENCY

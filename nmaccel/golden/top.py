@@ -3,7 +3,7 @@
 `run_stream(top_cfg, words)` decodes a host word stream exactly as the hardware does (header,
 activation records, weight records, group-scale and epilogue records, each read through its
 table in nmaccel.arch.layout) and returns the output words the hardware sends, computing every
-tile with the PE twins of nmaccel.golden.blocks (wrapped register widths), accumulating K tiles in
+tile with the PE twins of nmaccel.golden.pe (wrapped register widths), accumulating K tiles in
 `acc_bits` and applying nmaccel.golden.epilogue. The encoder is nmaccel.program.encoder.
 """
 import numpy as np
@@ -11,7 +11,7 @@ import numpy as np
 from nmaccel.arch import layout
 from nmaccel.arch.config import MODES, TopConfig
 from nmaccel.errors import require
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import pe as gpe
 from nmaccel.golden.epilogue import epilogue as golden_epilogue
 from nmaccel.golden.intops import wrap
 
@@ -62,9 +62,9 @@ def tile_outputs(top_cfg, hdr, x, wrecs):
     for c in range(C):
         psum = np.zeros((x.shape[0], a.tokens_per_step), dtype=np.int64)
         for r in range(R):
-            w = gb.lane_weight(code[r, c] & ((1 << a.weight_bits) - 1), keep[r, c],
+            w = gpe.lane_weight(code[r, c] & ((1 << a.weight_bits) - 1), keep[r, c],
                                None if tables is None else tables[r, c], cbk, a)
-            psum = gb.pe_step(a, w, index[r, c], x[:, r], psum, int4, dense)
+            psum = gpe.pe_step(a, w, index[r, c], x[:, r], psum, int4, dense)
         y[:, c] = psum
     return y
 

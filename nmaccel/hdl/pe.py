@@ -16,7 +16,7 @@ b is 21 bits; with cfg.dsp_width = 18 (default) the product is split so the only
 unsigned 7 x 17 (one MULT18X18D / DSP48E2) plus shift-and-add LUT logic (signed.smul_dsp), so
 one DSP carries 2 INT4 MACs; a wider dsp_width trades DSPs for LUTs. Measured resources per
 option: `python benchmarks/fmax_study.py` (benchmarks/results/fmax_study.json).
-`nmaccel.golden.blocks.pe_products` mirrors the equation.
+`nmaccel.golden.pe.pe_products` mirrors the equation.
 """
 import pyrtl
 

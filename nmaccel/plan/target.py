@@ -100,7 +100,7 @@ def fmax(target, path=None):
 
 
 def mode_of(cfg):
-    """Array mode that runs a configuration (same rule as nmaccel.golden.blocks.tile_mode)."""
+    """Array mode that runs a configuration (same rule as nmaccel.golden.array.tile_mode)."""
     if cfg["quantizer"] == "lloyd-max":
         return "codebook"
     return "int4" if cfg["bits"] <= 4 else "int8"

@@ -22,7 +22,7 @@ import numpy as np
 from nmaccel.arch import layout
 from nmaccel.arch.config import MODE_CODE, RuntimeConfig, TopConfig
 from nmaccel.errors import require
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import check_activations
 from nmaccel.golden.groupscale import groupscale_params
@@ -146,14 +146,14 @@ def encode_gemm(packed, x_q, top_cfg, epilogue=None, mode=None, group_scales=Non
     a, H = top_cfg.array, top_cfg.host_bits
     x = check_activations(x_q, packed.in_features, a.act_bits)
     require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
-    mode = mode or gb.tile_mode(packed)
+    mode = mode or ga.tile_mode(packed)
     RuntimeConfig(mode, packed.n_keep, packed.m_group).check(a)
     T, N = x.shape[0], packed.out_features
     jobs = cm.job_shapes((T, packed.in_features, N), top_cfg, mode, packed.n_keep, packed.m_group)
     n_kt, n_nt = jobs[0].n_kt, jobs[0].n_nt
     R, C = a.rows, a.cols
     whole = _WholeArray(a, n_kt * R, n_nt * C)
-    plan = gb.load_plan(packed, whole, mode)
+    plan = ga.load_plan(packed, whole, mode)
     mult, shift, bias, relu, raw = epilogue_params(epilogue, N, top_cfg)
     gk, gmult = group_layout(packed, top_cfg, mode, group_scales)
     cbk = mode == "codebook"
@@ -202,7 +202,7 @@ def encode_gemm(packed, x_q, top_cfg, epilogue=None, mode=None, group_scales=Non
                "kt_per_group": gk or 0}
         headers.append(hdr_lay.to_words(H, n=1, **{k: hdr[k] for k, _ in top_cfg.hdr_fields}).ravel()
                        .astype(dtype))
-        xs = gb.activation_steps(plan, x[t0:t0 + tok], whole)        # (steps, n_kt*R, tps, m)
+        xs = ga.activation_steps(plan, x[t0:t0 + tok], whole)        # (steps, n_kt*R, tps, m)
         S = job.n_steps
         acts = xs[:S, :, :tps].reshape(S, n_kt, R, tps, -1).transpose(1, 0, 3, 2, 4).reshape(n_kt * S, -1)
         acts_words.append(act_lay.to_words(H, x=acts).ravel().astype(dtype))

@@ -26,7 +26,7 @@ from nmaccel.arch import layout
 from nmaccel.arch.config import MODE_CODE, ArrayConfig
 from nmaccel.arch.layout import to_signed
 from nmaccel.errors import require
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.array import input_widths, make_array_top, output_widths
 from nmaccel.run import runner as top_runner
@@ -59,9 +59,9 @@ def input_stream(cfg, plans, x_list):
     stream_start[j]. Returns (dict port -> limbs (cycles, n), output start cycle per tile, steps
     per tile).
     """
-    xs_list = [gb.activation_steps(p, x, cfg) for p, x in zip(plans, x_list)]
+    xs_list = [ga.activation_steps(p, x, cfg) for p, x in zip(plans, x_list)]
     steps = [xs.shape[0] for xs in xs_list]
-    ls, ss, ncyc = gb.tile_schedule(cfg, steps)
+    ls, ss, ncyc = ga.tile_schedule(cfg, steps)
     widths = input_widths(cfg)
     s = {port: np.zeros((ncyc, -(-w // 64)), dtype=np.uint64) for port, w in widths.items()}
     plan0 = plans[0]
@@ -230,7 +230,7 @@ def run_tiles(tiles, cfg, *, simulator="compiled", trace=None, mode=None):
     for packed, x_q in tiles:
         x = check_activations(x_q, packed.in_features, cfg.act_bits)
         require(x.shape[0] >= 1, "no tokens: x_q needs at least one row")
-        plans.append(gb.load_plan(packed, cfg, mode))
+        plans.append(ga.load_plan(packed, cfg, mode))
         xs.append(x)
     key = (plans[0].mode, plans[0].n_keep, plans[0].m_group)
     require(all((p.mode, p.n_keep, p.m_group) == key for p in plans),

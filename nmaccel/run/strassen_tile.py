@@ -11,7 +11,7 @@ import pyrtl
 from nmaccel.arch import layout
 from nmaccel.arch.config import COMBINER_LATENCY, PREADD_LATENCY, StrassenTileConfig
 from nmaccel.errors import require
-from nmaccel.golden import blocks as gb
+from nmaccel.golden import array as ga
 from nmaccel.golden import strassen_tile as gst
 from nmaccel.golden.gemm import check_activations
 from nmaccel.hdl.strassen_tile import QUADS, input_widths, make_strassen_tile_top
@@ -38,7 +38,7 @@ def tile_stream(cfg, x, w, strassen):
     A = cfg.array
     t, k, n = gst.check_fits(cfg, x.shape, w.shape)
     ops = gst.operands(x, w, strassen)
-    ls, ss, total = gb.tile_schedule(A, [t] * len(ops))
+    ls, ss, total = ga.tile_schedule(A, [t] * len(ops))
     ncyc = total + COMBINER_LATENCY
     s = {p: [0] * ncyc for p in input_widths(cfg)}
     s["cfg_load"][0], s["cfg_strassen"][0] = 1, int(strassen)
