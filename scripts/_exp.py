@@ -78,25 +78,38 @@ def md_table(rows, headers, floatfmt=".3g"):
     return tabulate(rows, headers=headers, tablefmt="github", floatfmt=floatfmt)
 
 
-def measured_fmax(path=None):
-    """The accelerator top's measured fmax (MHz) and where it came from.
+def measured_fmax(path=None, top="product"):
+    """A placed accelerator top's measured fmax (MHz) and where it came from.
 
-    Order: `path` if given; benchmarks/results/fpga_study.json (the product top, issue 11) when
-    committed; else the best 'top' row of benchmarks/results/fmax_study.json. Returns
-    {'fmax_mhz', 'source', 'row'} where row describes the top that was placed and routed."""
+    Order: `path` if given; benchmarks/results/fpga_study.json (the `top` entry of its `tops`:
+    'product' or 'dense', median fmax over nextpnr seeds, issue 11) when committed; else the best
+    'top' row of benchmarks/results/fmax_study.json. Returns {'fmax_mhz', 'source', 'row'} where
+    row describes the top that was placed and routed (row['top'] names an fpga_study top)."""
     candidates = [Path(path)] if path else [RESULTS / "fpga_study.json", RESULTS / "fmax_study.json"]
     for p in candidates:
         if not p.is_file():
             continue
         data = json.loads(p.read_text())
-        rows = data if isinstance(data, list) else data.get("rows", data.get("tops", []))
+        src = str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p)
+        if isinstance(data, dict) and isinstance(data.get("tops"), dict):
+            t = data["tops"].get(top)
+            if t is None:
+                continue
+            return {"fmax_mhz": float(t["fmax_median_mhz"]), "source": src,
+                    "row": {"top": top, "shape": t["array"].split()[0], "config": "all pipeline flags",
+                            "buffers": ", ".join(f"{k} {v}" for k, v in t["top"].items()),
+                            **{k: t[k] for k in ("array", "lut", "ff", "dsp", "bram", "io", "fmax_min_mhz")},
+                            "seeds": len(t["seeds"])}}
+        rows = data if isinstance(data, list) else data.get("rows", [])
         tops = [r for r in rows if isinstance(r, dict) and r.get("block", "top") == "top"
                 and r.get("fmax_mhz")]
         if tops:
             best = max(tops, key=lambda r: r["fmax_mhz"])
-            return {"fmax_mhz": float(best["fmax_mhz"]), "source": str(p.relative_to(ROOT)),
-                    "row": {k: v for k, v in best.items() if k not in ("critical_path",)}}
-    raise SystemExit("no measured top fmax: run benchmarks/fmax_study.py --block top (or pass --fmax-json)")
+            return {"fmax_mhz": float(best["fmax_mhz"]), "source": src,
+                    "row": {"buffers": "small buffers: t_max 8, k_tiles_max 4",
+                            **{k: v for k, v in best.items() if k not in ("critical_path",)}}}
+    raise SystemExit(f"no measured fmax of the {top} top: run benchmarks/fpga_study.py --part pnr "
+                     "(or pass --fmax-json)")
 
 
 # ---- the measured accelerator top, timed with the validated cycle model ------------------------
@@ -106,11 +119,14 @@ MODES = [("dense INT8", "int8", 4, 4), ("dense INT4", "int4", 4, 4), ("2:4 INT8"
 
 
 def measured_array(fm):
-    """ArrayConfig of the top whose fmax was measured (fmax_study rows: shape 'RxC', config
+    """ArrayConfig of the top whose fmax was measured (fpga_study: PRODUCT_ARRAY / DENSE_ARRAY;
+    fmax_study rows: shape 'RxC', config
     'default' | 'all' | pipeline flag names joined by '+'), as elaborated there (n_max 4, m_max 8,
     INT8 + INT4), with the top's double-buffered weights."""
-    from nmaccel.arch.config import PIPELINE_FLAGS, ArrayConfig
+    from nmaccel.arch.config import DENSE_ARRAY, PIPELINE_FLAGS, PRODUCT_ARRAY, ArrayConfig
     row = fm["row"]
+    if "top" in row:                       # an fpga_study top: its own elaborated array
+        return {"product": PRODUCT_ARRAY, "dense": DENSE_ARRAY}[row["top"]]
     r, c = (int(v) for v in str(row.get("shape", "2x2")).split("x"))
     conf = row.get("config", "default")
     if conf == "all":
@@ -124,9 +140,11 @@ def measured_array(fm):
                        **{f: f in flags for f in PIPELINE_FLAGS})
 
 
-def sized_top(a, shapes, host_bits=64, t_max=256):
-    """TopConfig of array `a` with buffers sized for every (T, K, N) in shapes (dense K tiles)."""
-    from nmaccel.arch.config import TopConfig
+def sized_top(a, shapes, host_bits=64, t_max=None):
+    """TopConfig of array `a` with buffers sized for every (T, K, N) in shapes (dense K tiles);
+    t_max (array steps per job) that of the placed tops (PRODUCT_TOP) unless given."""
+    from nmaccel.arch.config import PRODUCT_TOP, TopConfig
+    t_max = t_max or PRODUCT_TOP["t_max"]
     kt = max(-(-K // (a.rows * a.n_max)) for _, K, _ in shapes)
     nt = max(-(-N // a.cols) for _, _, N in shapes)
     return TopConfig(array=a, host_bits=host_bits, t_max=t_max, k_tiles_max=kt, n_tiles_max=nt)

@@ -396,6 +396,77 @@ class EpilogueConfig:
 
 
 @dataclass(frozen=True)
+class HostLink:
+    """The host link's availability pattern: a runtime property of the host (DRAM, bus), not
+    elaborated. The host offers its next input word (in_valid) on cycles c with
+    c % in_period < in_on and accepts an output word (out_ready) on cycles c with
+    c % out_period < out_on; cycle 0 is the first cycle the host offers the first header word.
+    `HostLink()` is the ideal link (always valid, always ready). Input bandwidth is
+    host_bits * in_on / in_period bits per cycle. The harnesses (nmaccel.run.runner, the
+    Verilator host of nmaccel.verilog.cosim_top) drive exactly this pattern and the cycle model
+    (nmaccel.golden.cyclemodel) replays it, so cycles stay exact under stalls."""
+    in_period: int = 1
+    in_on: int = 1
+    out_period: int = 1
+    out_on: int = 1
+
+    def __post_init__(self):
+        for d in ("in", "out"):
+            per, on = getattr(self, f"{d}_period"), getattr(self, f"{d}_on")
+            require(isinstance(per, int) and isinstance(on, int) and 1 <= on <= per,
+                    f"host link {d}: {on} of every {per} cycles; use 1 <= {d}_on <= {d}_period")
+
+    @classmethod
+    def parse(cls, text):
+        """'in=3/4,out=1/2' (either part optional; 'ideal' or '' for HostLink())."""
+        kw = {}
+        for part in filter(None, (t.strip() for t in str(text).split(","))):
+            if part == "ideal":
+                continue
+            d, _, frac = part.partition("=")
+            on, _, per = frac.partition("/")
+            require(d in ("in", "out") and on.isdigit() and per.isdigit(),
+                    f"host link {part!r}: write in=ON/PERIOD,out=ON/PERIOD (e.g. in=1/2)")
+            kw[f"{d}_on"], kw[f"{d}_period"] = int(on), int(per)
+        return cls(**kw)
+
+    def __str__(self):
+        return "ideal" if self.ideal else f"in={self.in_on}/{self.in_period},out={self.out_on}/{self.out_period}"
+
+    @property
+    def ideal(self):
+        return self.in_on == self.in_period and self.out_on == self.out_period
+
+    @property
+    def period(self):
+        """Cycles after which the pattern repeats."""
+        return int(np.lcm(self.in_period, self.out_period))
+
+    def in_ok(self, c):
+        """in_valid of the host on cycle(s) c (int or numpy array)."""
+        return c % self.in_period < self.in_on
+
+    def out_ok(self, c):
+        """out_ready of the host on cycle(s) c."""
+        return c % self.out_period < self.out_on
+
+    @staticmethod
+    def _nth(period, on, start, n):
+        """The cycle of the n-th (n >= 1) available cycle at or after `start`."""
+        m = (start // period) * on + min(start % period, on) + n - 1    # its index among available
+        return (m // on) * period + m % on
+
+    def in_done(self, start, n):
+        """The cycle after the n-th input word when the words may go from cycle `start` on
+        (start itself when n == 0)."""
+        return self._nth(self.in_period, self.in_on, start, n) + 1 if n else start
+
+    def out_last(self, start, n):
+        """The cycle of the n-th (n >= 1) output word when the words may go from cycle `start` on."""
+        return self._nth(self.out_period, self.out_on, start, n)
+
+
+@dataclass(frozen=True)
 class TopConfig:
     """Elaboration parameters of the accelerator top.
 

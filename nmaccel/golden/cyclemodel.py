@@ -2,7 +2,8 @@
 
 `cycles(shape, array_cfg, runtime_cfg, top_cfg)` counts cycles from the first header word
 accepted to the last output word accepted, with a host that always has the next word ready
-(in_valid = 1) and always accepts (out_ready = 1). Jobs of one GEMM (token tiles) follow each
+(in_valid = 1) and always accepts (out_ready = 1), or with `link=HostLink(...)` a host that
+offers / accepts words only on the cycles of a periodic pattern (stall injection). Jobs of one GEMM (token tiles) follow each
 other with no gap, so a GEMM's count is the sum over its jobs.
 
 Per job (R x C array, H-bit host, n_steps array steps, n_kt K tiles, n_nt N tiles), it replays
@@ -25,7 +26,9 @@ No deliberate deviations: tests assert equality with the RTL on a sweep of shape
 from dataclasses import dataclass
 
 from nmaccel.errors import require
-from nmaccel.arch.config import TopConfig, window_groups
+from nmaccel.arch.config import HostLink, TopConfig, window_groups
+
+IDEAL = HostLink()
 
 INT4, CODEBOOK = "int4", "codebook"
 
@@ -62,8 +65,13 @@ def job_shapes(shape, top_cfg, mode, n_keep, m_group):
     return jobs
 
 
-def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forward=True):
+def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forward=True, link=IDEAL, t0=0):
     """Cycles of one job from its first header word to its last output word.
+
+    `link` (nmaccel.arch.config.HostLink): the host's valid / ready pattern, `t0` the cycle (in
+    the link's time) at which the job's first header word may go: each run of input words takes
+    the next cycles the host offers words on, each output word the next cycle it accepts one
+    (the ideal link: consecutive cycles). Returns the cycles from t0 to the last output word.
 
     Group-scale tops (top_cfg.group_scales) send a 'gs' record after the weights of every K tile that
     ends a scale group (every kt_per_group tiles, and the last). `activity` (a dict) accumulates
@@ -75,7 +83,8 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forwar
     N tile i - 2 plus one common shift D (same staging-bank parity), every later pair of N tiles
     adds exactly D (and the same activity as the last two replayed N tiles). The replay then jumps
     over whole periods and replays the remainder: the same count as the full replay (tests
-    compare both), in O(n_kt) instead of O(n_kt * n_nt) steps.
+    compare both), in O(n_kt) instead of O(n_kt * n_nt) steps. With a stalling link, only when D
+    is a multiple of the link's period.
     """
     a = top_cfg.array
     R, gap, lat, db = a.rows, top_cfg.load_gap, top_cfg.out_latency, top_cfg.double_buffer
@@ -89,7 +98,7 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forwar
     for k, v in (("words_header", hw), ("words_act", nkt * ns * wa)):
         act[k] = act.get(k, 0) + v
     # event times: next input word, bank 0 / 1 free, previous swap, output buffer free, last word
-    t_in, free0, free1, swap, o_free, end = hw + nkt * ns * wa, 0, 0, None, 0, None
+    t_in, free0, free1, swap, o_free, end = link.in_done(t0, hw + nkt * ns * wa), t0, t0, None, t0, None
     j = 0
     history = []                       # event times after each N tile (fast forward)
     nt_act = {}                        # activity of one N tile (the same for every N tile)
@@ -101,7 +110,7 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forwar
             last = kt == nkt - 1
             s = max(t_in, free[j % 2])
             gend = gk is not None and ((kt + 1) % gk == 0 or last)
-            t_in = s + R * ww + (we if last else 0) + (wg if gend else 0)
+            t_in = link.in_done(s, R * ww + (we if last else 0) + (wg if gend else 0))
             for k, v in (("words_weight", R * ww), ("words_epilogue", we if last else 0),
                          ("words_gs", wg if gend else 0), ("tile_loads", 1), ("steps", ns),
                          ("gs_steps", ns if gend else 0), ("out_steps", ns if last else 0),
@@ -117,7 +126,7 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forwar
             if last:
                 sw = max(sw, o_free)
                 w = sw + ns - 1 + lat
-                end = w + 2 + ns * wo
+                end = link.out_last(w + 3, ns * wo)
                 o_free = end + 1
             swap = sw
             j += 1
@@ -131,7 +140,7 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forwar
         if fast_forward and len(history) >= 3 and nt < nnt:
             prev = history[-3]
             d = state[0] - prev[0]
-            if all(x - y == d for x, y in zip(state, prev)):
+            if d % link.period == 0 and all(x - y == d for x, y in zip(state, prev)):
                 periods = (nnt - nt) // 2
                 t_in, free0, free1, swap, o_free, end = (x + periods * d for x in state)
                 for k, v in nt_act.items():
@@ -139,22 +148,28 @@ def job_cycles(job, top_cfg, mode, kt_per_group=None, activity=None, fast_forwar
                 j += 2 * periods * nkt
                 nt += 2 * periods
                 history.clear()
-    return end + 1
+    return end + 1 - t0
 
 
-def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None, activity=None):
+def cycles(shape, array_cfg, runtime_cfg, top_cfg=None, kt_per_group=None, activity=None, link=None):
     """Cycle count of a (T, K, N_out) GEMM on the accelerator top.
 
     `array_cfg`: the ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
     `runtime_cfg`: anything with mode, n_keep, m_group (e.g. nmaccel.arch.config.RuntimeConfig).
     `kt_per_group`: K tiles per weight-scale group (group-scale tops; default: one group).
     `activity`: optional dict, filled by the replay (see job_cycles).
+    `link`: the host link's valid / ready pattern (HostLink; default ideal). Each job's first
+    header word may go the cycle after the previous job's last output word.
     """
     p = top_cfg if top_cfg is not None else TopConfig(array=array_cfg)
     require(array_cfg is None or p.array == array_cfg,
             "top_cfg.array differs from array_cfg: pass the same ArrayConfig")
     mode, nk, mg = runtime_cfg.mode, runtime_cfg.n_keep, runtime_cfg.m_group
-    return sum(job_cycles(j, p, mode, kt_per_group, activity) for j in job_shapes(shape, p, mode, nk, mg))
+    link = link or IDEAL
+    t = 0
+    for j in job_shapes(shape, p, mode, nk, mg):
+        t += job_cycles(j, p, mode, kt_per_group, activity, link=link, t0=t)
+    return t
 
 
 def utilization(shape, array_cfg, runtime_cfg, n_cycles):

@@ -6,8 +6,9 @@ words; this module runs them on a backend.
 
 Backends (same contract: `.outputs`, `.cycles`, `.utilization`):
   "pyrtl"   the PyRTL top in pyrtl.CompiledSimulation; a simulation-only host model (a word ROM
-            and a read pointer that advances on in_valid & in_ready) keeps in_valid = 1 and
-            out_ready = 1; `.cycles` is measured: first header word accepted .. last output word.
+            and a read pointer that advances on in_valid & in_ready) drives in_valid and
+            out_ready from the host link's pattern (`link`, default always 1); `.cycles` is
+            measured: first header word accepted .. last output word accepted.
   "verilator" the top exported to Verilog, built by Verilator with a dedicated C++ host
             harness (nmaccel.verilog.cosim_top, cached build) that streams the same words with the same
             handshake; outputs and cycles measured the same way.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyrtl
 
-from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig
+from nmaccel.arch.config import ArrayConfig, HostLink, RuntimeConfig, TopConfig
 from nmaccel.errors import require
 from nmaccel.fileio import open_output
 from nmaccel.golden import cyclemodel as cm
@@ -80,8 +81,10 @@ def reference(packed, x_q, epilogue=None, group_scales=False):
 # ---- PyRTL simulation -------------------------------------------------------------------------
 def harness_block(top_cfg, rom_bits):
     """The top plus a simulation-only host model: a word ROM (written through h_we / h_addr /
-    h_data) and a read pointer (reset by h_rst) that drives in_valid = h_go & (ptr < h_n) and
-    advances on in_valid & in_ready; out_ready = 1. Outputs: out_data, out_valid, accept, busy."""
+    h_data) and a read pointer (reset by h_rst) that drives in_valid = h_go & h_in_ok &
+    (ptr < h_n) and advances on in_valid & in_ready; out_ready = h_out_ok (h_in_ok / h_out_ok:
+    the host link's pattern, nmaccel.arch.config.HostLink). Outputs: out_data, out_valid,
+    out_accept (out_valid & out_ready), accept, busy."""
     block = pyrtl.Block()
     with pyrtl.set_working_block(block):
         H = top_cfg.host_bits
@@ -91,20 +94,23 @@ def harness_block(top_cfg, rom_bits):
         h_data = pyrtl.Input(H, "h_data")
         h_go = pyrtl.Input(1, "h_go")
         h_n = pyrtl.Input(rom_bits + 1, "h_n")
+        h_in_ok = pyrtl.Input(1, "h_in_ok")
+        h_out_ok = pyrtl.Input(1, "h_out_ok")
         rom = pyrtl.MemBlock(bitwidth=H, addrwidth=rom_bits, name="host_rom", asynchronous=True)
         rom[h_addr] <<= pyrtl.MemBlock.EnabledWrite(h_data, h_we)
         ptr = pyrtl.Register(rom_bits + 1, name="host_ptr")
         valid = pyrtl.WireVector(1, "in_valid")          # named: readable in VCD traces
-        valid <<= h_go & (ptr < h_n)
+        valid <<= h_go & h_in_ok & (ptr < h_n)
         in_data = pyrtl.WireVector(H, "in_data")
         in_data <<= rom[ptr[:rom_bits]]
         top = make_accelerator_top("top", top_cfg, {"in_data": in_data, "in_valid": valid,
-                                              "out_ready": pyrtl.Const(1, bitwidth=1)})
+                                              "out_ready": h_out_ok})
         accept = valid & top.outputs["in_ready"]
         ptr.next <<= pyrtl.select(h_rst, pyrtl.Const(0, bitwidth=rom_bits + 1),
                                   pyrtl.select(accept, ptr + 1, ptr))
         outs = {"out_data": top.outputs["out_data"], "out_valid": top.outputs["out_valid"],
-                "accept": accept, "busy": top.outputs["busy"]}
+                "out_accept": top.outputs["out_valid"] & h_out_ok, "accept": accept,
+                "busy": top.outputs["busy"]}
         for k, w in outs.items():
             o = pyrtl.Output(len(w), name=k)
             o <<= w
@@ -115,7 +121,8 @@ def _load_stream(words, go_cycles):
     """Harness stimulus: reset the pointer, write the words into the ROM, then go."""
     n = len(words)
     total = n + 1 + go_cycles
-    st = {k: np.zeros(total, dtype=np.uint64) for k in ("h_rst", "h_we", "h_addr", "h_data", "h_go", "h_n")}
+    st = {k: np.zeros(total, dtype=np.uint64) for k in ("h_rst", "h_we", "h_addr", "h_data", "h_go", "h_n",
+                                                         "h_in_ok", "h_out_ok")}
     st["h_rst"][0] = 1
     st["h_we"][1:n + 1] = 1
     st["h_addr"][1:n + 1] = np.arange(n, dtype=np.uint64)
@@ -128,7 +135,7 @@ def _load_stream(words, go_cycles):
 def _collect(o, offset):
     """(accept cycles, output words, output cycles) of a harness run, cycles shifted by -offset."""
     acc = np.nonzero(np.asarray(o["accept"], dtype=np.uint64))[0]
-    v = np.nonzero(np.asarray(o["out_valid"], dtype=np.uint64))[0]
+    v = np.nonzero(np.asarray(o["out_accept"], dtype=np.uint64))[0]
     return acc - offset, [int(w) for w in np.asarray(o["out_data"], dtype=np.uint64)[v]], v - offset
 
 
@@ -156,10 +163,11 @@ class TopSim:
         sim._sim_run_all.argtypes = [ctypes.c_uint64, ptr, ptr]
         sim._sim_run_all(n, ins.ctypes.data_as(ptr), outs.ctypes.data_as(ptr))
         return {k: outs[:, sim._outputs_metadata[k].start]
-                for k in ("out_data", "out_valid", "accept", "busy")}
+                for k in ("out_data", "out_valid", "out_accept", "accept", "busy")}
 
-    def run(self, words, n_out_words, budget):
-        """Feed `words`; returns (output words, measured cycles)."""
+    def run(self, words, n_out_words, budget, link=cm.IDEAL):
+        """Feed `words` over host link `link` (HostLink; cycle 0 = the first go cycle);
+        returns (output words, measured cycles)."""
         n = len(words)
         require(n < (1 << self.rom_bits), "host stream longer than the simulation ROM")
         require(self.p.host_bits <= 64, "the PyRTL harness drives host_bits <= 64")
@@ -170,7 +178,9 @@ class TopSim:
         while len(got) < n_out_words:
             require(total <= 4 * budget + 100000, "RTL simulation did not finish the job "
                     f"({len(got)} of {n_out_words} output words): controller stalled")
-            go = {"h_go": np.ones(chunk, dtype=np.uint64), "h_n": np.full(chunk, n, dtype=np.uint64)}
+            c = np.arange(total, total + chunk, dtype=np.uint64)
+            go = {"h_go": np.ones(chunk, dtype=np.uint64), "h_n": np.full(chunk, n, dtype=np.uint64),
+                  "h_in_ok": link.in_ok(c).astype(np.uint64), "h_out_ok": link.out_ok(c).astype(np.uint64)}
             acc, outw, vcyc = _collect(self._run(go, chunk), -total)
             if first is None and acc.size:
                 first = int(acc[0])
@@ -194,8 +204,8 @@ class TopVerilator:
         self.elaboration_s = time.perf_counter() - t
         self.last_run = None
 
-    def run(self, words, n_out_words, budget):
-        self.last_run = self.model.run(words, n_out_words, 4 * budget + 100000)
+    def run(self, words, n_out_words, budget, link=cm.IDEAL):
+        self.last_run = self.model.run(words, n_out_words, 4 * budget + 100000, link=link)
         return self.last_run.out_words, self.last_run.cycles
 
 
@@ -258,9 +268,11 @@ def trace_top_vcd(packed, x_q, top_cfg, path, window, *, epilogue=None, group_sc
         n = len(words)
         ts._run({k: v[:n + 1] for k, v in _load_stream(words, 0).items()}, n + 1)
         if a:
-            ts._run({"h_go": np.ones(a, dtype=np.uint64), "h_n": np.full(a, n, dtype=np.uint64)}, a)
+            ts._run({"h_go": np.ones(a, dtype=np.uint64), "h_n": np.full(a, n, dtype=np.uint64),
+                     "h_in_ok": np.ones(a, dtype=np.uint64), "h_out_ok": np.ones(a, dtype=np.uint64)}, a)
         for _ in range(b - a):
-            sim.step({"h_rst": 0, "h_we": 0, "h_addr": 0, "h_data": 0, "h_go": 1, "h_n": n})
+            sim.step({"h_rst": 0, "h_we": 0, "h_addr": 0, "h_data": 0, "h_go": 1, "h_n": n,
+                      "h_in_ok": 1, "h_out_ok": 1})
         write_vcd(sim.tracer, path)
     return str(path)
 
@@ -281,13 +293,15 @@ def get_topsim(top_cfg, n_words, backend="pyrtl"):
 
 
 def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=None,
-             simulator="compiled", group_scales=None):
+             simulator="compiled", group_scales=None, link=None):
     """Run y = x_q @ packed.int_weights().T (then the epilogue, if given) on the accelerator top.
 
     `array_cfg`: ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
     `epilogue`: None (raw int sums) or EpilogueSpec / dict(mult, shift, bias, relu).
     `group_scales`: apply FP16 group scales in fixed point (golden group_scaled_gemm); default
     on when the top is elaborated with them and the weights have granularity "group".
+    `link`: the host link's valid / ready pattern (nmaccel.arch.config.HostLink; default the
+    ideal link): the harness stalls the handshake on that pattern and the cycle model replays it.
     Returns GemmResult: outputs int64 (T, out), cycles, utilization, backend, model_cycles,
     sim_s (simulation wall time), cycles_per_second.
     Bad input (capacity, runtime config, epilogue ranges) raises NmaccelError before simulation.
@@ -302,7 +316,9 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
     words, mode = prog.words, prog.mode
     shape = (prog.tokens, packed.in_features, packed.out_features)
     rt = RuntimeConfig(mode, packed.n_keep, packed.m_group)
-    model = cm.cycles(shape, array_cfg, rt, p, kt_per_group=prog.kt_per_group)
+    link = link or cm.IDEAL
+    require(isinstance(link, HostLink), f"link must be a HostLink, got {type(link).__name__}")
+    model = cm.cycles(shape, array_cfg, rt, p, kt_per_group=prog.kt_per_group, link=link)
     n_out = prog.n_out_words
     elab = 0.0
     if backend == "golden":
@@ -314,7 +330,7 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
         elab = sim.elaboration_s
         t = time.perf_counter()
         try:
-            out_words, ncyc = sim.run(words, n_out, model)
+            out_words, ncyc = sim.run(words, n_out, model, link)
         except Exception:
             _CACHE.pop((p, sim.rom_bits, backend), None)     # its state is mid-job: rebuild next time
             raise

@@ -3,8 +3,9 @@
 The top is exported with its plain ports (in_data / in_valid / in_ready, out_data / out_valid /
 out_ready, busy) and compiled by Verilator together with a C++ main that plays the host: it reads
 the whole host word stream from a binary file into memory, drives in_data / in_valid = (words
-left) with the valid / ready handshake, keeps out_ready = 1 and appends out_data whenever
-out_valid is high. Cycle semantics equal `pyrtl.Simulation.step` (inputs set, logic settles,
+left and the host link offers a word this cycle) with the valid / ready handshake, out_ready =
+(the link accepts a word this cycle) and appends out_data whenever out_valid & out_ready (the
+link: nmaccel.arch.config.HostLink, a periodic pattern passed on the command line). Cycle semantics equal `pyrtl.Simulation.step` (inputs set, logic settles,
 outputs sampled, then the rising edge), so the measured cycles are those of `runner.TopSim.run`:
 first accepted host word .. last output word, both included.
 
@@ -21,7 +22,7 @@ import numpy as np
 import pyrtl
 from pyrtl import memory, wire
 
-from nmaccel.arch.config import TopConfig
+from nmaccel.arch.config import HostLink, TopConfig
 from nmaccel.errors import require
 from nmaccel.hdl.top import make_top_ports
 from nmaccel.verilog import tools, verilator
@@ -54,7 +55,8 @@ def _get_port(name, width, dst):
 
 
 def harness_cpp(host_bits, has_reset, trace=False):
-    """C++ main: args words.bin n_words n_out max_cycles tail out.bin (trace: + vcd A B).
+    """C++ main: args words.bin n_words n_out max_cycles tail out.bin in_period in_on out_period
+    out_on (trace: + vcd A B).
 
     out.bin: int64 status (0 ok, 1 stalled: max_cycles reached), cycles_run, output words,
     first accept cycle, last output cycle, accepted words; float64 loop seconds; then the output
@@ -67,14 +69,15 @@ def harness_cpp(host_bits, has_reset, trace=False):
     W = _n32(host_bits)
     ind = "\n        "
     rst = "top->rst = 0;" if has_reset else ""
-    nargs = 10 if trace else 7
-    usage = "words.bin n_words n_out max_cycles tail out.bin" + (" vcd first_cycle end_cycle" if trace else "")
+    nargs = 14 if trace else 11
+    usage = ("words.bin n_words n_out max_cycles tail out.bin in_period in_on out_period out_on"
+             + (" vcd first_cycle end_cycle" if trace else ""))
     t_inc = '#include "verilated_vcd_c.h"\n' if trace else ""
-    t_open = ("    const long va = atol(argv[8]), vb = atol(argv[9]);\n"
+    t_open = ("    const long va = atol(argv[12]), vb = atol(argv[13]);\n"
               "    ctx->traceEverOn(true);\n"
               "    VerilatedVcdC* tfp = new VerilatedVcdC;\n"
               "    top->trace(tfp, 99);\n"
-              "    tfp->open(argv[7]);\n"
+              "    tfp->open(argv[11]);\n"
               "    if (!tfp->isOpen()) { fprintf(stderr, \"cannot write the VCD file\\n\"); return 2; }\n") if trace else ""
     t_low = "        if (c >= va && c < vb) tfp->dump((uint64_t)(c - va) * 10);\n" if trace else ""
     t_high = "        if (c >= va && c < vb) tfp->dump((uint64_t)(c - va) * 10 + 5);\n" if trace else ""
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {{
     if (argc != {nargs}) {{ fprintf(stderr, "usage: {usage}\\n"); return 2; }}
     const long n_words = atol(argv[2]), n_out = atol(argv[3]), max_cycles = atol(argv[4]);
     const long tail = atol(argv[5]);
+    const long ip = atol(argv[7]), ion = atol(argv[8]), op = atol(argv[9]), oon = atol(argv[10]);
     std::vector<uint32_t> words((size_t)(n_words + 1) * W, 0);
     FILE* f = fopen(argv[1], "rb");
     if (!f || fread(words.data(), 4, (size_t)n_words * W, f) != (size_t)n_words * W) {{
@@ -105,19 +109,19 @@ int main(int argc, char** argv) {{
     long ptr = 0, got = 0, first = -1, last = -1, c = 0, stop_at = -1;
     int64_t status = 1;
     {rst}
-    top->out_ready = 1;
     auto t0 = std::chrono::steady_clock::now();
     for (; c < max_cycles; ++c) {{
         const uint32_t* s = words.data() + (size_t)ptr * W;
         {ind.join(_set_port("in_data", host_bits, "s"))}
-        top->in_valid = ptr < n_words;
+        top->in_valid = ptr < n_words && c % ip < ion;
+        top->out_ready = c % op < oon;
         top->clk = 0;
         top->eval();
 {t_low}        if (top->in_valid && top->in_ready) {{
             if (first < 0) first = c;
             ++ptr;
         }}
-        if (top->out_valid) {{
+        if (top->out_valid && top->out_ready) {{
             {ind.join(_get_port("out_data", host_bits, "ow"))}
             out.insert(out.end(), ow, ow + W);
             last = c;
@@ -255,10 +259,12 @@ class TopVerilatorModel:
                 out[i, j] = (w >> (32 * j)) & 0xFFFFFFFF
         return out
 
-    def run(self, words, n_out_words, max_cycles, *, timeout=None, vcd=None, window=None):
+    def run(self, words, n_out_words, max_cycles, *, timeout=None, vcd=None, window=None, link=None):
         """Stream `words` into the top until `n_out_words` output words came out (then
         TAIL_CYCLES more, which must bring no further word). Returns TopRun. A traced model
-        writes cycles [A, B) of `window` to the VCD file `vcd` (atomically: nmaccel.fileio)."""
+        writes cycles [A, B) of `window` to the VCD file `vcd` (atomically: nmaccel.fileio).
+        `link`: the host link's pattern (HostLink; default ideal)."""
+        link = link or HostLink()
         require((vcd is None) == (not self.trace), "a VCD needs TopVerilatorModel(trace=True), "
                 "and a traced model needs vcd=PATH")
         t = time.perf_counter()
@@ -273,7 +279,7 @@ class TopVerilatorModel:
                 require(0 <= a < b, f"VCD window {a}:{b}: use A:B with 0 <= A < B")
                 extra = [tr, a, b]
             tools.run_tool([self.exe, inp, len(buf), int(n_out_words), int(max_cycles), TAIL_CYCLES, outp,
-                            *extra], timeout=timeout or tools.RUN_TIMEOUT_S,
+                            link.in_period, link.in_on, link.out_period, link.out_on, *extra], timeout=timeout or tools.RUN_TIMEOUT_S,
                            what=f"Verilator top model {self.exe}")
             raw = outp.read_bytes()
             if self.trace:
