@@ -86,3 +86,21 @@ def test_wrong_calibration_width(tmp_path, npy_weight):
     r = run_cli("pack", str(npy_weight), "--method", "wanda", "--calibration", str(tmp_path / "calib.npy"),
                 "-o", str(tmp_path / "o.nmpack"))
     assert r.returncode == 2 and "calibration" in r.stderr
+
+
+def test_sim_host_link(capsys):
+    """--host-link stalls the top's host port: cycles grow and stay == the cycle model; bad
+    patterns and the tile backend are refused with one line, exit 2."""
+    base = ("sim", "--backend", "golden", "--tokens", "4", "--array", "2x2", "--json")
+    assert main([*base]) == 0
+    ideal = json.loads(capsys.readouterr().out)
+    assert main([*base, "--host-link", "in=1/3,out=2/3"]) == 0
+    slow = json.loads(capsys.readouterr().out)
+    assert slow["host_link"] == "in=1/3,out=2/3" and slow["cycles"] == slow["model_cycles"] > ideal["cycles"]
+    for bad in (["--host-link", "in=3/2"], ["--backend", "tile", "--host-link", "in=1/2"]):
+        try:
+            rc = main(["sim", *bad])
+        except SystemExit as e:
+            rc = e.code
+        err = capsys.readouterr().err
+        assert rc == 2 and "host" in err.lower() and len(err.strip().splitlines()) == 1

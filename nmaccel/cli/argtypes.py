@@ -4,7 +4,8 @@ import argparse
 import math
 import sys
 
-from nmaccel.arch.config import M_GROUP_MAX
+from nmaccel.arch.config import M_GROUP_MAX, HostLink
+from nmaccel.errors import NmaccelError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -58,3 +59,11 @@ def _m_max(text):
 
 
 m_max = _m_max
+
+
+def host_link(text):
+    """An argparse type: a HostLink pattern 'in=ON/PERIOD,out=ON/PERIOD' (or 'ideal')."""
+    try:
+        return HostLink.parse(text)
+    except NmaccelError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -11,7 +11,7 @@ import numpy as np
 from safetensors.numpy import load_file
 from tabulate import tabulate
 
-from nmaccel.arch.config import ArrayConfig, RuntimeConfig, TopConfig, pipeline_options
+from nmaccel.arch.config import ArrayConfig, HostLink, RuntimeConfig, TopConfig, pipeline_options
 from nmaccel.cli import argtypes
 from nmaccel.errors import NmaccelError, require, require_memory
 from nmaccel.fileio import check_output
@@ -95,6 +95,8 @@ def cmd_sim(args):
     layer = args.backend != "tile"
     require(layer or not args.epilogue,
             "--epilogue runs in the accelerator top: use --backend pyrtl, verilator or golden")
+    require(layer or args.host_link.ideal,
+            "--host-link stalls the accelerator top's host port: use --backend pyrtl, verilator or golden")
     require(not layer or args.simulator == "compiled",
             f"--simulator {args.simulator} applies to --backend tile; the top runs compiled only")
     require(args.backend != "golden" or args.vcd is None,
@@ -134,13 +136,13 @@ def cmd_sim(args):
         RuntimeConfig(mode, packed.n_keep, packed.m_group).check(cfg)
         top = _layer_top(cfg, packed, mode, args.tokens)
         ep = _calibrated_epilogue(packed, x_q, args.relu) if args.epilogue else None
-        res = run_gemm(packed, x_q, cfg, backend=args.backend, epilogue=ep, top_cfg=top)
+        res = run_gemm(packed, x_q, cfg, backend=args.backend, epilogue=ep, top_cfg=top, link=args.host_link)
         ref = reference(packed, x_q, ep)
         if args.vcd is not None:
             from nmaccel.run.runner import trace_top_vcd
             trace_top_vcd(packed, x_q, top, args.vcd, vcd_window, epilogue=ep, backend=args.backend)
         info.update(mode=res.mode, tokens=args.tokens,
-                    weights=f"{packed.out_features}x{packed.in_features}",
+                    weights=f"{packed.out_features}x{packed.in_features}", host_link=str(args.host_link),
                     epilogue="int8" if ep is not None else "raw", cycles=res.cycles,
                     model_cycles=res.model_cycles, simulator="compiled" if args.backend == "pyrtl"
                     else args.backend, cycles_per_second=round(res.cycles_per_second, 1),
@@ -204,6 +206,10 @@ def register_cli(subparsers):
                    "the top, cycles --vcd-cycles, with PyRTL's tracer or a Verilator --trace build)")
     p.add_argument("--vcd-cycles", default="0:2000", help="cycle window A:B of --vcd on the top, cycle 0 = "
                    "the first host word offered (default 0:2000)")
+    p.add_argument("--host-link", type=argtypes.host_link, default=HostLink(), metavar="in=ON/PER,out=ON/PER",
+                   help="top backends: the host offers an input word on ON of every PER cycles and "
+                   "accepts an output word likewise (stall injection; cycles stay == the cycle model), "
+                   "e.g. in=1/4 (default: ideal)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_sim)
     return p
