@@ -96,6 +96,28 @@ def make_buffer(name, depth, width, *, addr, wdata, we) -> Buffer:
     return Buffer(cfg=cfg, mem=mem, rdata=rdata)
 
 
+def make_dual_port_buffer(name, depth, width, *, waddr, wdata, we, raddr) -> Buffer:
+    """Block RAM of ``depth`` x ``width`` bits with one write and one read port.
+
+    Ports: ``waddr`` / ``raddr`` (``addr_bits``), ``wdata`` (``width``), ``we`` (1): writes
+    ``wdata`` at ``waddr`` when ``we``. Output ``rdata`` (``width``, registered): the word at
+    ``raddr`` before this cycle's write, valid one cycle later (latency 1). Two ports cost
+    collision bypass logic on ECP5 (see the table above); the top uses it where both sides run
+    at once (accumulator, output, weight staging).
+    """
+    cfg = BufferConfig(depth, width)
+    for wire, what in ((waddr, "waddr"), (raddr, "raddr")):
+        _check_port(wire, cfg.addr_bits, what, name)
+    _check_port(wdata, width, "wdata", name)
+    _check_port(we, 1, "we", name)
+    mem = pyrtl.MemBlock(bitwidth=width, addrwidth=cfg.addr_bits, name=f"{name}.mem",
+                         max_read_ports=1, max_write_ports=1, asynchronous=True)
+    mem[waddr] <<= pyrtl.MemBlock.EnabledWrite(wdata, we)
+    rdata = pyrtl.Register(width, name=f"{name}.rdata")
+    rdata.next <<= mem[raddr]
+    return Buffer(cfg=cfg, mem=mem, rdata=rdata)
+
+
 def make_pingpong_buffer(name, depth, width, *, write_bank, waddr, wdata, we, raddr) \
         -> PingPongBuffer:
     """Double buffer of two ``depth`` x ``width`` single-port BRAM banks.
