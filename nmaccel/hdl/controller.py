@@ -5,7 +5,7 @@ states); cycle model: nmaccel.golden.cyclemodel.
 from nmaccel.hdl.regs import IN_ACT, IN_DONE, IN_EP, IN_GS, IN_HDR, IN_SB, IN_W, const, set_next
 
 
-def make_controller(name, cfg, job, ld, st, ser):
+def make_controller(job, ld, st, ser):
     """Next state of the JobRegs: `in_state` (header -> activations -> per N tile: per K tile
     weights [-> gs at a group end] -> epilogue after the last K tile -> done -> header once the
     job's last word is out), `bank_full[b]` (set when the loader completes bank b, cleared by
@@ -13,8 +13,8 @@ def make_controller(name, cfg, job, ld, st, ser):
     at the N tile's stream end), `active` (header to the job's last word).
 
     Inputs: `job` (JobRegs), `ld` (Loaded: record events), `st` (Streamed: swap, p_last,
-    load_last, lb), `ser` (Serialized: stream_end, job_done). `name`, `cfg`: unused (uniform
-    block signature). Outputs: none (drives the JobRegs). Latency: 1 cycle (registers).
+    load_last, lb), `ser` (Serialized: stream_end, job_done). Outputs: none (drives the
+    JobRegs; no registers of its own). Latency: 1 cycle (registers).
     """
     hdr_done = ld.hdr_done
     for b, full in enumerate(job.bank_full):

@@ -5,9 +5,9 @@ Golden twin: nmaccel.golden.top (as part of the whole top); cycle model: nmaccel
 """
 import pyrtl
 
-from nmaccel.arch.layout import activation_layout, epilogue_layout, groupscale_layout, \
-    weight_layout, window_layout
 from nmaccel.arch.config import ubits
+from nmaccel.arch.layout import (activation_layout, epilogue_layout, groupscale_layout,
+                                 weight_layout, window_layout)
 from nmaccel.hdl.buffers import make_buffer, make_dual_port_buffer
 from nmaccel.hdl.regs import Streamed, const, reg, set_next
 from nmaccel.hdl.signed import delay, join

@@ -103,7 +103,7 @@ def make_accelerator_top(name, cfg, inputs=None):
     arr = make_systolic_array(f"{name}.array", cfg.core_array, st.arr_in, with_valid=False)
     res = make_accumulator(name, cfg, arr, st, ld.cfg)
     ser = make_serializer(name, cfg, host.out_ready, res, ld)
-    make_controller(name, cfg, job, ld, st, ser)
+    make_controller(job, ld, st, ser)
     outputs = {"in_ready": ld.in_ready, "out_data": ser.out_data, "out_valid": ser.out_valid,
                "busy": job.active}
     return Bundle(inputs=ins, outputs=outputs, array=arr, job_done=ser.job_done, fire=st.fire,
