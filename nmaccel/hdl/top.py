@@ -37,27 +37,27 @@ staging buffers, array inputs), hdl/array.py (the systolic array), hdl/accumulat
 across K tiles, group scales, epilogue lanes), hdl/serializer.py (output buffer, result words),
 hdl/controller.py (job state, handshakes between the blocks); the bundles they pass: hdl/regs.py.
 
-Pipeline: the input side fills two weight staging banks (bank b + 1 fills while bank b is
-read). The loader reads a full bank into the array in `rows` shift cycles; with
-TopConfig.double_buffer (default) they go into the PEs' shadow registers while the previous K
-tile streams, and the streamer swaps them in (w_swap) with that tile's last step, so K tiles
-stream back to back (a tile every max(n_steps, 2 * rows + cols - 2) cycles: after a swap the
+Pipeline: the input side fills two weight staging banks (bank b + 1 fills while bank b is read).
+The weight loader (hdl/streamer.py, `ld.*`) reads a full bank into the array in `rows` shift
+cycles; with TopConfig.double_buffer (default) they go into the PEs' shadow registers while the
+previous K tile streams, and the streamer swaps them in (w_swap) with that tile's last step, so K
+tiles stream back to back (a tile every max(n_steps, 2 * rows + cols - 2) cycles: after a swap the
 shadow may shift again only once the swap has reached the last PE). Without it (single weight
-register) the loader waits until the previous tile's last step has drained through the skewed
-array. A last K tile starts only when the output buffer is free. Array outputs accumulate
-in the accumulator buffer (first K tile writes, later tiles add); the last K tile's sums go
-through `cols * tokens_per_step` epilogues into the output buffer, streamed out afterwards.
-Group-scale tops (TopConfig.group_scales) keep the accumulator per scale group (partial sum P)
-and at a group's last K tile add P * m[c] (exact, m unsigned from the gs record) into a second
-`sum_bits` buffer: golden nmaccel.golden.groupscale.group_scaled_gemm, stage by stage.
-Buffers use the registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7):
-the activation buffer is single-port (make_buffer) with its address, write data and write enable
-in registers (no logic in front of the block RAM; TopConfig.out_latency counts the extra cycle,
-and every other array input goes through one register to stay aligned with the activations);
-the accumulator / output buffers have one write and one registered read port; the rows-deep
-weight staging buffer is small enough that Yosys keeps it in LUT RAM. The controller keeps its
-step-end flag (`s.last_step`) in a register. Resources of the product top
-(nmaccel.arch.config.PRODUCT_ARRAY / PRODUCT_TOP) on the ECP5-85k: benchmarks/results/fpga_study.json;
+register) the weight loader waits until the previous tile's last step has drained through the
+skewed array. A last K tile starts only when the output buffer is free. Array outputs accumulate in
+the accumulator buffer (first K tile writes, later tiles add); the last K tile's sums go through
+`cols * tokens_per_step` epilogues into the output buffer, streamed out afterwards. Group-scale
+tops (TopConfig.group_scales) keep the accumulator per scale group (partial sum P) and at a group's
+last K tile add P * m[c] (exact, m unsigned from the gs record) into a second `sum_bits` buffer:
+golden nmaccel.golden.groupscale.group_scaled_gemm, stage by stage. Buffers use the
+registered-read-data pattern of nmaccel.hdl.buffers (block RAM on ECP5/xc7): the activation buffer
+is single-port (make_buffer) with its address, write data and write enable in registers (no logic
+in front of the block RAM; TopConfig.out_latency counts the extra cycle, and every other array
+input goes through one register to stay aligned with the activations); the accumulator / output
+buffers have one write and one registered read port (make_dual_port_buffer); the rows-deep weight
+staging buffer is small enough that Yosys keeps it in LUT RAM. The streamer keeps its step-end flag
+(`s.last_step`) in a register. Resources of the product top (nmaccel.arch.config.PRODUCT_ARRAY /
+PRODUCT_TOP) on the ECP5-85k: benchmarks/results/fpga_study.json;
 `nmaccel.verilog.synth.fit_estimate` refuses a top that cannot fit before synthesis.
 """
 import pyrtl
