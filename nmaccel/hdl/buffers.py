@@ -77,6 +77,20 @@ def _check_port(wire, bits, what, name):
             f"{name}: {what} is {wire.bitwidth} bits wide, at most {bits} expected")
 
 
+def _bram(name, cfg, *, waddr, wdata, we, raddr, addr_names):
+    """`{name}.mem` written at waddr when we, read at raddr into the register `{name}.rdata`."""
+    for wire, what in zip((waddr, raddr), addr_names):
+        _check_port(wire, cfg.addr_bits, what, name)
+    _check_port(wdata, cfg.width, "wdata", name)
+    _check_port(we, 1, "we", name)
+    mem = pyrtl.MemBlock(bitwidth=cfg.width, addrwidth=cfg.addr_bits, name=f"{name}.mem",
+                         max_read_ports=1, max_write_ports=1, asynchronous=True)
+    mem[waddr] <<= pyrtl.MemBlock.EnabledWrite(wdata, we)
+    rdata = pyrtl.Register(cfg.width, name=f"{name}.rdata")
+    rdata.next <<= mem[raddr]
+    return Buffer(cfg=cfg, mem=mem, rdata=rdata)
+
+
 def make_buffer(name, depth, width, *, addr, wdata, we) -> Buffer:
     """Single-port, read-first block RAM of ``depth`` x ``width`` bits.
 
@@ -84,16 +98,21 @@ def make_buffer(name, depth, width, *, addr, wdata, we) -> Buffer:
     ``wdata`` at ``addr`` (``we`` = 1) or reads it. Output ``rdata`` (``width``, registered): the
     word stored at ``addr`` *before* this cycle's write, valid one cycle later (latency 1).
     """
-    cfg = BufferConfig(depth, width)
-    _check_port(addr, cfg.addr_bits, "addr", name)
-    _check_port(wdata, width, "wdata", name)
-    _check_port(we, 1, "we", name)
-    mem = pyrtl.MemBlock(bitwidth=width, addrwidth=cfg.addr_bits, name=f"{name}.mem",
-                         max_read_ports=1, max_write_ports=1, asynchronous=True)
-    mem[addr] <<= pyrtl.MemBlock.EnabledWrite(wdata, we)
-    rdata = pyrtl.Register(width, name=f"{name}.rdata")
-    rdata.next <<= mem[addr]
-    return Buffer(cfg=cfg, mem=mem, rdata=rdata)
+    return _bram(name, BufferConfig(depth, width), waddr=addr, wdata=wdata, we=we, raddr=addr,
+                 addr_names=("addr",))
+
+
+def make_dual_port_buffer(name, depth, width, *, waddr, wdata, we, raddr) -> Buffer:
+    """Block RAM of ``depth`` x ``width`` bits with one write and one read port.
+
+    Ports: ``waddr`` / ``raddr`` (``addr_bits``), ``wdata`` (``width``), ``we`` (1): writes
+    ``wdata`` at ``waddr`` when ``we``. Output ``rdata`` (``width``, registered): the word at
+    ``raddr`` before this cycle's write, valid one cycle later (latency 1). Two ports cost
+    collision bypass logic on ECP5 (see the table above); the top uses it where both sides run
+    at once (accumulator, output, weight staging).
+    """
+    return _bram(name, BufferConfig(depth, width), waddr=waddr, wdata=wdata, we=we, raddr=raddr,
+                 addr_names=("waddr", "raddr"))
 
 
 def make_pingpong_buffer(name, depth, width, *, write_bank, waddr, wdata, we, raddr) \
