@@ -21,7 +21,7 @@ the controller's processes tile by tile (j in N-tile-major order, staging bank j
            (out_latency = 2 + array latency + 1 (+1 group scales) + epilogue latency 6); words
            stream from w+3, n_steps * wo words; the buffer is free the cycle after the last word.
 No deliberate deviations: tests assert equality with the RTL on a sweep of shapes and modes.
-`p` (top_cfg) is duck-typed (nmaccel.hdl.top.TopConfig); this module never imports nmaccel.hdl.
+`top_cfg` is a nmaccel.arch.config.TopConfig; this module never imports nmaccel.hdl.
 """
 from dataclasses import dataclass
 
