@@ -173,6 +173,7 @@ def test_smollm2_profile_plan_compile_run(tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["rtl_checks"][0]["outputs_equal_golden"] and r["rtl_checks"][0]["cycles_equal_model"]
     assert r["speedup_vs_dense_int8"] >= 1.5 * 0.999 and r["tokens_per_s_decode"] > 0
+    assert 0 < r["utilization_decode"] < r["utilization_prefill"] <= 1
     for k in ("ppl", "dense_ppl", "fmax_mhz", "energy_uj_per_token", "bits_per_weight", "tokens_per_s_prefill"):
         assert k in r
     # a layer file that no longer matches the manifest is refused

@@ -83,6 +83,8 @@ def _cmd_run(args):
              f"{res['speedup_vs_dense_int8']:.3f}x / {res['speedup_vs_dense_int8_decode']:.3f}x"),
             ("fmax", f"{res['fmax_mhz']:.1f} MHz ({res['fmax_source']['file']})"),
             ("tokens/s (prefill / decode)", f"{res['tokens_per_s_prefill']:.2f} / {res['tokens_per_s_decode']:.3f}"),
+            ("array utilization (prefill / decode)",
+             f"{res['utilization_prefill']:.1%} / {res['utilization_decode']:.1%}"),
             ("energy uJ/token decode (estimate, DRAM low..high)",
              f"{e['decode_dram_low']:.1f} .. {e['decode_dram_high']:.1f}"),
             ("bits per weight", f"{res['bits_per_weight']:.3f}")]

@@ -145,6 +145,15 @@ def run_program(prog, *, backend="golden", rtl_layers=(), rtl_tokens=2, text=Non
     bp, _ = totals(base, "prefill")
     bd, _ = totals(base, "decode")
     hz = fmax * 1e6
+    a = target.array
+    peak = a.rows * a.cols * a.n_max                     # multiplier lanes (x2 products in INT4)
+
+    def util(phase):
+        """Useful MACs / (lanes x products per lane x cycles) over the planned linears."""
+        full = sum(costs[e["name"]][phase]["tokens"] * e["shape"][0] * e["shape"][1] * e["config"]["n_keep"]
+                   / e["config"]["m_group"] / (peak * (2 if tg.mode_of(e["config"]) == "int4" else 1))
+                   for e in prog["manifest"]["layers"])
+        return full / sum(c[phase]["cycles"] for c in costs.values())
     uj = lambda e, k, t: (e["compute"] + e["sram"] + e[k]) / t / 1e6
     n_w = sum(pk.out_features * pk.in_features for pk in packed.values())
     res = {
@@ -153,6 +162,7 @@ def run_program(prog, *, backend="golden", rtl_layers=(), rtl_tokens=2, text=Non
         "text_tokens": int(ids.size), "ctx": int(ctx),
         "prefill_tokens": T, "cycles_prefill": cp, "cycles_decode_per_token": cd,
         "speedup_vs_dense_int8": bp / cp, "speedup_vs_dense_int8_decode": bd / cd,
+        "utilization_prefill": util("prefill"), "utilization_decode": util("decode"),
         "fmax_mhz": fmax, "fmax_source": fsrc,
         "tokens_per_s_prefill": hz * T / cp, "tokens_per_s_decode": hz / cd,
         "dense_int8_tokens_per_s_prefill": hz * T / bp, "dense_int8_tokens_per_s_decode": hz / bd,
