@@ -32,6 +32,7 @@ versions, machine, exact command).
 """
 import argparse
 import datetime
+from dataclasses import replace
 import json
 import os
 import platform
@@ -51,10 +52,12 @@ from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.verilog import export, synth
 
-TOPS = {"product": PRODUCT_ARRAY, "dense": DENSE_ARRAY}
+TOPS = {"product": PRODUCT_ARRAY, "dense": DENSE_ARRAY,
+        "product_6x4": replace(PRODUCT_ARRAY, rows=6)}    # fallback size when the 8 x 4 does not route
 MODES = {"product": [("2:4 INT8", "int8", 2, 4), ("2:4 INT4", "int4", 2, 4), ("4:8 INT4", "int4", 4, 8),
                      ("dense INT4", "int4", 4, 4), ("dense INT8", "int8", 4, 4)],
          "dense": [("dense INT8", "int8", 4, 4)]}
+MODES["product_6x4"] = MODES["product"]
 SHAPES = {"4096x4096 T=64": (64, 4096, 4096), "11008x4096 T=1": (1, 4096, 11008)}
 BASE = ("dense", "dense INT8")
 
