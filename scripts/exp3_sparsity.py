@@ -22,7 +22,9 @@ DAQKF design note: 1.44x-2.47x speedup, 0.82-2.80 samples/W).
 Writes benchmarks/results/exp3_sparsity.{json,md,png}.
 """
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -99,6 +101,8 @@ def main(argv=None):
     ap.add_argument("--tokens", type=int, default=64, help="tokens per inference (prefill)")
     ap.add_argument("--methods", default="magnitude,wanda", help="pruning methods for the perplexity")
     ap.add_argument("--no-ppl", action="store_true", help="skip the SmolLM2 perplexity runs")
+    ap.add_argument("--ppl-from", help="reuse the perplexity rows of an earlier exp3_sparsity.json (they do "
+                    "not depend on the hardware; its commit and command are recorded)")
     ap.add_argument("--out-dir", help="results directory (default benchmarks/results)")
     args = ap.parse_args(argv)
     from nmaccel.models.llama import Llama
@@ -137,7 +141,18 @@ def main(argv=None):
                          "speedup": baseline["cycles"] / r["cycles"],
                          "energy_gain": baseline["energy_mJ"] / r["energy_mJ"],
                          "claim_speedup": CLAIM[s][0], "claim_samples_per_W": CLAIM[s][1]})
-    ppl, ppl_meta = ({}, {}) if args.no_ppl else smol_ppl(sorted(set(patterns)), args.methods.split(","))
+    if args.ppl_from:          # perplexity does not depend on the hardware: reuse an earlier run's
+        old = json.loads(Path(args.ppl_from).read_text())
+        need = {("dense" if nk == mg else f"{nk}:{mg}") for nk, mg in patterns}
+        have = {k.split()[0] for k in old["ppl"]}
+        if not need <= have:
+            raise SystemExit(f"--ppl-from {args.ppl_from} has no perplexity for {sorted(need - have)}: "
+                             "run without --ppl-from")
+        ppl = old["ppl"]
+        ppl_meta = {**old["ppl_settings"], "reused_from": args.ppl_from,
+                    "reused_commit": old["provenance"]["commit"], "reused_command": old["provenance"]["command"]}
+    else:
+        ppl, ppl_meta = ({}, {}) if args.no_ppl else smol_ppl(sorted(set(patterns)), args.methods.split(","))
     for r in rows:
         nm = r["nm"]
         for meth in args.methods.split(","):
@@ -175,7 +190,9 @@ def main(argv=None):
     if ppl:
         md += ["", f"SmolLM2-135M perplexity (dense float {ppl['dense float']['ppl']:.3f}; "
                f"{ppl_meta['eval_tokens']} held-out tokens, ctx {ppl_meta['ctx']}; Wanda calibrated on "
-               f"{ppl_meta['calib_tokens']} off-domain tokens, sequential):", "",
+               f"{ppl_meta['calib_tokens']} off-domain tokens, sequential"
+               + (f"; reused from `{ppl_meta['reused_from']}`, made at commit {ppl_meta['reused_commit'][:10]} by "
+                  f"`{ppl_meta['reused_command']}`" if "reused_from" in ppl_meta else "") + "):", "",
                md_table([[k, v["ppl"], v["ratio"], v["seconds"]] for k, v in ppl.items()],
                         ["configuration", "PPL", "x dense", "seconds"], floatfmt=".4g")]
     plt = pyplot()
