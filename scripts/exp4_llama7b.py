@@ -98,8 +98,8 @@ def main(argv=None):
                   f"**{dec['2:4 INT4']['end_to_end_speedup']:.2f}x** end-to-end and "
                   f"{dec['2:4 INT4']['blocks_speedup']:.2f}x on the blocks vs dense INT8 on this top "
                   f"(claims {CLAIMS['end_to_end']}x / {CLAIMS['per_token_throughput']}x vs a dense GPU "
-                  f"baseline); absolute speed is {dec['2:4 INT4']['tokens_per_s']:.3g} tokens/s: a 2x2 "
-                  "array at tens of MHz is orders of magnitude below a GPU.")
+                  f"baseline); absolute speed is {dec['2:4 INT4']['tokens_per_s']:.3g} tokens/s: a "
+                  f"{src.get('shape')} array at {f:.0f} MHz is orders of magnitude below a GPU.")
     plt = pyplot()
     fig, axes = plt.subplots(1, len(toks), figsize=(6 * len(toks), 4), squeeze=False)
     for ax, T in zip(axes[0], toks):
