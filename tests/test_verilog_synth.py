@@ -156,5 +156,5 @@ def test_cli_synth_refuses_an_oversized_top_before_synthesis(capsys):
     """The 8x8 top with a 128-bit host: refused at once (no Yosys run), with the estimate and fix."""
     assert main(["synth", "--target", "ecp5", "--rows", "8", "--cols", "8", "--host-bits", "128"]) == 2
     err = capsys.readouterr().err
-    assert "dsp 288/156" in err and "io 262/205" in err and "narrower host" in err
+    assert "dsp 288/156" in err and "io 263/205" in err and "narrower host" in err
     assert "Traceback" not in err

@@ -646,7 +646,7 @@ DENSE_ARRAY = ArrayConfig(rows=9, cols=4, n_max=4, m_max=4, modes=("int8",), dec
 """The dense INT8 baseline: same controller and PE pipeline, no index decoders, no INT4;
 9 x 4 x 4 lanes = 144 + 8 epilogue = 152 of 156 MULT18X18D."""
 PRODUCT_TOP = {"host_bits": 64, "t_max": 64, "k_tiles_max": 32}
-"""TopConfig parameters of the product and dense tops: a 64-bit host (2 * 64 + 5 IOs + clock of
+"""TopConfig parameters of the product and dense tops: a 64-bit host (2 * 64 + 5 IOs + clock + reset of
 the package's 205), 64 array steps per job, 32 K tiles of activations buffered per job."""
 
 @dataclass(frozen=True)

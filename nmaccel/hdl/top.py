@@ -2,7 +2,7 @@
 result word stream out. Golden twin: `nmaccel.golden.top`; cycle model: `nmaccel.golden.cyclemodel`.
 
 Ports (Verilog-facing): `in_data` (host_bits), `in_valid`, `in_ready`, `out_data` (host_bits),
-`out_valid`, `out_ready`, `busy`. A 64-bit host needs 2 * 64 + 5 pins plus the clock.
+`out_valid`, `out_ready`, `busy`. A 64-bit host needs 2 * 64 + 5 pins plus clock and reset.
 
 Host stream (one job; every record is a bit string sent LSB-first in ceil(bits / host_bits)
 words, record i's word w = bits [w*H, w*H+H); each record's fields are its table in

@@ -77,7 +77,7 @@ def fit_estimate(p, target="ecp5", device="85k"):
     est = {"dsp": a.rows * a.cols * a.n_max + 2 * lanes,
            "bram": (_dp16kd(p.act_depth, p.act_rec_bits) + _dp16kd(1 << ob, p.acc_bits * lanes)
                     + _dp16kd(1 << ob, p.out_rec_bits)),
-           "io": 2 * p.host_bits + 5 + 1,
+           "io": 2 * p.host_bits + 5 + 2,            # + clock and the export's reset
            "lut": _LUT_PER_PE * a.rows * a.cols + _LUT_PER_COL * a.cols + _LUT_BASE}
     cap = dict(CAPACITY.get((target, device), {}))
     if (target, device) in PINS:
