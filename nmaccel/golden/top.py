@@ -42,6 +42,9 @@ def decode_header(top_cfg, hdr):
             and hdr["m_group"] <= a.m_max, f"header N:M {hdr['n_keep']}:{hdr['m_group']} unsupported")
     for k, cap in (("n_steps", top_cfg.t_max), ("n_kt", top_cfg.k_tiles_max), ("n_nt", top_cfg.n_tiles_max)):
         require(1 <= hdr[k] <= cap, f"header {k}={hdr[k]} outside 1..{cap}")
+    require(hdr["n_steps"] * hdr["n_kt"] <= top_cfg.act_depth,
+            f"header n_steps x n_kt = {hdr['n_steps']} x {hdr['n_kt']} exceeds the activation buffer "
+            f"({top_cfg.act_depth} entries)")
     return hdr
 
 

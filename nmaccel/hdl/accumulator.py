@@ -25,7 +25,8 @@ def make_accumulator(name, cfg, arr, st, cr) -> Results:
     ep_act / gs_act of the streaming tile), `cr` (ConfigRegs: relu, raw, ns_m1).
     Output: Results (epilogue lanes, write enable, output buffer address, job's last step).
     Latency: the step tag travels A.latency + 1 cycles to the array output, + 1 (y registers)
-    to the sums, + 1 on group-scale tops, then EPILOGUE_LATENCY to Results.
+    to the sums, + 1 (registered sums, or the registered group products on group-scale tops),
+    then EPILOGUE_LATENCY to Results.
     """
     A = cfg.array
     C, TPS = A.cols, A.tokens_per_step
@@ -57,8 +58,12 @@ def make_accumulator(name, cfg, arr, st, cr) -> Results:
         s <<= pyrtl.select(first_s, y, sadd(old, y, AB))
         sums.append(s)
     acc_wdata <<= join(acc_word, sum=sums)
-    te, fin = ts, sums
-    if GS:
+    if not GS:
+        # the sums go to the epilogue through one register (timing: block RAM read -> K-tile
+        # adder -> register; the epilogue's bias adder starts from it)
+        te = tag_lay.split(delay(tag_s, 1, f"{name}.tag_e"))
+        fin = [delay(s_, 1, f"{name}.sum_q{i}") for i, s_ in enumerate(sums)]
+    else:
         # group end: total = (first group ? 0 : total) + P * m[c]  (m unsigned, exact product)
         SB = cfg.sum_bits
         m_s = groupscale_layout(cfg).split(delay(st.gs_act, 2 + A.latency, f"{name}.gsm"))["mult"]

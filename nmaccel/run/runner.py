@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyrtl
 
-from nmaccel.arch.config import ArrayConfig, HostLink, RuntimeConfig, TopConfig
+from nmaccel.arch.config import PRODUCT_TOP, ArrayConfig, HostLink, RuntimeConfig, TopConfig
 from nmaccel.errors import require
 from nmaccel.fileio import open_output
 from nmaccel.golden import cyclemodel as cm
@@ -58,7 +58,9 @@ class GemmResult:
 
 
 def default_top(array_cfg):
-    return TopConfig(array=array_cfg)
+    """The top run_gemm elaborates when none is given: PRODUCT_TOP's buffers and counters
+    (any K up to k_tiles_max K tiles, N up to n_tiles_max column tiles, any T in token tiles)."""
+    return TopConfig(array=array_cfg, **PRODUCT_TOP)
 
 
 def reference(packed, x_q, epilogue=None, group_scales=False):
