@@ -32,9 +32,12 @@ def parse_list(text, conv):
 def model_time(p, fmax, T, mode, nk, mg, mem):
     """Seconds for one forward of T tokens: 32 blocks in (mode, nk:mg) + dense INT8 lm_head."""
     block = [gemm_time((T, K, N), p, mode, nk, mg, fmax, mem) for _, K, N in BLOCK]
-    head = gemm_time((T, HIDDEN, VOCAB), p, "int8", 4, 4, fmax, mem)
+    # lm_head: VOCAB columns in GEMMs of at most n_tiles_max column tiles (the host splits N)
+    cap = p.n_tiles_max * p.array.cols
     key = "seconds_roofline"
-    return {"blocks_s": LAYERS * sum(b[key] for b in block), "lm_head_s": head[key],
+    head = sum(gemm_time((T, HIDDEN, min(cap, VOCAB - n0)), p, "int8", 4, 4, fmax, mem)[key]
+               for n0 in range(0, VOCAB, cap))
+    return {"blocks_s": LAYERS * sum(b[key] for b in block), "lm_head_s": head,
             "cycles_blocks": LAYERS * sum(b["cycles"] for b in block),
             "bytes_blocks": LAYERS * sum(b["bytes"] for b in block),
             "per_layer": {n: b for (n, _, _), b in zip(BLOCK, block)}}
@@ -54,7 +57,7 @@ def main(argv=None):
     f = fm["fmax_mhz"]
     toks = parse_list(args.tokens, int)
     mems = parse_list(args.mem_gbps, float)
-    shapes = [(max(toks), K, N) for _, K, N in BLOCK] + [(max(toks), HIDDEN, VOCAB)]
+    shapes = [(max(toks), K, N) for _, K, N in BLOCK]
     p = sized_top(a, shapes, host_bits=args.host_bits)
     rows, data = [], []
     for T in toks:

@@ -95,6 +95,33 @@ def test_bad_packings_raise(rng):
         gpu.nm24_int4_reference(gpu.nm24_int4_streams(random_packed(rng, 4, 64)), np.zeros(64))
 
 
+
+@pytest.mark.parametrize("out,k,granularity", [(16, 128, "group"), (40, 384, "channel"), (33, 1408, "group")])
+@pytest.mark.parametrize("t", [1, 9])
+def test_spmma_tiles_exact_vs_golden(rng, out, k, granularity, t):
+    """The sparse-MMA kernel's fragment-order layout (a permutation of the streams) decodes to W."""
+    p = random_packed(rng, out, k, granularity=granularity, unit_scales=True)
+    st = gpu.nm24_int4_streams(p)
+    g = st["n_blocks"]
+    st["scales"] = np.ascontiguousarray(st["scales"][:, np.arange(g) // st["blocks_per_scale"]])
+    vals, meta, scl = gpu.spmma_tiles(st)
+    tiles = -(-out // 16)
+    assert vals.shape == (tiles, g, 32, 4) and meta.shape == (tiles, g, 32, 4) and scl.shape == (tiles, g, 8, 2)
+    assert vals.nbytes * out == st["v_words"].nbytes * tiles * 16     # same bytes, rows padded to 16
+    x_q = rng.integers(-128, 128, size=(t, k))
+    xp = np.zeros((t, st["k_blocks"]), dtype=np.float32)
+    xp[:, :k] = x_q
+    got = gpu.spmma_tiles_reference((vals, meta, scl), xp, out)
+    np.testing.assert_array_equal(got.astype(np.int64), gemm(p, x_q.astype(np.int8)))
+
+
+def test_spmma_tiles_with_scales_matches_streams_reference(rng):
+    p = random_packed(rng, 24, 640)
+    st = gpu.nm24_int4_streams(p)
+    x = rng.standard_normal((3, 640)).astype(np.float16)
+    got = gpu.spmma_tiles_reference(gpu.spmma_tiles(st), x.astype(np.float32), 24)
+    np.testing.assert_allclose(got, gpu.nm24_int4_reference(st, x), rtol=1e-5, atol=1e-5)
+
 # ---- CUDA side (skips cleanly without a GPU) -------------------------------------------------------
 @pytest.fixture(scope="module")
 def torch():

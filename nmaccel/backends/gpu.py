@@ -554,18 +554,25 @@ class CudaNM24Int4Gemv:
 SPMMA_SRC = r"""
 #include <cuda_fp16.h>
 // Compile-time: NT token tiles of 8 (T <= 8 NT), R 16-row tiles per block, WARPS warps per block
-// (they split the K groups of 128 columns and are summed in shared memory), CHUNK groups loaded at once.
+// (they split the K groups of 128 columns and are summed in shared memory), DEPTH groups in flight
+// per warp (a register ring: group g + DEPTH is loaded right after group g is used), MINB blocks
+// per SM asked of the register allocator.
 //
 // One mma.sp.m16n8k32 (FP16 in, FP32 accumulate) = 16 rows x 32 K columns (2 value words of the
-// packed stream) x 8 tokens. A (weights, sparse): lane (gid, t) holds the 2 kept codes of chunk t
-// (4 K columns) of each word = byte t of the word, for rows gid and gid + 8; a byte becomes a
-// half2 with byte_perm + one LOP3 (FP16 magic 1024 + u, OR'ed in and the sign bit flipped) + one
-// HFMA2 (high nibble scaled by 1/16), exact. The metadata operand is the packing's 2-bit index
-// stream: one 16-bit index half-word per value word = the nibbles of 4 chunks, as mma.sp wants.
+// packed stream) x 8 tokens. The weight streams are re-laid once (`spmma_tiles`) in the order
+// the fragments want them, per (16-row tile, group of 128 columns): lane (gid, t) reads
+// - 16 value bytes (one 128-bit load): byte t of the 8 value words of rows gid and gid + 8, as
+//   4 words [a(gid), a(gid+8), b(gid), b(gid+8)], one per k-step; a byte = the 2 kept codes of
+//   chunk t of a word; it becomes a half2 with byte_perm + one LOP3 (FP16 magic 1024 + u, OR'ed
+//   in and the sign bit flipped) + one HFMA2 (high nibble scaled by 1/16), exact;
+// - 8 metadata bytes (one 64-bit load): the packing's index half-words 2t and 2t + 1 of rows gid
+//   (bits 0-15) and gid + 8 (bits 16-31), mma.sp's metadata registers as is;
+// - 4 scale bytes: the FP16 scales of rows gid, gid + 8 (shared by the 4 lanes of a row pair).
+// So a warp streams 512 + 256 + 32 contiguous bytes per tile and group with 3 loads.
 // B (activations): x[n, k] read as half2 straight from global memory (L1/L2 resident).
-// Group scales (one per 128 columns) multiply each group's FP32 partial sum.
+// Group scales multiply each group's FP32 partial sum.
 __device__ __forceinline__ unsigned dec2(unsigned w, unsigned sel, __half2 s, __half2 b) {
-    unsigned y = __byte_perm(w, 0u, sel);                 // [byte t, 0, byte t, 0]
+    unsigned y = __byte_perm(w, 0u, sel);                 // [byte p, 0, byte p, 0]
     unsigned h = (y & 0x00F0000Fu) ^ 0x64806408u;          // 1024 + u_lo | 1024 + 16 u_hi
     __half2 r = __hfma2(*reinterpret_cast<__half2*>(&h), s, b);
     return *reinterpret_cast<unsigned*>(&r);
@@ -577,33 +584,34 @@ __device__ __forceinline__ unsigned dec2(unsigned w, unsigned sel, __half2 s, __
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                            \
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(b2), "r"(b3), "r"(e))
 
-extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
+// x[n, 128 gg + 16 j + 2 t (+ 8)] as half2, the B fragments of group gg (0 for tokens n >= T)
+#define LOAD_X(dst, gg)                                                                             \
+    _Pragma("unroll") for (int nt = 0; nt < NT; ++nt)                                               \
+    _Pragma("unroll") for (int j = 0; j < 8; ++j) {                                                 \
+        dst[nt][j][0] = xok[nt] ? __ldg(xr[nt] + 64 * (gg) + 8 * j) : 0u;                           \
+        dst[nt][j][1] = xok[nt] ? __ldg(xr[nt] + 64 * (gg) + 8 * j + 4) : 0u;                       \
+    }
+
+extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
     const unsigned* __restrict__ x, int xs, int T,
-    const uint4* __restrict__ v, int vq, const unsigned* __restrict__ ih, int iq,
-    const __half* __restrict__ sc, int ss, float* __restrict__ y, int N, int G)
+    const uint4* __restrict__ v, const uint2* __restrict__ m, const unsigned* __restrict__ sc,
+    float* __restrict__ y, int N, int G, int tiles)
 {
-    // Warp w of the block takes groups [G w / WARPS, G (w + 1) / WARPS) of the block's 16 R rows,
-    // CHUNK groups at a time: all loads of those groups are issued before any of them is used, so a
-    // warp keeps CHUNK x R x 1 KB of weight streams in flight.
-    __shared__ float red[WARPS][16 * R][8 * NT + 1];
+    __shared__ float red[WARPS > 1 ? WARPS : 1][16 * R][8 * NT + 1];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
-    const int row0 = blockIdx.x * 16 * R;
+    const int tile0 = blockIdx.x * R;
     const int g_lo = (G * warp) / WARPS, g_hi = (G * (warp + 1)) / WARPS;
-    const unsigned sel = 0x4040u | t | (t << 8);
     const __half2 dsc = __halves2half2(__float2half(1.f), __float2half(0.0625f));
     const __half2 dbi = __halves2half2(__float2half(-1032.f), __float2half(-72.f));
-    const uint4 *pva[R], *pvb[R];
-    const unsigned *pma[R], *pmb[R];
-    const __half *psa[R], *psb[R];
+    const uint4* pv[R];
+    const uint2* pm[R];
+    const unsigned* ps[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-        const int ra = min(row0 + 16 * r + gid, N - 1), rb = min(row0 + 16 * r + gid + 8, N - 1);
-        pva[r] = v + (size_t)ra * vq;
-        pvb[r] = v + (size_t)rb * vq;
-        pma[r] = ih + (size_t)ra * iq + t;
-        pmb[r] = ih + (size_t)rb * iq + t;
-        psa[r] = sc + (size_t)ra * ss;
-        psb[r] = sc + (size_t)rb * ss;
+        const size_t tb = (size_t)min(tile0 + r, tiles - 1) * G;
+        pv[r] = v + tb * 32 + lane;
+        pm[r] = m + tb * 32 + lane;
+        ps[r] = sc + tb * 8 + gid;
     }
     const unsigned* xr[NT];
     bool xok[NT];
@@ -621,50 +629,41 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
 #pragma unroll
             for (int i = 0; i < 4; ++i) acc[r][nt][i] = 0.f;
 
-    for (int g0 = g_lo; g0 < g_hi; g0 += CHUNK) {
-        uint4 va[CHUNK][R][2], vb[CHUNK][R][2];
-        unsigned m0[CHUNK][R], m1[CHUNK][R];
-        __half sa[CHUNK][R], sb[CHUNK][R];
+    uint4 bv[DEPTH][R];
+    uint2 bm[DEPTH][R];
+    unsigned bs[DEPTH][R];
+#if XRING
+    unsigned bx[DEPTH][NT][8][2];
+#endif
 #pragma unroll
-        for (int c = 0; c < CHUNK; ++c) {
-            const int g = g0 + c;
-            if (g < g_hi) {
-#pragma unroll
-                for (int r = 0; r < R; ++r) {
-                    va[c][r][0] = __ldg(pva[r] + 2 * g);
-                    va[c][r][1] = __ldg(pva[r] + 2 * g + 1);
-                    vb[c][r][0] = __ldg(pvb[r] + 2 * g);
-                    vb[c][r][1] = __ldg(pvb[r] + 2 * g + 1);
-                    m0[c][r] = __ldg(pma[r] + 4 * g);
-                    m1[c][r] = __ldg(pmb[r] + 4 * g);
-                    sa[c][r] = psa[r][g];
-                    sb[c][r] = psb[r][g];
-                }
-            }
-        }
-#pragma unroll
-        for (int c = 0; c < CHUNK; ++c) {
-            const int g = g0 + c;
-            if (g >= g_hi) break;
-            unsigned xb[NT][8][2];
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    xb[nt][j][0] = xok[nt] ? __ldg(xr[nt] + 64 * g + 8 * j) : 0u;
-                    xb[nt][j][1] = xok[nt] ? __ldg(xr[nt] + 64 * g + 8 * j + 4) : 0u;
-                }
+    for (int d = 0; d < DEPTH; ++d)
+        if (g_lo + d < g_hi) {
+#if XRING
+            LOAD_X(bx[d], g_lo + d);
+#endif
 #pragma unroll
             for (int r = 0; r < R; ++r) {
-                const unsigned wa[8] = {va[c][r][0].x, va[c][r][0].y, va[c][r][0].z, va[c][r][0].w,
-                                        va[c][r][1].x, va[c][r][1].y, va[c][r][1].z, va[c][r][1].w};
-                const unsigned wb[8] = {vb[c][r][0].x, vb[c][r][0].y, vb[c][r][0].z, vb[c][r][0].w,
-                                        vb[c][r][1].x, vb[c][r][1].y, vb[c][r][1].z, vb[c][r][1].w};
-                // lane t holds index half-words 2t, 2t + 1 of rows gid and gid + 8; metadata register
-                // = row gid's half-word (bits 0-15) | row gid + 8's (bits 16-31); k-step j pairs value
-                // words (0,2), (1,3) (selector 0: lanes t = 0, 1) and (4,6), (5,7) (selector 1: t = 2, 3)
-                const unsigned e[2] = {__byte_perm(m0[c][r], m1[c][r], 0x5410),
-                                       __byte_perm(m0[c][r], m1[c][r], 0x7632)};
+                bv[d][r] = __ldg(pv[r] + 32 * (g_lo + d));
+                bm[d][r] = __ldg(pm[r] + 32 * (g_lo + d));
+                bs[d][r] = __ldg(ps[r] + 8 * (g_lo + d));
+            }
+        }
+    for (int g0 = g_lo; g0 < g_hi; g0 += DEPTH) {
+#pragma unroll
+        for (int c = 0; c < DEPTH; ++c) {
+            const int g = g0 + c;
+            if (g >= g_hi) break;
+#if XRING
+            unsigned (&xb)[NT][8][2] = bx[c];
+#else
+            unsigned xb[NT][8][2];
+            LOAD_X(xb, g);
+#endif
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                const unsigned w[4] = {bv[c][r].x, bv[c][r].y, bv[c][r].z, bv[c][r].w};
+                const unsigned e[2] = {bm[c][r].x, bm[c][r].y};
+                const unsigned s2 = bs[c][r];
                 float cc[NT][4];
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
@@ -672,9 +671,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
                     for (int i = 0; i < 4; ++i) cc[nt][i] = 0.f;
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
+                    // k-step j pairs value words (a, a + 2): (0,2), (1,3) (selector 0: lanes t = 0, 1)
+                    // and (4,6), (5,7) (selector 1: lanes t = 2, 3)
                     const int a = (j >> 1) * 4 + (j & 1), b = a + 2;
-                    const unsigned A0 = dec2(wa[a], sel, dsc, dbi), A1 = dec2(wb[a], sel, dsc, dbi);
-                    const unsigned A2 = dec2(wa[b], sel, dsc, dbi), A3 = dec2(wb[b], sel, dsc, dbi);
+                    const unsigned A0 = dec2(w[j], 0x4040u, dsc, dbi), A1 = dec2(w[j], 0x4141u, dsc, dbi);
+                    const unsigned A2 = dec2(w[j], 0x4242u, dsc, dbi), A3 = dec2(w[j], 0x4343u, dsc, dbi);
 #pragma unroll
                     for (int nt = 0; nt < NT; ++nt) {
                         if (j < 2) {
@@ -686,16 +687,40 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
                         }
                     }
                 }
-                const float fa = __half2float(sa[c][r]), fb = __half2float(sb[c][r]);
+                const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&s2));
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt) {
-                    acc[r][nt][0] = fmaf(cc[nt][0], fa, acc[r][nt][0]);
-                    acc[r][nt][1] = fmaf(cc[nt][1], fa, acc[r][nt][1]);
-                    acc[r][nt][2] = fmaf(cc[nt][2], fb, acc[r][nt][2]);
-                    acc[r][nt][3] = fmaf(cc[nt][3], fb, acc[r][nt][3]);
+                    acc[r][nt][0] = fmaf(cc[nt][0], f.x, acc[r][nt][0]);
+                    acc[r][nt][1] = fmaf(cc[nt][1], f.x, acc[r][nt][1]);
+                    acc[r][nt][2] = fmaf(cc[nt][2], f.y, acc[r][nt][2]);
+                    acc[r][nt][3] = fmaf(cc[nt][3], f.y, acc[r][nt][3]);
+                }
+            }
+            const int gn = g + DEPTH;
+            if (gn < g_hi) {
+#if XRING
+                LOAD_X(bx[c], gn);
+#endif
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    bv[c][r] = __ldg(pv[r] + 32 * gn);
+                    bm[c][r] = __ldg(pm[r] + 32 * gn);
+                    bs[c][r] = __ldg(ps[r] + 8 * gn);
                 }
             }
         }
+    }
+    if (WARPS == 1) {
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int row = 16 * (tile0 + r) + gid + 8 * (i >> 1), n = 8 * nt + 2 * t + (i & 1);
+                    if (row < N && n < T) y[(size_t)n * N + row] = acc[r][nt][i];
+                }
+        return;
     }
 #pragma unroll
     for (int r = 0; r < R; ++r)
@@ -706,7 +731,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
                 red[warp][16 * r + gid + 8 * (i >> 1)][8 * nt + 2 * t + (i & 1)] = acc[r][nt][i];
     __syncthreads();
     for (int i = threadIdx.x; i < 16 * R * T; i += WARPS * 32) {
-        const int rl = i % (16 * R), n = i / (16 * R), row = row0 + rl;
+        const int rl = i % (16 * R), n = i / (16 * R), row = 16 * tile0 + rl;
         float s = 0.f;
 #pragma unroll
         for (int w = 0; w < WARPS; ++w) s += red[w][rl][n];
@@ -716,9 +741,80 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
 """
 SPMMA_BLOCK_K = 128     # K columns per group (one scale per group at group_size 128)
 SPMMA_MAX_T = 16
-# (16-row tiles per block, warps per block, groups loaded at once per warp) tried by SparseMmaNM24Int4.tune
-SPMMA_CONFIGS = [(1, 4, 4), (1, 8, 4), (1, 8, 2), (2, 4, 2), (2, 8, 2), (1, 16, 2), (1, 4, 8), (2, 8, 1)]
+SPMMA_PAD_INDEX = 0x4444   # index half-word of a padded row: kept positions (0, 1) in all 4 chunks
+# (16-row tiles per block, warps per block, groups in flight per warp[, min blocks per SM]) tried
+# by SparseMmaNM24Int4.tune
+SPMMA_CONFIGS = [(1, 8, 4), (1, 4, 4), (1, 8, 2), (1, 16, 2), (2, 4, 2), (2, 8, 2), (1, 4, 8), (1, 16, 1)]
 
+
+def spmma_tiles(streams):
+    """Re-lay `nm24_int4_streams` (block_k 128) in the sparse-MMA kernel's fragment order.
+
+    Rows are padded to a multiple of 16 (zero codes, index half-words SPMMA_PAD_INDEX, zero
+    scales); scales must be one per 128-column group (repeat coarser ones first). Returns
+    (values uint32 (tiles, G, 32 lanes, 4), metadata uint16 (tiles, G, 32, 4), scales float16
+    (tiles, G, 8, 2)): lane l = 4 gid + t of tile i, group g holds bytes t of value words
+    [a, a + 2] of rows 16 i + gid, 16 i + gid + 8 in word order [a(gid), a(gid+8), a+2(gid),
+    a+2(gid+8)] for k-steps j = 0..3 (a = 4 (j // 2) + j % 2), the index half-words
+    [2t(gid), 2t(gid+8), 2t+1(gid), 2t+1(gid+8)] of group g, and row pair (gid, gid + 8)'s scales.
+    Same bytes as the streams (a permutation), rows padding aside.
+    """
+    v = streams["v_words"].view(np.uint32)
+    ih = streams["i_half"].view(np.uint16)
+    sc = streams["scales"]
+    n, words = v.shape
+    g = words // 8
+    require(sc.shape[1] == g, f"spmma_tiles wants one scale per 128 columns ({g}), got {sc.shape[1]}")
+    tiles = -(-n // 16)
+    npad = tiles * 16
+    vp = np.zeros((npad, words), dtype=np.uint32)
+    vp[:n] = v
+    ip = np.full((npad, words), SPMMA_PAD_INDEX, dtype=np.uint16)
+    ip[:n] = ih
+    sp = np.zeros((npad, g), dtype=np.float16)
+    sp[:n] = sc
+    # bytes: [tile, h (gid / gid + 8), gid, group, word, byte t] -> [tile, group, gid, t, h, word]
+    vb = vp.view(np.uint8).reshape(tiles, 2, 8, g, 8, 4).transpose(0, 3, 2, 5, 1, 4)
+    jj, pp = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
+    word = (jj // 2) * 4 + jj % 2 + 2 * (pp // 2)
+    vals = vb[:, :, :, :, pp % 2, word]                  # (tiles, G, 8, 4, j, p)
+    vals = np.ascontiguousarray(vals).reshape(tiles, g, 32, 16).view(np.uint32)
+    meta = ip.reshape(tiles, 2, 8, g, 4, 2).transpose(0, 3, 2, 4, 5, 1)   # [tile, group, gid, t, s, h]
+    meta = np.ascontiguousarray(meta).reshape(tiles, g, 32, 4)
+    scl = np.ascontiguousarray(sp.reshape(tiles, 2, 8, g).transpose(0, 3, 2, 1))   # [tile, group, gid, h]
+    return vals, meta, scl
+
+
+def spmma_tiles_reference(tiles, x, n_out):
+    """numpy mirror of the kernel's reads over `spmma_tiles`: float32 (T, n_out) from x (T, Kb).
+
+    Rebuilds every row's codes and K columns from the tile arrays alone (the fragment order of
+    the docstring above) and sums group by group in float32, each group times its scale."""
+    vals, meta, scl = tiles
+    nt, g = vals.shape[:2]
+    x = np.asarray(x, dtype=np.float32)
+    vb = vals.view(np.uint8).reshape(nt, g, 8, 4, 4, 4)           # [tile, group, gid, t, j, p]
+    mh = meta.reshape(nt, g, 8, 4, 2, 2).astype(np.int64)          # [tile, group, gid, t, s, h]
+    w = np.zeros((nt, 2, 8, g, 128), dtype=np.float32)             # dense weights [tile, h, gid, group, col]
+    for j in range(4):
+        for p in range(4):
+            h, word = p % 2, (j // 2) * 4 + j % 2 + 2 * (p // 2)
+            for t in range(4):
+                byte = vb[:, :, :, t, j, p].astype(np.int64).transpose(0, 2, 1)   # [tile, gid, group]
+                # index half-word of `word` for row (gid + 8 h): stored at lane t' = word // 2, s = word % 2
+                hw = mh[:, :, :, word // 2, word % 2, h].transpose(0, 2, 1)
+                for s in range(2):   # slot s of chunk t in this word
+                    code = ((byte >> (4 * s)) & 0xF) ^ 8
+                    code = code.astype(np.float32) - 8
+                    idx = (hw >> (2 * (2 * t + s))) & 3
+                    col = 16 * word + 4 * t + idx                                   # [tile, gid, group]
+                    ti, gi, gr = np.indices(col.shape)
+                    w[ti, h, gi, gr, col] += code
+    sc = scl.astype(np.float32).transpose(0, 3, 2, 1)                # [tile, h, gid, group]
+    xg = x[:, :g * 128].reshape(x.shape[0], g, 128)
+    part = np.einsum("ngk,ahigk->nahig", xg, w, optimize=True).astype(np.float32)   # per-group sums
+    y = (part * sc[None]).sum(axis=4, dtype=np.float32)             # [T, tile, h, gid]
+    return y.reshape(x.shape[0], nt * 16)[:, :n_out]
 
 def _cupy():
     try:
@@ -750,18 +846,22 @@ class SparseMmaNM24Int4:
                 f"{SPMMA_BLOCK_K} (got {packed.group_size}): re-pack with --group-size 128 or use PackedNM24Int4")
         self.out_features, self.in_features, self.k_blocks = packed.out_features, packed.in_features, st["k_blocks"]
         self.groups = st["n_blocks"]
-        scales = st["scales"][:, np.arange(self.groups) // st["blocks_per_scale"]]
-        self.v_words = torch.from_numpy(st["v_words"]).cuda()
-        self.i_half = torch.from_numpy(st["i_half"]).cuda()
-        self.scales = torch.from_numpy(np.ascontiguousarray(scales)).cuda()
         self.bits_per_weight = nm24_int4_stream_bits(st, packed.in_features)
+        st["scales"] = np.ascontiguousarray(st["scales"][:, np.arange(self.groups) // st["blocks_per_scale"]])
+        vals, meta, scl = spmma_tiles(st)
+        self.tiles = vals.shape[0]
+        # the streams in fragment order (names as PackedNM24Int4's: the same bytes, permuted)
+        self.v_words = torch.from_numpy(vals.view(np.int32)).cuda()
+        self.i_half = torch.from_numpy(meta.view(np.int16)).cuda()
+        self.scales = torch.from_numpy(scl).cuda()
         self._kernels, self.config, self.timings = {}, {}, {}
 
-    def _kernel(self, nt, rows, warps, chunk):
-        key = (nt, rows, warps, chunk)
+    def _kernel(self, nt, rows, warps, depth, minb=1, xring=0):
+        key = (nt, rows, warps, depth, minb, xring)
         if key not in self._kernels:
             self._kernels[key] = self._cp.RawKernel(SPMMA_SRC, "nm24_spmma", options=(
-                "-std=c++17", f"-DNT={nt}", f"-DR={rows}", f"-DWARPS={warps}", f"-DCHUNK={chunk}"))
+                "-std=c++17", f"-DNT={nt}", f"-DR={rows}", f"-DWARPS={warps}", f"-DDEPTH={depth}",
+                f"-DMINB={minb}", f"-DXRING={xring}"))
         return self._kernels[key]
 
     def _check_x(self, x):
@@ -774,26 +874,24 @@ class SparseMmaNM24Int4:
         return x.contiguous()
 
     def run(self, x, config):
-        """One launch with config (rows, warps, chunk) on x (T, in) float16, T <= 16."""
+        """One launch with config (rows, warps, depth[, min blocks per SM]) on x (T, in) float16, T <= 16."""
         torch = _torch()
-        rows, warps, chunk = config
+        rows, warps = config[:2]
         t = x.shape[0]
         if x.shape[1] != self.k_blocks:
             x = torch.nn.functional.pad(x, (0, self.k_blocks - x.shape[1]))
         out = torch.empty((t, self.out_features), device=x.device, dtype=torch.float32)
-        kern = self._kernel(1 if t <= 8 else 2, rows, warps, chunk)
+        kern = self._kernel(1 if t <= 8 else 2, *config)
         ptr = [np.uint64(a.data_ptr()) for a in (x, self.v_words, self.i_half, self.scales, out)]
-        grid = -(-self.out_features // (16 * rows))
+        grid = -(-self.tiles // rows)
         with self._cp.cuda.Stream.from_external(torch.cuda.current_stream()):   # graph-capturable
             kern((grid,), (warps * 32,),
-                 (ptr[0], np.int32(self.k_blocks // 2), np.int32(t),
-                  ptr[1], np.int32(self.v_words.shape[1] // 4), ptr[2], np.int32(self.i_half.shape[1] // 2),
-                  ptr[3], np.int32(self.scales.stride(0)), ptr[4], np.int32(self.out_features),
-                  np.int32(self.groups)))
+                 (ptr[0], np.int32(self.k_blocks // 2), np.int32(t), ptr[1], ptr[2], ptr[3], ptr[4],
+                  np.int32(self.out_features), np.int32(self.groups), np.int32(self.tiles)))
         return out
 
     def tune(self, x, configs=SPMMA_CONFIGS):
-        """Time every (rows, warps, chunk) config on x, keep the fastest for this T; returns {config: ms}."""
+        """Time every (rows, warps, depth[, min blocks]) config on x, keep the fastest for this T; returns {config: ms}."""
         return _tune(self, self._check_x(x), configs)
 
     def __call__(self, x):

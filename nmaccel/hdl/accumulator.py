@@ -61,7 +61,8 @@ def make_accumulator(name, cfg, arr, st, cr) -> Results:
     if not GS:
         # the sums go to the epilogue through one register (timing: block RAM read -> K-tile
         # adder -> register; the epilogue's bias adder starts from it)
-        te = tag_lay.split(delay(tag_s, 1, f"{name}.tag_e"))
+        e_lay = Layout([("valid", 1), ("last", 1), ("step", sb)])
+        te = e_lay.split(delay(join(e_lay, valid=v_s, last=ts["last"], step=step_s), 1, f"{name}.tag_e"))
         fin = [delay(s_, 1, f"{name}.sum_q{i}") for i, s_ in enumerate(sums)]
     else:
         # group end: total = (first group ? 0 : total) + P * m[c]  (m unsigned, exact product)
