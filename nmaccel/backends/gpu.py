@@ -592,15 +592,29 @@ __device__ __forceinline__ unsigned dec2(unsigned w, unsigned sel, __half2 s, __
         dst[nt][j][1] = xok[nt] ? __ldg(xr[nt] + 64 * (gg) + 8 * j + 4) : 0u;                       \
     }
 
+// cp.async (ASYNC = 1): the weight streams go through a DEPTH-stage shared-memory ring per warp
+__device__ __forceinline__ void cpa16(void* s, const void* gp) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"((unsigned)__cvta_generic_to_shared(s)), "l"(gp));
+}
+__device__ __forceinline__ void cpa8(void* s, const void* gp) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" :: "r"((unsigned)__cvta_generic_to_shared(s)), "l"(gp));
+}
+__device__ __forceinline__ void cpa4(void* s, const void* gp) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"((unsigned)__cvta_generic_to_shared(s)), "l"(gp));
+}
+
 extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
     const unsigned* __restrict__ x, int xs, int T,
     const uint4* __restrict__ v, const uint2* __restrict__ m, const unsigned* __restrict__ sc,
-    float* __restrict__ y, int N, int G, int tiles)
+    float* __restrict__ y, int N, int G, int tiles, int ks)
 {
     __shared__ float red[WARPS > 1 ? WARPS : 1][16 * R][8 * NT + 1];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
     const int tile0 = blockIdx.x * R;
-    const int g_lo = (G * warp) / WARPS, g_hi = (G * (warp + 1)) / WARPS;
+    // K split: gridDim.y slices of the groups (summed with atomicAdd into a zeroed y when ks > 1),
+    // each split among the WARPS warps
+    const int kz = blockIdx.y, gk_lo = (G * kz) / ks, gk = (G * (kz + 1)) / ks - gk_lo;
+    const int g_lo = gk_lo + (gk * warp) / WARPS, g_hi = gk_lo + (gk * (warp + 1)) / WARPS;
     const __half2 dsc = __halves2half2(__float2half(1.f), __float2half(0.0625f));
     const __half2 dbi = __halves2half2(__float2half(-1032.f), __float2half(-72.f));
     const uint4* pv[R];
@@ -629,6 +643,29 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
 #pragma unroll
             for (int i = 0; i < 4; ++i) acc[r][nt][i] = 0.f;
 
+#if ASYNC
+    __shared__ uint4 sv[WARPS][DEPTH][R][32];
+    __shared__ uint2 smt[WARPS][DEPTH][R][32];
+    __shared__ unsigned ssc[WARPS][DEPTH][R][8];
+    const unsigned* ps8[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) ps8[r] = ps[r] - gid + (lane & 7);
+#define ISSUE(d, gg)                                                                                \
+    _Pragma("unroll") for (int r = 0; r < R; ++r) {                                                 \
+        cpa16(&sv[warp][d][r][lane], pv[r] + 32 * (gg));                                            \
+        cpa8(&smt[warp][d][r][lane], pm[r] + 32 * (gg));                                            \
+        if (lane < 8) cpa4(&ssc[warp][d][r][lane], ps8[r] + 8 * (gg));                              \
+    }
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d) {
+        if (g_lo + d < g_hi) { ISSUE(d, g_lo + d); }
+        asm volatile("cp.async.commit_group;");
+    }
+#if XRING
+    unsigned xn[NT][8][2];
+    if (g_lo < g_hi) { LOAD_X(xn, g_lo); }
+#endif
+#else
     uint4 bv[DEPTH][R];
     uint2 bm[DEPTH][R];
     unsigned bs[DEPTH][R];
@@ -648,22 +685,53 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
                 bs[d][r] = __ldg(ps[r] + 8 * (g_lo + d));
             }
         }
+#endif
     for (int g0 = g_lo; g0 < g_hi; g0 += DEPTH) {
 #pragma unroll
         for (int c = 0; c < DEPTH; ++c) {
             const int g = g0 + c;
             if (g >= g_hi) break;
+            uint4 cv[R];
+            uint2 cm[R];
+            unsigned cs[R];
+#if ASYNC
+            asm volatile("cp.async.wait_group %0;" :: "n"(DEPTH - 1));
+            __syncwarp();
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                cv[r] = sv[warp][c][r][lane];
+                cm[r] = smt[warp][c][r][lane];
+                cs[r] = ssc[warp][c][r][gid];
+            }
+            __syncwarp();
+            if (g + DEPTH < g_hi) { ISSUE(c, g + DEPTH); }
+            asm volatile("cp.async.commit_group;");
+#if XRING
+            unsigned xb[NT][8][2];
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int j = 0; j < 8; ++j) { xb[nt][j][0] = xn[nt][j][0]; xb[nt][j][1] = xn[nt][j][1]; }
+            if (g + 1 < g_hi) { LOAD_X(xn, g + 1); }
+#else
+            unsigned xb[NT][8][2];
+            LOAD_X(xb, g);
+#endif
+#else
+#pragma unroll
+            for (int r = 0; r < R; ++r) { cv[r] = bv[c][r]; cm[r] = bm[c][r]; cs[r] = bs[c][r]; }
 #if XRING
             unsigned (&xb)[NT][8][2] = bx[c];
 #else
             unsigned xb[NT][8][2];
             LOAD_X(xb, g);
 #endif
+#endif
 #pragma unroll
             for (int r = 0; r < R; ++r) {
-                const unsigned w[4] = {bv[c][r].x, bv[c][r].y, bv[c][r].z, bv[c][r].w};
-                const unsigned e[2] = {bm[c][r].x, bm[c][r].y};
-                const unsigned s2 = bs[c][r];
+                const unsigned w[4] = {cv[r].x, cv[r].y, cv[r].z, cv[r].w};
+                const unsigned e[2] = {cm[r].x, cm[r].y};
+                const unsigned s2 = cs[r];
                 float cc[NT][4];
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
@@ -696,6 +764,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
                     acc[r][nt][3] = fmaf(cc[nt][3], f.y, acc[r][nt][3]);
                 }
             }
+#if !ASYNC
             const int gn = g + DEPTH;
             if (gn < g_hi) {
 #if XRING
@@ -708,6 +777,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
                     bs[c][r] = __ldg(ps[r] + 8 * gn);
                 }
             }
+#endif
         }
     }
     if (WARPS == 1) {
@@ -718,7 +788,10 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
                     const int row = 16 * (tile0 + r) + gid + 8 * (i >> 1), n = 8 * nt + 2 * t + (i & 1);
-                    if (row < N && n < T) y[(size_t)n * N + row] = acc[r][nt][i];
+                    if (row < N && n < T) {
+                        if (ks > 1) atomicAdd(y + (size_t)n * N + row, acc[r][nt][i]);
+                        else y[(size_t)n * N + row] = acc[r][nt][i];
+                    }
                 }
         return;
     }
@@ -735,7 +808,10 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
         float s = 0.f;
 #pragma unroll
         for (int w = 0; w < WARPS; ++w) s += red[w][rl][n];
-        if (row < N) y[(size_t)n * N + row] = s;
+        if (row < N) {
+            if (ks > 1) atomicAdd(y + (size_t)n * N + row, s);
+            else y[(size_t)n * N + row] = s;
+        }
     }
 }
 """
@@ -856,12 +932,12 @@ class SparseMmaNM24Int4:
         self.scales = torch.from_numpy(scl).cuda()
         self._kernels, self.config, self.timings = {}, {}, {}
 
-    def _kernel(self, nt, rows, warps, depth, minb=1, xring=0):
-        key = (nt, rows, warps, depth, minb, xring)
+    def _kernel(self, nt, rows, warps, depth, minb=1, xring=0, asy=0):
+        key = (nt, rows, warps, depth, minb, xring, asy)
         if key not in self._kernels:
             self._kernels[key] = self._cp.RawKernel(SPMMA_SRC, "nm24_spmma", options=(
                 "-std=c++17", f"-DNT={nt}", f"-DR={rows}", f"-DWARPS={warps}", f"-DDEPTH={depth}",
-                f"-DMINB={minb}", f"-DXRING={xring}"))
+                f"-DMINB={minb}", f"-DXRING={xring}", f"-DASYNC={asy}"))
         return self._kernels[key]
 
     def _check_x(self, x):
@@ -877,17 +953,18 @@ class SparseMmaNM24Int4:
         """One launch with config (rows, warps, depth[, min blocks per SM]) on x (T, in) float16, T <= 16."""
         torch = _torch()
         rows, warps = config[:2]
+        ks = config[7] if len(config) > 7 else 1
         t = x.shape[0]
         if x.shape[1] != self.k_blocks:
             x = torch.nn.functional.pad(x, (0, self.k_blocks - x.shape[1]))
-        out = torch.empty((t, self.out_features), device=x.device, dtype=torch.float32)
-        kern = self._kernel(1 if t <= 8 else 2, *config)
+        out = (torch.zeros if ks > 1 else torch.empty)((t, self.out_features), device=x.device, dtype=torch.float32)
+        kern = self._kernel(1 if t <= 8 else 2, *config[:7])
         ptr = [np.uint64(a.data_ptr()) for a in (x, self.v_words, self.i_half, self.scales, out)]
         grid = -(-self.tiles // rows)
         with self._cp.cuda.Stream.from_external(torch.cuda.current_stream()):   # graph-capturable
-            kern((grid,), (warps * 32,),
+            kern((grid, ks), (warps * 32,),
                  (ptr[0], np.int32(self.k_blocks // 2), np.int32(t), ptr[1], ptr[2], ptr[3], ptr[4],
-                  np.int32(self.out_features), np.int32(self.groups), np.int32(self.tiles)))
+                  np.int32(self.out_features), np.int32(self.groups), np.int32(self.tiles), np.int32(ks)))
         return out
 
     def tune(self, x, configs=SPMMA_CONFIGS):
