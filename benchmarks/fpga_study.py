@@ -34,6 +34,7 @@ versions, machine, exact command).
     python benchmarks/fpga_study.py --part cycles --backend verilator --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part link --backend model --json benchmarks/results/fpga_study.json
     python benchmarks/fpga_study.py --part table --json OUT --merge-from OTHER   (parts run apart)
+    python benchmarks/fpga_study.py --part table --json OUT --merge-from OTHER --merge-as-attempt LABEL
 """
 import argparse
 import datetime
@@ -291,14 +292,24 @@ def main(argv=None):
                     help="part link: host link patterns (HostLink.parse), ';'-separated or ','-free items")
     ap.add_argument("--json", required=True)
     ap.add_argument("--merge-from", help="also take the tops / cycles / runs of this fpga_study JSON")
+    ap.add_argument("--merge-keys", default="tops,cycles,xsynth,link,unrouted",
+                    help="which parts --merge-from takes")
+    ap.add_argument("--merge-as-attempt", metavar="LABEL",
+                    help="--merge-from's tops go to `attempts` as TOP|LABEL (a placed variant that "
+                         "is not the study's top, e.g. larger buffers), not into the table")
     args = ap.parse_args(argv)
     out = Path(args.json)
     d = json.loads(out.read_text()) if out.is_file() else {"runs": [], "tops": {}, "cycles": {}}
     if args.merge_from:
         other = json.loads(Path(args.merge_from).read_text())
-        for k in ("tops", "cycles", "xsynth", "link", "unrouted"):
-            d.setdefault(k, {}).update(other.get(k, {}))
-        d["runs"] += other.get("runs", [])
+        if args.merge_as_attempt:
+            d.setdefault("attempts", {}).update({f"{t}|{args.merge_as_attempt}": v
+                                                 for t, v in other.get("tops", {}).items()})
+        else:
+            for k in args.merge_keys.split(","):
+                d.setdefault(k, {}).update(other.get(k, {}))
+        d["runs"] += [{**r, "merged_keys": args.merge_as_attempt or args.merge_keys}
+                      for r in other.get("runs", [])]
     record = run_record(args.part, argv)          # commit / versions as of the start
     tops = [t.strip() for t in args.tops.split(",")]
     for t in tops:

@@ -137,10 +137,15 @@ def test_vcd_trace(tmp_path, rng):
 
 def test_cli_sim_json(capsys):
     rc = main(["sim", "--nm", "2:4", "--bits", "4", "--array", "2x2", "--tokens", "5", "--simulator",
-               "fast", "--json"])
+               "fast", "--json", "--no-pipeline"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["outputs_match"] and out["mismatches"] == 0
     assert out["cycles"] == out["formula_cycles"] == 1 + 2 + 3 + 3
+    # default: the product top's array (every pipeline register): more latency, still == formula
+    rc = main(["sim", "--nm", "2:4", "--bits", "4", "--array", "2x2", "--tokens", "5", "--simulator",
+               "fast", "--json"])
+    piped = json.loads(capsys.readouterr().out)
+    assert rc == 0 and piped["outputs_match"] and piped["cycles"] == piped["formula_cycles"] > out["cycles"]
     assert out["simulator"] == "fast" and out["cycles_per_second"] > 0 and out["mode"] == "int4"
 
 

@@ -953,12 +953,12 @@ class SparseMmaNM24Int4:
         """One launch with config (rows, warps, depth[, min blocks per SM]) on x (T, in) float16, T <= 16."""
         torch = _torch()
         rows, warps = config[:2]
-        ks = config[7] if len(config) > 7 else 1
+        ks = config[6] if len(config) > 6 else 1
         t = x.shape[0]
         if x.shape[1] != self.k_blocks:
             x = torch.nn.functional.pad(x, (0, self.k_blocks - x.shape[1]))
         out = (torch.zeros if ks > 1 else torch.empty)((t, self.out_features), device=x.device, dtype=torch.float32)
-        kern = self._kernel(1 if t <= 8 else 2, *config[:7])
+        kern = self._kernel(1 if t <= 8 else 2, *config[:6])
         ptr = [np.uint64(a.data_ptr()) for a in (x, self.v_words, self.i_half, self.scales, out)]
         grid = -(-self.tiles // rows)
         with self._cp.cuda.Stream.from_external(torch.cuda.current_stream()):   # graph-capturable

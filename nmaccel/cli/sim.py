@@ -3,6 +3,7 @@ simulator, VCD) or a whole layer on the top (--backend pyrtl / verilator / golde
 --epilogue); JSON fields cycles, model_cycles, outputs_match, mismatches, backend,
 cycles_per_second, utilization in both cases.
 """
+import argparse
 import importlib.resources
 import json
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 from safetensors.numpy import load_file
 from tabulate import tabulate
 
-from nmaccel.arch.config import ArrayConfig, HostLink, RuntimeConfig, TopConfig, pipeline_options
+from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP, ArrayConfig, HostLink, RuntimeConfig, TopConfig, pipeline_options
 from nmaccel.cli import argtypes
 from nmaccel.errors import NmaccelError, require, require_memory
 from nmaccel.fileio import check_output
@@ -67,15 +68,11 @@ def _load_model_layer(args):
     return weights[args.layer], args.layer
 
 
-def _layer_top(a, packed, mode, tokens):
-    """TopConfig sized for one whole layer (K tiles, N tiles, token tile, raw sum width)."""
-    win = a.window(packed.n_keep, packed.m_group)
-    n_kt = -(-packed.k_padded // (a.rows * win))
-    n_nt = -(-packed.out_features // a.cols)
-    tps = 2 if mode == "int4" else 1
-    raw = max(32, a.required_acc_bits(n_kt * a.rows * a.m_max))
-    return TopConfig(array=a, t_max=max(2, min(256, -(-tokens // tps))), k_tiles_max=n_kt,
-                     n_tiles_max=n_nt, raw_bits=raw)
+def _layer_top(a):
+    """The product top's buffers and counters (PRODUCT_TOP) on the chosen array: any layer shape
+    runs on it (K streaming by token tiles); raw sums as wide as its accumulator needs."""
+    probe = TopConfig(array=a, **{**PRODUCT_TOP, "raw_bits": 64})
+    return TopConfig(array=a, **{**PRODUCT_TOP, "raw_bits": max(32, probe.sum_bits)})
 
 
 def _calibrated_epilogue(packed, x_q, relu):
@@ -134,7 +131,7 @@ def cmd_sim(args):
     if layer:
         mode = ga.tile_mode(packed)
         RuntimeConfig(mode, packed.n_keep, packed.m_group).check(cfg)
-        top = _layer_top(cfg, packed, mode, args.tokens)
+        top = _layer_top(cfg)
         ep = _calibrated_epilogue(packed, x_q, args.relu) if args.epilogue else None
         res = run_gemm(packed, x_q, cfg, backend=args.backend, epilogue=ep, top_cfg=top, link=args.host_link)
         ref = reference(packed, x_q, ep)
@@ -184,11 +181,13 @@ def register_cli(subparsers):
     p.add_argument("--nm", default=None, help="N:M sparsity n_keep:m_group (N == M: dense), default 2:4")
     p.add_argument("--bits", type=argtypes.positive, default=None, help="weight bits 2, 4 or 8 (default 4)")
     p.add_argument("--codebook", action="store_true", help="Lloyd-Max codebook weights")
-    p.add_argument("--array", default="4x4", help="array rows x cols (default 4x4)")
+    p.add_argument("--array", default=f"{PRODUCT_ARRAY.rows}x{PRODUCT_ARRAY.cols}",
+                   help=f"array rows x cols (default {PRODUCT_ARRAY.rows}x{PRODUCT_ARRAY.cols}, the product top's)")
     p.add_argument("--n-max", type=argtypes.positive, default=4, help="multiplier lanes per PE (default 4)")
     p.add_argument("--m-max", type=argtypes.m_max, default=8, help="largest m_group (default 8)")
-    p.add_argument("--pipeline", action="store_true",
-                   help="every PE pipeline register (mux, operand, DSP, partial sum, product)")
+    p.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=True,
+                   help="every PE pipeline register (mux, operand, DSP, partial sum, product); "
+                        "default on, as in the product top")
     p.add_argument("--tokens", type=argtypes.positive, default=64, help="activation rows T (default 64)")
     p.add_argument("--weights", help="packed weights file (run as is), or a model file "
                    "(.safetensors/.gguf/.npy/.npz: a linear layer packed with --nm/--bits; with "
