@@ -257,19 +257,24 @@ NOTES = """## Notes (H100, this software stack; earlier runs unless stated)
   row with broadcast x reads (25.6 us). Nsight Compute on it: 14 SASS instructions per kept
   weight before the in-place decode, ALU pipe 60%, issue slots 47%, and 58% of shared-memory
   wavefronts are bank conflicts (lanes read x at data-dependent offsets).
-- `packed_nm24_mma` (sparse tensor cores, mma.sp.m16n8k32 FP16 -> FP32): the 2-bit index stream
-  is the metadata operand as stored (one index half-word per value word; lane t of a quad
-  supplies rows gid / gid + 8 in its low / high 16 bits, selectors 0 and 1 alternate k-steps;
-  the other layout tried, a lane per row, gave wrong results on the H100). Codes are widened to
-  FP16 with byte_perm + LOP3 + HFMA2 (exact), group scales multiply FP32 partial sums. Nsight
-  Compute on 11008x4096 T = 1 (config 2/4/2, clocks locked by ncu): 16.8 us, 17.6 MB DRAM read
-  = 1.05 TB/s (31% of DRAM peak), compute 28%, 150 registers/thread -> 18.75% theoretical
-  occupancy, 7.4 cycles per issued instruction, 43% of stalls on L1TEX (long scoreboard): it is
-  latency-bound (too few loads in flight), neither byte- nor issue-bound. A first version (1
-  group prefetched, 1/8 config) measured 19.6 us with 22% warps active. Shapes with K = 576
-  (SmolLM2 gate/q) pay an extra F.pad launch (K padded to 128). Not done: a re-laid-out value
-  stream (8-byte loads per lane, fewer registers) was written but could not be run for lack of
-  device time, so it is not in the tree.
+- `packed_nm24_mma` (sparse tensor cores, mma.sp.m16n8k32 FP16 -> FP32): the 2-bit index
+  half-words are the metadata operand as stored (lane t of a quad supplies rows gid / gid + 8 in
+  its low / high 16 bits, selectors 0 and 1 alternate k-steps; the other layout tried, a lane per
+  row, gave wrong results on the H100). Codes are widened to FP16 with byte_perm + LOP3 + HFMA2
+  (exact), group scales multiply FP32 partial sums. The streams are permuted once at load into
+  the fragment order (`gpu.spmma_tiles`, same bytes): per 16-row tile and 128-column group a warp
+  reads 512 contiguous value bytes (one 16-byte load per lane, no bytes shared by the 4 lanes of
+  a quad), 256 metadata bytes (8 per lane, already mma.sp's two metadata registers) and 32 scale
+  bytes; groups are loaded DEPTH ahead in a register ring, optionally with their activations
+  (config rows/warps/depth/x-in-ring). The previous kernel read the row-major streams (four
+  16-byte loads per lane, 4 lanes of a quad loading the same bytes, 150 registers at 2/4/2):
+  Nsight Compute on 11008x4096 T = 1 measured 1.05 TB/s, 18.75% occupancy, 43% long-scoreboard
+  stalls; it took 19.5 us there, the re-laid kernel 15.0 us (2/4/2/1, 121 registers) in the same
+  run. Tried in that run and dropped (no faster): a cp.async shared-memory ring per warp
+  (depth 4-16), split-K over blocks with atomicAdd into a zeroed output (2-8 slices). A
+  one-tiny-kernel call timed the same way takes 4.6 us, so at T = 1 on 4096x4096 (6.5 MB) the
+  floor is close to torch INT4's 11 us / 1.5. Shapes with K = 576 (SmolLM2 gate/q) pay an extra
+  F.pad launch (K padded to 128).
 """
 
 

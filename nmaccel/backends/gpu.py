@@ -555,8 +555,8 @@ SPMMA_SRC = r"""
 #include <cuda_fp16.h>
 // Compile-time: NT token tiles of 8 (T <= 8 NT), R 16-row tiles per block, WARPS warps per block
 // (they split the K groups of 128 columns and are summed in shared memory), DEPTH groups in flight
-// per warp (a register ring: group g + DEPTH is loaded right after group g is used), MINB blocks
-// per SM asked of the register allocator.
+// per warp (a register ring: group g + DEPTH is loaded right after group g is used), XRING = 1:
+// the activations of those groups ride in the ring too (else they are loaded when used).
 //
 // One mma.sp.m16n8k32 (FP16 in, FP32 accumulate) = 16 rows x 32 K columns (2 value words of the
 // packed stream) x 8 tokens. The weight streams are re-laid once (`spmma_tiles`) in the order
@@ -592,29 +592,15 @@ __device__ __forceinline__ unsigned dec2(unsigned w, unsigned sel, __half2 s, __
         dst[nt][j][1] = xok[nt] ? __ldg(xr[nt] + 64 * (gg) + 8 * j + 4) : 0u;                       \
     }
 
-// cp.async (ASYNC = 1): the weight streams go through a DEPTH-stage shared-memory ring per warp
-__device__ __forceinline__ void cpa16(void* s, const void* gp) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"((unsigned)__cvta_generic_to_shared(s)), "l"(gp));
-}
-__device__ __forceinline__ void cpa8(void* s, const void* gp) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" :: "r"((unsigned)__cvta_generic_to_shared(s)), "l"(gp));
-}
-__device__ __forceinline__ void cpa4(void* s, const void* gp) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"((unsigned)__cvta_generic_to_shared(s)), "l"(gp));
-}
-
-extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
+extern "C" __global__ void __launch_bounds__(WARPS * 32) nm24_spmma(
     const unsigned* __restrict__ x, int xs, int T,
     const uint4* __restrict__ v, const uint2* __restrict__ m, const unsigned* __restrict__ sc,
-    float* __restrict__ y, int N, int G, int tiles, int ks)
+    float* __restrict__ y, int N, int G, int tiles)
 {
     __shared__ float red[WARPS > 1 ? WARPS : 1][16 * R][8 * NT + 1];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, t = lane & 3;
     const int tile0 = blockIdx.x * R;
-    // K split: gridDim.y slices of the groups (summed with atomicAdd into a zeroed y when ks > 1),
-    // each split among the WARPS warps
-    const int kz = blockIdx.y, gk_lo = (G * kz) / ks, gk = (G * (kz + 1)) / ks - gk_lo;
-    const int g_lo = gk_lo + (gk * warp) / WARPS, g_hi = gk_lo + (gk * (warp + 1)) / WARPS;
+    const int g_lo = (G * warp) / WARPS, g_hi = (G * (warp + 1)) / WARPS;
     const __half2 dsc = __halves2half2(__float2half(1.f), __float2half(0.0625f));
     const __half2 dbi = __halves2half2(__float2half(-1032.f), __float2half(-72.f));
     const uint4* pv[R];
@@ -643,29 +629,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
 #pragma unroll
             for (int i = 0; i < 4; ++i) acc[r][nt][i] = 0.f;
 
-#if ASYNC
-    __shared__ uint4 sv[WARPS][DEPTH][R][32];
-    __shared__ uint2 smt[WARPS][DEPTH][R][32];
-    __shared__ unsigned ssc[WARPS][DEPTH][R][8];
-    const unsigned* ps8[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) ps8[r] = ps[r] - gid + (lane & 7);
-#define ISSUE(d, gg)                                                                                \
-    _Pragma("unroll") for (int r = 0; r < R; ++r) {                                                 \
-        cpa16(&sv[warp][d][r][lane], pv[r] + 32 * (gg));                                            \
-        cpa8(&smt[warp][d][r][lane], pm[r] + 32 * (gg));                                            \
-        if (lane < 8) cpa4(&ssc[warp][d][r][lane], ps8[r] + 8 * (gg));                              \
-    }
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d) {
-        if (g_lo + d < g_hi) { ISSUE(d, g_lo + d); }
-        asm volatile("cp.async.commit_group;");
-    }
-#if XRING
-    unsigned xn[NT][8][2];
-    if (g_lo < g_hi) { LOAD_X(xn, g_lo); }
-#endif
-#else
     uint4 bv[DEPTH][R];
     uint2 bm[DEPTH][R];
     unsigned bs[DEPTH][R];
@@ -685,7 +648,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
                 bs[d][r] = __ldg(ps[r] + 8 * (g_lo + d));
             }
         }
-#endif
     for (int g0 = g_lo; g0 < g_hi; g0 += DEPTH) {
 #pragma unroll
         for (int c = 0; c < DEPTH; ++c) {
@@ -694,30 +656,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
             uint4 cv[R];
             uint2 cm[R];
             unsigned cs[R];
-#if ASYNC
-            asm volatile("cp.async.wait_group %0;" :: "n"(DEPTH - 1));
-            __syncwarp();
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                cv[r] = sv[warp][c][r][lane];
-                cm[r] = smt[warp][c][r][lane];
-                cs[r] = ssc[warp][c][r][gid];
-            }
-            __syncwarp();
-            if (g + DEPTH < g_hi) { ISSUE(c, g + DEPTH); }
-            asm volatile("cp.async.commit_group;");
-#if XRING
-            unsigned xb[NT][8][2];
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int j = 0; j < 8; ++j) { xb[nt][j][0] = xn[nt][j][0]; xb[nt][j][1] = xn[nt][j][1]; }
-            if (g + 1 < g_hi) { LOAD_X(xn, g + 1); }
-#else
-            unsigned xb[NT][8][2];
-            LOAD_X(xb, g);
-#endif
-#else
 #pragma unroll
             for (int r = 0; r < R; ++r) { cv[r] = bv[c][r]; cm[r] = bm[c][r]; cs[r] = bs[c][r]; }
 #if XRING
@@ -725,7 +663,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
 #else
             unsigned xb[NT][8][2];
             LOAD_X(xb, g);
-#endif
 #endif
 #pragma unroll
             for (int r = 0; r < R; ++r) {
@@ -764,7 +701,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
                     acc[r][nt][3] = fmaf(cc[nt][3], f.y, acc[r][nt][3]);
                 }
             }
-#if !ASYNC
             const int gn = g + DEPTH;
             if (gn < g_hi) {
 #if XRING
@@ -777,7 +713,6 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
                     bs[c][r] = __ldg(ps[r] + 8 * gn);
                 }
             }
-#endif
         }
     }
     if (WARPS == 1) {
@@ -788,10 +723,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
                     const int row = 16 * (tile0 + r) + gid + 8 * (i >> 1), n = 8 * nt + 2 * t + (i & 1);
-                    if (row < N && n < T) {
-                        if (ks > 1) atomicAdd(y + (size_t)n * N + row, acc[r][nt][i]);
-                        else y[(size_t)n * N + row] = acc[r][nt][i];
-                    }
+                    if (row < N && n < T) y[(size_t)n * N + row] = acc[r][nt][i];
                 }
         return;
     }
@@ -808,19 +740,17 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32, MINB) nm24_spmma(
         float s = 0.f;
 #pragma unroll
         for (int w = 0; w < WARPS; ++w) s += red[w][rl][n];
-        if (row < N) {
-            if (ks > 1) atomicAdd(y + (size_t)n * N + row, s);
-            else y[(size_t)n * N + row] = s;
-        }
+        if (row < N) y[(size_t)n * N + row] = s;
     }
 }
 """
 SPMMA_BLOCK_K = 128     # K columns per group (one scale per group at group_size 128)
 SPMMA_MAX_T = 16
 SPMMA_PAD_INDEX = 0x4444   # index half-word of a padded row: kept positions (0, 1) in all 4 chunks
-# (16-row tiles per block, warps per block, groups in flight per warp[, min blocks per SM]) tried
-# by SparseMmaNM24Int4.tune
-SPMMA_CONFIGS = [(1, 8, 4), (1, 4, 4), (1, 8, 2), (1, 16, 2), (2, 4, 2), (2, 8, 2), (1, 4, 8), (1, 16, 1)]
+# (16-row tiles per block, warps per block, groups in flight per warp, activations in the ring)
+# tried by SparseMmaNM24Int4.tune; the first is the untuned default
+SPMMA_CONFIGS = [(2, 4, 2, 1), (2, 8, 1, 1), (1, 8, 2, 1), (2, 8, 2, 1), (1, 16, 2, 0), (2, 4, 2, 0),
+                 (2, 8, 2, 0), (1, 16, 1, 0), (1, 8, 2, 0), (1, 8, 4, 0)]
 
 
 def spmma_tiles(streams):
@@ -864,8 +794,8 @@ def spmma_tiles(streams):
 def spmma_tiles_reference(tiles, x, n_out):
     """numpy mirror of the kernel's reads over `spmma_tiles`: float32 (T, n_out) from x (T, Kb).
 
-    Rebuilds every row's codes and K columns from the tile arrays alone (the fragment order of
-    the docstring above) and sums group by group in float32, each group times its scale."""
+    Rebuilds every row's codes and K columns from the tile arrays alone (the fragment order
+    of `spmma_tiles` and SPMMA_SRC's header) and sums group by group in float32, each group times its scale."""
     vals, meta, scl = tiles
     nt, g = vals.shape[:2]
     x = np.asarray(x, dtype=np.float32)
@@ -892,6 +822,7 @@ def spmma_tiles_reference(tiles, x, n_out):
     y = (part * sc[None]).sum(axis=4, dtype=np.float32)             # [T, tile, h, gid]
     return y.reshape(x.shape[0], nt * 16)[:, :n_out]
 
+
 def _cupy():
     try:
         import cupy                          # lazy: heavy optional dependency (CUDA kernels only)
@@ -904,10 +835,12 @@ def _cupy():
 class SparseMmaNM24Int4:
     """Decode kernel (T = 1..16) on the sparse tensor cores, over the packed 2:4 INT4 streams.
 
-    y float32 (T, out) = x float16 (T, in) @ W.T. Reads the same arrays as `PackedNM24Int4`
+    y float32 (T, out) = x float16 (T, in) @ W.T. Reads the bytes of `PackedNM24Int4`'s arrays
     (`nm24_int4_streams`: value words, 2-bit index stream, FP16 scales; 3.125 bits/weight at
-    group 128): INT4 codes are widened to FP16 in registers, the index stream is mma.sp's
-    metadata as is, and each 128-column group's FP32 partial sum is multiplied by its scale.
+    group 128), permuted once at construction into the mma fragment order (`spmma_tiles`; the
+    arrays keep the names v_words / i_half / scales): INT4 codes are widened to FP16 in
+    registers, the index half-words are mma.sp's metadata as is, and each 128-column group's
+    FP32 partial sum is multiplied by its scale.
     Scales coarser than 128 columns (group 256, ..., channel, tensor) are repeated once here to
     one per 128 columns, so the kernel indexes them by group. Exact for integer x with unit
     scales (partial sums < 2^24). Needs group_size a multiple of 128 (or channel/tensor
@@ -932,12 +865,12 @@ class SparseMmaNM24Int4:
         self.scales = torch.from_numpy(scl).cuda()
         self._kernels, self.config, self.timings = {}, {}, {}
 
-    def _kernel(self, nt, rows, warps, depth, minb=1, xring=0, asy=0):
-        key = (nt, rows, warps, depth, minb, xring, asy)
+    def _kernel(self, nt, rows, warps, depth, xring):
+        key = (nt, rows, warps, depth, xring)
         if key not in self._kernels:
             self._kernels[key] = self._cp.RawKernel(SPMMA_SRC, "nm24_spmma", options=(
                 "-std=c++17", f"-DNT={nt}", f"-DR={rows}", f"-DWARPS={warps}", f"-DDEPTH={depth}",
-                f"-DMINB={minb}", f"-DXRING={xring}", f"-DASYNC={asy}"))
+                f"-DXRING={xring}"))
         return self._kernels[key]
 
     def _check_x(self, x):
@@ -950,27 +883,26 @@ class SparseMmaNM24Int4:
         return x.contiguous()
 
     def run(self, x, config):
-        """One launch with config (rows, warps, depth[, min blocks per SM]) on x (T, in) float16, T <= 16."""
+        """One launch with config (rows, warps, depth, xring) on x (T, in) float16, T <= 16."""
         torch = _torch()
         rows, warps = config[:2]
-        ks = config[6] if len(config) > 6 else 1
         t = x.shape[0]
         if x.shape[1] != self.k_blocks:
             x = torch.nn.functional.pad(x, (0, self.k_blocks - x.shape[1]))
-        out = (torch.zeros if ks > 1 else torch.empty)((t, self.out_features), device=x.device, dtype=torch.float32)
-        kern = self._kernel(1 if t <= 8 else 2, *config[:6])
+        out = torch.empty((t, self.out_features), device=x.device, dtype=torch.float32)
+        kern = self._kernel(1 if t <= 8 else 2, *config)
         ptr = [np.uint64(a.data_ptr()) for a in (x, self.v_words, self.i_half, self.scales, out)]
         grid = -(-self.tiles // rows)
         with self._cp.cuda.Stream.from_external(torch.cuda.current_stream()):   # graph-capturable
-            kern((grid, ks), (warps * 32,),
+            kern((grid,), (warps * 32,),
                  (ptr[0], np.int32(self.k_blocks // 2), np.int32(t), ptr[1], ptr[2], ptr[3], ptr[4],
-                  np.int32(self.out_features), np.int32(self.groups), np.int32(self.tiles), np.int32(ks)))
+                  np.int32(self.out_features), np.int32(self.groups), np.int32(self.tiles)))
         return out
 
     def tune(self, x, configs=SPMMA_CONFIGS):
-        """Time every (rows, warps, depth[, min blocks]) config on x, keep the fastest for this T; returns {config: ms}."""
+        """Time every (rows, warps, depth, xring) config on x, keep the fastest for this T; returns {config: ms}."""
         return _tune(self, self._check_x(x), configs)
 
     def __call__(self, x):
         x = self._check_x(x)
-        return self.run(x, self.config.get(x.shape[0], SPMMA_CONFIGS[1]))
+        return self.run(x, self.config.get(x.shape[0], SPMMA_CONFIGS[0]))
