@@ -2,6 +2,8 @@
 # GPU tests + benchmark on the GPU machine (python3 with torch/triton/cupy; no install: PYTHONPATH=.).
 # Usage (repository root): scripts/gpu_run.sh [test|bench|all] [extra gpu_bench.py args]
 # Results: benchmarks/results/gpu_<gpu>.{json,md} (e.g. gpu_h100); copies and logs go to $OUT when set.
+# A device python without gguf / yaml (imported by nmaccel.models): carry .venv/lib/python3.11/site-packages/{gguf,yaml}
+# and set PYTHONPATH=.venv/lib/python3.11/site-packages (only those two packages travel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
