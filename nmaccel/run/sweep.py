@@ -402,6 +402,7 @@ def _padded(vals, *, log):
 def plot(rows, path, area="lut"):
     """Pareto plot: area vs cycles (colour: fmax), and area vs latency at fmax when measured."""
     import matplotlib                        # lazy: heavy, needed only for the plot
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     ok = [r for r in rows if r["status"] == "ok" and _finite(r.get(area)) and _finite(r.get("cycles"))]
@@ -429,7 +430,12 @@ def plot(rows, path, area="lut"):
         ax.set_ylabel(ylabel)
         if sel:             # explicit finite limits: autoscaling one point flaked in parallel CI runs
             ax.set_yscale("log")
-            ax.set_xlim(*_padded([r[area] for r in sel], log=False))
+            xlo, xhi = _padded([r[area] for r in sel], log=False)
+            ax.set_xlim(xlo, xhi)
+            # fixed ticks: MaxNLocator's NaN step ("arange: cannot compute length") flaked in
+            # parallel test runs even with finite limits
+            ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(
+                [round(v) for v in (xlo + (xhi - xlo) * i / 4 for i in range(5))]))
             ax.set_ylim(*_padded([r[ykey] for r in sel], log=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
