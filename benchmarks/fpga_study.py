@@ -53,8 +53,7 @@ import numpy as np
 import pyrtl
 from tabulate import tabulate
 
-from nmaccel.arch.config import (DENSE_ARRAY, DENSE_TOP, PRODUCT_ARRAY, PRODUCT_TOP, HostLink, RuntimeConfig,
-                                 TopConfig)
+from nmaccel.arch.config import DENSE_ARRAY, PRODUCT_ARRAY, HostLink, RuntimeConfig, placed_top
 from nmaccel.golden import cyclemodel as cm
 from nmaccel.golden.gemm import gemm as golden_gemm
 from nmaccel.verilog import export, synth
@@ -70,7 +69,7 @@ BASE = ("dense", "dense INT8")
 
 
 def top_cfg(name):
-    return TopConfig(array=TOPS[name], **(DENSE_TOP if name == "dense" else PRODUCT_TOP))
+    return placed_top(TOPS[name])
 
 
 def _git(*args):

@@ -151,10 +151,9 @@ def sized_top(a, shapes, host_bits=64, t_max=None):
     """TopConfig of array `a` as placed (fpga_study): PRODUCT_TOP's buffers and counters, the
     dense INT8 top's DENSE_TOP; a K longer than the activation buffer holds for all tokens runs
     in token tiles (nmaccel.golden.cyclemodel.job_shapes). Every (T, K, N) in shapes must fit."""
-    from nmaccel.arch.config import DENSE_ARRAY, DENSE_TOP, PRODUCT_TOP, TopConfig
+    from nmaccel.arch.config import placed_top
     from nmaccel.golden.cyclemodel import job_shapes
-    base = DENSE_TOP if a == DENSE_ARRAY else PRODUCT_TOP
-    p = TopConfig(array=a, **{**base, "host_bits": host_bits, "t_max": t_max or base["t_max"]})
+    p = placed_top(a, host_bits=host_bits, **({"t_max": t_max} if t_max else {}))
     for shape in shapes:
         job_shapes(shape, p, "int8", min(a.n_max, a.m_max), min(a.n_max, a.m_max))   # refuses what does not fit
     return p

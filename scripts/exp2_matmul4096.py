@@ -150,7 +150,9 @@ def main(argv=None):
                     {f"T={T} (top)": [r["speedup_vs_dense_int8"] for r in top if r["tokens"] == T] for T in toks},
                     CLAIM, f"claim {CLAIM}x (GPU)", "x vs dense INT8, same top (cycle model)",
                     f"Exp 2: 4096x4096 on the {src.get('shape')} top @ {f:.0f} MHz", figsize=(7, 4))
+    dense_rec = dense and {"fmax": dense["fmax"], "rows": {str(T): v for T, v in dense["rows"].items()}}
     return write_results("exp2_matmul4096", {"claim": CLAIM, "fmax": fm, "top": top, "strassen": stras,
+                                              "dense_top": dense_rec,
                                               "gpu_committed": {"meta": gmeta, "rows": gpu}},
                           md, fig, args.out_dir)
 

@@ -59,6 +59,12 @@ def main(argv=None):
     mems = parse_list(args.mem_gbps, float)
     shapes = [(max(toks), K, N) for _, K, N in BLOCK]
     p = sized_top(a, shapes, host_bits=args.host_bits)
+    # the same-device baseline: the dense INT8 top at its own measured fmax, when placed
+    try:
+        fd = measured_fmax(args.fmax_json, top="dense")
+        dense_top = (sized_top(measured_array(fd), shapes, host_bits=args.host_bits), fd) if "top" in fd["row"] else None
+    except SystemExit:
+        dense_top = None
     rows, data = [], []
     for T in toks:
         for mem in mems:
@@ -74,12 +80,16 @@ def main(argv=None):
                        "blocks_speedup": base["blocks_s"] / r["blocks_s"],
                        "end_to_end_speedup": base_total / total,
                        "cycles_blocks": r["cycles_blocks"], "host_MB_blocks": r["bytes_blocks"] / 1e6}
+                if dense_top:
+                    dt = model_time(dense_top[0], dense_top[1]["fmax_mhz"], T, "int8", 4, 4, mem or None)
+                    row["end_to_end_vs_dense_top"] = (dt["blocks_s"] + dt["lm_head_s"]) / total
                 rows.append(row)
                 data.append({**row, "per_layer": r["per_layer"]})
     headers = ["T", "mem GB/s", "config", "ms/token", "tokens/s", "x blocks", "x end-to-end",
-               "block cycles", "host MB (blocks)"]
+               "x end-to-end vs dense INT8 top (own fmax)", "block cycles", "host MB (blocks)"]
     body = [[r["tokens"], r["mem_gbps"], r["config"], r["per_token_ms"], r["tokens_per_s"],
-             r["blocks_speedup"], r["end_to_end_speedup"], r["cycles_blocks"], r["host_MB_blocks"]]
+             r["blocks_speedup"], r["end_to_end_speedup"], r.get("end_to_end_vs_dense_top", "-"),
+             r["cycles_blocks"], r["host_MB_blocks"]]
             for r in rows]
     src = fm["row"]
     md = ["# Experiment 4: LLaMA-7B scaling on the measured accelerator top", "",
@@ -93,7 +103,10 @@ def main(argv=None):
           "K tiles x steps exceed the activation buffer. Cycles: nmaccel.golden.cyclemodel (equal to RTL "
           "cycles on every tested shape). Linear layers only (32 blocks + dense INT8 lm_head); "
           "attention scores, softmax and norms are not counted. Speedups are vs dense INT8 on the same "
-          "top; `x blocks` excludes the lm_head.", "",
+          "top; `x blocks` excludes the lm_head. The same-device baseline column: the dense INT8 top "
+          + (f"({dense_top[1]['row'].get('shape')}, {dense_top[1]['row'].get('dsp')} DSP) at its own measured "
+             f"fmax {dense_top[1]['fmax_mhz']:.1f} MHz, same model and host link"
+             if dense_top else "(not in the fmax file)") + ".", "",
           md_table(body, headers, floatfmt=".4g"), ""]
     dec = {r["config"]: r for r in rows if r["tokens"] == toks[0] and r["mem_gbps"] == (mems[-1] or "unlimited")}
     if "2:4 INT4" in dec:

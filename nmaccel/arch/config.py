@@ -667,6 +667,14 @@ as fast as one (a tile's 32 steps outlast its weight words). 8192 entries (128 D
 55.7 MHz, limited by the buffer's write enable fanning out to 16 block-RAM rows
 (fpga_study.json runs)."""
 
+
+def placed_top(array_cfg, **overrides):
+    """TopConfig of `array_cfg` with the placed tops' buffers and counters: DENSE_TOP for the dense
+    baseline array, PRODUCT_TOP for every other; `overrides` replace single parameters."""
+    base = DENSE_TOP if array_cfg == DENSE_ARRAY else PRODUCT_TOP
+    return TopConfig(array=array_cfg, **{**base, **overrides})
+
+
 @dataclass(frozen=True)
 class StrassenConfig:
     """Elaboration widths: `act_bits` (activations), `product_bits` (the products M_i as the

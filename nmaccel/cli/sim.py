@@ -12,7 +12,7 @@ import numpy as np
 from safetensors.numpy import load_file
 from tabulate import tabulate
 
-from nmaccel.arch.config import PRODUCT_ARRAY, PRODUCT_TOP, ArrayConfig, HostLink, RuntimeConfig, TopConfig, pipeline_options
+from nmaccel.arch.config import PRODUCT_ARRAY, ArrayConfig, HostLink, RuntimeConfig, pipeline_options, placed_top
 from nmaccel.cli import argtypes
 from nmaccel.errors import NmaccelError, require, require_memory
 from nmaccel.fileio import check_output
@@ -69,10 +69,9 @@ def _load_model_layer(args):
 
 
 def _layer_top(a):
-    """The product top's buffers and counters (PRODUCT_TOP) on the chosen array: any layer shape
+    """The placed tops' buffers and counters (placed_top) on the chosen array: any layer shape
     runs on it (K streaming by token tiles); raw sums as wide as its accumulator needs."""
-    probe = TopConfig(array=a, **{**PRODUCT_TOP, "raw_bits": 64})
-    return TopConfig(array=a, **{**PRODUCT_TOP, "raw_bits": max(32, probe.sum_bits)})
+    return placed_top(a, raw_bits=max(32, placed_top(a, raw_bits=64).sum_bits))
 
 
 def _calibrated_epilogue(packed, x_q, relu):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyrtl
 
-from nmaccel.arch.config import PRODUCT_TOP, ArrayConfig, HostLink, RuntimeConfig, TopConfig
+from nmaccel.arch.config import ArrayConfig, HostLink, RuntimeConfig, placed_top
 from nmaccel.errors import require
 from nmaccel.fileio import open_output
 from nmaccel.golden import cyclemodel as cm
@@ -58,9 +58,10 @@ class GemmResult:
 
 
 def default_top(array_cfg):
-    """The top run_gemm elaborates when none is given: PRODUCT_TOP's buffers and counters
-    (any K up to k_tiles_max K tiles, N up to n_tiles_max column tiles, any T in token tiles)."""
-    return TopConfig(array=array_cfg, **PRODUCT_TOP)
+    """The top run_gemm elaborates when none is given: the placed tops' buffers and counters
+    (nmaccel.arch.config.placed_top: any K up to k_tiles_max K tiles, N up to n_tiles_max column
+    tiles, any T in token tiles)."""
+    return placed_top(array_cfg)
 
 
 def reference(packed, x_q, epilogue=None, group_scales=False):
@@ -298,7 +299,7 @@ def run_gemm(packed, x_q, array_cfg, *, backend="pyrtl", epilogue=None, top_cfg=
              simulator="compiled", group_scales=None, link=None):
     """Run y = x_q @ packed.int_weights().T (then the epilogue, if given) on the accelerator top.
 
-    `array_cfg`: ArrayConfig; `top_cfg`: TopConfig (default TopConfig(array=array_cfg));
+    `array_cfg`: ArrayConfig; `top_cfg`: TopConfig (default `default_top(array_cfg)`);
     `epilogue`: None (raw int sums) or EpilogueSpec / dict(mult, shift, bias, relu).
     `group_scales`: apply FP16 group scales in fixed point (golden group_scaled_gemm); default
     on when the top is elaborated with them and the weights have granularity "group".
